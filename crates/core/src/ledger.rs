@@ -15,7 +15,8 @@ pub const CLEARING_SHARDS: u32 = 64;
 pub enum AccountKind {
     /// A customer's wallet: money the customer holds. Never negative.
     Wallet,
-    /// A store's settlement account: what the chain owes the store for wallet payments.
+    /// A store's settlement account: what the chain owes the store for wallet payments. It may
+    /// go below zero when refunds follow a payout.
     StoreSettlement,
     /// A store's cash drawer for cash top-ups taken at the till.
     StoreCash,
@@ -53,7 +54,7 @@ impl AccountKind {
     /// Whether the balance may be below zero (TigerBeetle's `debits_must_not_exceed_credits`
     /// is set for every kind that returns false).
     pub fn may_go_negative(&self) -> bool {
-        !matches!(self, AccountKind::Wallet | AccountKind::StoreSettlement)
+        !matches!(self, AccountKind::Wallet)
     }
 }
 
@@ -61,6 +62,11 @@ impl AccountKind {
 pub fn wallet_account(customer_id: &str, currency: Currency) -> String {
     format!("wallet:{customer_id}:{currency}")
 }
+/// Whether a ledger account id names a customer wallet (the accounts that may not go negative).
+pub fn is_wallet_account(account_id: &str) -> bool {
+    account_id.starts_with("wallet:")
+}
+
 /// Ledger account id of a store's settlement account.
 pub fn store_settlement_account(store_id: &str, currency: Currency) -> String {
     format!("settlement:{store_id}:{currency}")

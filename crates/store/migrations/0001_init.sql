@@ -1,0 +1,199 @@
+-- Konbini schema, version 1. Written once for both backends: integers are BIGINT (money in
+-- minor units, time in unix milliseconds, flags 0/1), text is TEXT, bytes are BYTEA (BLOB on
+-- SQLite). No floats, no native timestamps.
+
+CREATE TABLE customers (
+    id              TEXT PRIMARY KEY,
+    email           TEXT NOT NULL UNIQUE,   -- normalized: trimmed, lower-case
+    phone           TEXT NOT NULL,
+    password_hash   TEXT NOT NULL,          -- Argon2id PHC string
+    status          TEXT NOT NULL,          -- active | frozen | closed
+    funding         TEXT NOT NULL,          -- wallet | card: how POS payments are funded
+    funding_card_id TEXT,
+    created_ms      BIGINT NOT NULL
+);
+
+CREATE TABLE devices (
+    id                TEXT PRIMARY KEY,
+    customer_id       TEXT NOT NULL REFERENCES customers(id),
+    slot              BIGINT NOT NULL,      -- opaque payment-code slot, see docs/payment-codes.md
+    key_generation    BIGINT NOT NULL,
+    secret_hash       BYTEA NOT NULL,       -- SHA-256 of the device secret
+    name              TEXT NOT NULL,
+    status            TEXT NOT NULL,        -- bound | revoked
+    last_code_counter BIGINT NOT NULL,      -- highest payment-code counter used (one-time codes)
+    created_ms        BIGINT NOT NULL,
+    revoked_ms        BIGINT
+);
+CREATE UNIQUE INDEX devices_live_slot ON devices(slot) WHERE status <> 'revoked';
+CREATE INDEX devices_customer ON devices(customer_id);
+
+CREATE TABLE sessions (
+    token_hash   BYTEA PRIMARY KEY,         -- SHA-256 of the bearer token; the token is never stored
+    customer_id  TEXT NOT NULL REFERENCES customers(id),
+    device_id    TEXT NOT NULL REFERENCES devices(id),
+    created_ms   BIGINT NOT NULL,
+    last_seen_ms BIGINT NOT NULL,
+    expires_ms   BIGINT NOT NULL,
+    revoked_ms   BIGINT
+);
+CREATE INDEX sessions_customer ON sessions(customer_id);
+
+CREATE TABLE cards (
+    id              TEXT PRIMARY KEY,
+    customer_id     TEXT NOT NULL REFERENCES customers(id),
+    processor_token TEXT NOT NULL,
+    brand           TEXT NOT NULL,
+    last4           TEXT NOT NULL,
+    exp_month       BIGINT NOT NULL,
+    exp_year        BIGINT NOT NULL,
+    fingerprint     BYTEA NOT NULL,         -- keyed HMAC of the card number; the number is never stored
+    status          TEXT NOT NULL,          -- active | removed
+    created_ms      BIGINT NOT NULL
+);
+CREATE INDEX cards_customer ON cards(customer_id);
+CREATE INDEX cards_fingerprint ON cards(fingerprint);
+
+CREATE TABLE stores (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    region     TEXT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+
+CREATE TABLE terminals (
+    id         TEXT PRIMARY KEY,
+    store_id   TEXT NOT NULL REFERENCES stores(id),
+    key_hash   BYTEA NOT NULL UNIQUE,       -- SHA-256 of the terminal key
+    label      TEXT NOT NULL,
+    status     TEXT NOT NULL,               -- active | revoked
+    created_ms BIGINT NOT NULL
+);
+
+-- Ledger. balance = sum of postings (credits positive); held = sum of pending holds.
+CREATE TABLE accounts (
+    id         TEXT PRIMARY KEY,
+    kind       TEXT NOT NULL,
+    currency   TEXT NOT NULL,
+    balance    BIGINT NOT NULL,
+    held       BIGINT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+
+CREATE TABLE entries (
+    id         TEXT PRIMARY KEY,
+    kind       TEXT NOT NULL,               -- topup | payment | refund | reversal | ...
+    ref_id     TEXT NOT NULL,               -- the topup / payment / refund it records
+    currency   TEXT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+CREATE INDEX entries_ref ON entries(ref_id);
+CREATE INDEX entries_created ON entries(created_ms);
+
+CREATE TABLE postings (
+    entry_id   TEXT NOT NULL REFERENCES entries(id),
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    amount     BIGINT NOT NULL,             -- signed: credit positive, debit negative
+    PRIMARY KEY (entry_id, account_id)
+);
+CREATE INDEX postings_account ON postings(account_id);
+
+CREATE TABLE holds (
+    id         TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    amount     BIGINT NOT NULL,
+    currency   TEXT NOT NULL,
+    state      TEXT NOT NULL,               -- pending | posted | voided
+    ref_id     TEXT NOT NULL,
+    expires_ms BIGINT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+CREATE INDEX holds_pending ON holds(state, expires_ms);
+
+CREATE TABLE topups (
+    id               TEXT PRIMARY KEY,
+    customer_id      TEXT NOT NULL REFERENCES customers(id),
+    source           TEXT NOT NULL,         -- card | cash
+    card_id          TEXT,
+    store_id         TEXT,
+    amount           BIGINT NOT NULL,
+    currency         TEXT NOT NULL,
+    status           TEXT NOT NULL,         -- pending | succeeded | failed
+    decline_code     TEXT,
+    processor_auth   TEXT,
+    entry_id         TEXT,
+    created_ms       BIGINT NOT NULL,
+    updated_ms       BIGINT NOT NULL
+);
+CREATE INDEX topups_customer ON topups(customer_id, created_ms);
+
+CREATE TABLE payments (
+    id             TEXT PRIMARY KEY,
+    customer_id    TEXT,                    -- NULL when the code matched no device
+    device_id      TEXT,
+    store_id       TEXT NOT NULL,
+    terminal_id    TEXT NOT NULL,
+    amount         BIGINT NOT NULL,
+    currency       TEXT NOT NULL,
+    status         TEXT NOT NULL,           -- succeeded | declined | pending_confirmation | canceled | expired
+    decline_code   TEXT,
+    funding        TEXT,                    -- wallet | card
+    card_id        TEXT,
+    processor_auth TEXT,
+    order_ref      TEXT NOT NULL,
+    basket         TEXT NOT NULL,           -- JSON array of basket lines
+    refunded       BIGINT NOT NULL,
+    hold_id        TEXT,
+    expires_ms     BIGINT,
+    created_ms     BIGINT NOT NULL,
+    updated_ms     BIGINT NOT NULL
+);
+CREATE INDEX payments_customer ON payments(customer_id, created_ms);
+CREATE INDEX payments_store ON payments(store_id, created_ms);
+
+CREATE TABLE refunds (
+    id         TEXT PRIMARY KEY,
+    payment_id TEXT NOT NULL REFERENCES payments(id),
+    amount     BIGINT NOT NULL,
+    currency   TEXT NOT NULL,
+    status     TEXT NOT NULL,               -- succeeded
+    created_ms BIGINT NOT NULL
+);
+CREATE INDEX refunds_payment ON refunds(payment_id);
+
+-- The customer's feed (GET /v1/transactions): one row per top-up, payment and refund.
+CREATE TABLE activity (
+    id          TEXT PRIMARY KEY,           -- the topup / payment / refund id
+    customer_id TEXT NOT NULL,
+    kind        TEXT NOT NULL,              -- topup | payment | refund
+    amount      BIGINT NOT NULL,            -- signed effect on the wallet view
+    currency    TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    description TEXT NOT NULL,
+    created_ms  BIGINT NOT NULL
+);
+CREATE INDEX activity_customer ON activity(customer_id, created_ms, id);
+
+-- Stored responses of requests with an Idempotency-Key (Stripe semantics).
+CREATE TABLE idempotency (
+    scope        TEXT NOT NULL,             -- who sent it: a customer or terminal id
+    key          TEXT NOT NULL,
+    request_hash BYTEA NOT NULL,
+    status_code  BIGINT,                    -- NULL while the first request is in flight
+    body         TEXT,
+    created_ms   BIGINT NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX idempotency_created ON idempotency(created_ms);
+
+-- Transactional outbox: written in the same transaction as the change it reports.
+CREATE TABLE outbox (
+    id           TEXT PRIMARY KEY,
+    topic        TEXT NOT NULL,
+    aggregate_id TEXT NOT NULL,
+    payload      TEXT NOT NULL,             -- JSON
+    created_ms   BIGINT NOT NULL,
+    delivered_ms BIGINT,
+    attempts     BIGINT NOT NULL
+);
+CREATE INDEX outbox_pending ON outbox(delivered_ms, created_ms);

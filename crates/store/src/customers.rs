@@ -1,0 +1,313 @@
+//! Customers, their devices, sessions and linked cards.
+
+use crate::{Conn, Row, StoreError, params};
+
+/// A customer as stored.
+#[derive(Debug, Clone)]
+pub struct Customer {
+    pub id: String,
+    pub email: String,
+    pub phone: String,
+    pub password_hash: String,
+    pub status: String,
+    pub funding: String,
+    pub funding_card_id: Option<String>,
+    pub created_ms: i64,
+}
+
+
+fn customer(r: &Row) -> Result<Customer, StoreError> {
+    Ok(Customer {
+        id: r.text(0)?,
+        email: r.text(1)?,
+        phone: r.text(2)?,
+        password_hash: r.text(3)?,
+        status: r.text(4)?,
+        funding: r.text(5)?,
+        funding_card_id: r.opt_text(6)?,
+        created_ms: r.int(7)?,
+    })
+}
+
+/// Inserts a customer; returns false (and changes nothing) when the email is taken.
+pub fn insert(conn: &mut dyn Conn, c: &Customer) -> Result<bool, StoreError> {
+    let n = conn.exec(
+        "INSERT INTO customers (id, email, phone, password_hash, status, funding, funding_card_id, created_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+        params![&c.id, &c.email, &c.phone, &c.password_hash, &c.status, &c.funding, c.funding_card_id.clone(), c.created_ms],
+    )?;
+    Ok(n == 1)
+}
+
+pub fn by_email(conn: &mut dyn Conn, email: &str) -> Result<Option<Customer>, StoreError> {
+    conn.query_opt(
+        "SELECT id, email, phone, password_hash, status, funding, funding_card_id, created_ms FROM customers WHERE email = $1",
+        params![email],
+    )?
+    .map(|r| customer(&r))
+    .transpose()
+}
+
+pub fn by_id(conn: &mut dyn Conn, id: &str) -> Result<Option<Customer>, StoreError> {
+    conn.query_opt(
+        "SELECT id, email, phone, password_hash, status, funding, funding_card_id, created_ms FROM customers WHERE id = $1",
+        params![id],
+    )?
+    .map(|r| customer(&r))
+    .transpose()
+}
+
+/// Chooses how POS payments are funded: the wallet, or a linked card directly.
+pub fn set_funding(
+    conn: &mut dyn Conn,
+    id: &str,
+    funding: &str,
+    card_id: Option<&str>,
+) -> Result<(), StoreError> {
+    conn.exec(
+        "UPDATE customers SET funding = $1, funding_card_id = $2 WHERE id = $3",
+        params![funding, card_id, id],
+    )?;
+    Ok(())
+}
+
+/// A device bound to a customer.
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub id: String,
+    pub customer_id: String,
+    pub slot: i64,
+    pub key_generation: i64,
+    pub secret_hash: Vec<u8>,
+    pub name: String,
+    pub status: String,
+    pub last_code_counter: i64,
+    pub created_ms: i64,
+}
+
+fn device(r: &Row) -> Result<Device, StoreError> {
+    Ok(Device {
+        id: r.text(0)?,
+        customer_id: r.text(1)?,
+        slot: r.int(2)?,
+        key_generation: r.int(3)?,
+        secret_hash: r.bytes(4)?,
+        name: r.text(5)?,
+        status: r.text(6)?,
+        last_code_counter: r.int(7)?,
+        created_ms: r.int(8)?,
+    })
+}
+
+/// Inserts a device; returns false when its slot is already live on another device (the
+/// caller draws another slot).
+pub fn insert_device(conn: &mut dyn Conn, d: &Device) -> Result<bool, StoreError> {
+    let n = conn.exec(
+        "INSERT INTO devices (id, customer_id, slot, key_generation, secret_hash, name, status, last_code_counter, created_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+        params![&d.id, &d.customer_id, d.slot, d.key_generation, d.secret_hash.clone(), &d.name, &d.status, d.last_code_counter, d.created_ms],
+    )?;
+    Ok(n == 1)
+}
+
+pub fn device_by_id(conn: &mut dyn Conn, id: &str) -> Result<Option<Device>, StoreError> {
+    conn.query_opt(
+        "SELECT id, customer_id, slot, key_generation, secret_hash, name, status, last_code_counter, created_ms FROM devices WHERE id = $1",
+        params![id],
+    )?
+    .map(|r| device(&r))
+    .transpose()
+}
+
+/// The live (bound) device holding a payment-code slot.
+pub fn device_by_slot(conn: &mut dyn Conn, slot: i64) -> Result<Option<Device>, StoreError> {
+    conn.query_opt(
+        "SELECT id, customer_id, slot, key_generation, secret_hash, name, status, last_code_counter, created_ms FROM devices WHERE slot = $1 AND status = 'bound'",
+        params![slot],
+    )?
+    .map(|r| device(&r))
+    .transpose()
+}
+
+pub fn devices_of(conn: &mut dyn Conn, customer_id: &str) -> Result<Vec<Device>, StoreError> {
+    conn.query(
+        "SELECT id, customer_id, slot, key_generation, secret_hash, name, status, last_code_counter, created_ms FROM devices WHERE customer_id = $1 ORDER BY created_ms, id",
+        params![customer_id],
+    )?
+    .iter()
+    .map(device)
+    .collect()
+}
+
+/// Atomically spends payment-code counter `counter` on `slot`: succeeds for exactly one caller,
+/// and only if the counter is above every counter used before (so older codes die too).
+pub fn consume_code(conn: &mut dyn Conn, slot: i64, counter: i64) -> Result<bool, StoreError> {
+    let n = conn.exec(
+        "UPDATE devices SET last_code_counter = $1 WHERE slot = $2 AND status = 'bound' AND last_code_counter < $1",
+        params![counter, slot],
+    )?;
+    Ok(n == 1)
+}
+
+/// Revokes a device and ends its sessions; its slot (and so its codes) dies with it.
+pub fn revoke_device(conn: &mut dyn Conn, customer_id: &str, device_id: &str, now_ms: i64) -> Result<bool, StoreError> {
+    let n = conn.exec(
+        "UPDATE devices SET status = 'revoked', revoked_ms = $1 WHERE id = $2 AND customer_id = $3 AND status <> 'revoked'",
+        params![now_ms, device_id, customer_id],
+    )?;
+    conn.exec(
+        "UPDATE sessions SET revoked_ms = $1 WHERE device_id = $2 AND revoked_ms IS NULL",
+        params![now_ms, device_id],
+    )?;
+    Ok(n == 1)
+}
+
+/// A session looked up by its token hash, with what authorization needs to know.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub customer_id: String,
+    pub device_id: String,
+    pub created_ms: i64,
+    pub last_seen_ms: i64,
+    pub expires_ms: i64,
+    pub revoked: bool,
+    pub device_status: String,
+    pub customer_status: String,
+}
+
+pub fn insert_session(
+    conn: &mut dyn Conn,
+    token_hash: &[u8],
+    customer_id: &str,
+    device_id: &str,
+    now_ms: i64,
+    expires_ms: i64,
+) -> Result<(), StoreError> {
+    conn.exec(
+        "INSERT INTO sessions (token_hash, customer_id, device_id, created_ms, last_seen_ms, expires_ms) VALUES ($1, $2, $3, $4, $4, $5)",
+        params![token_hash, customer_id, device_id, now_ms, expires_ms],
+    )?;
+    Ok(())
+}
+
+pub fn session(conn: &mut dyn Conn, token_hash: &[u8]) -> Result<Option<Session>, StoreError> {
+    conn.query_opt(
+        "SELECT s.customer_id, s.device_id, s.created_ms, s.last_seen_ms, s.expires_ms, s.revoked_ms, d.status, c.status \
+         FROM sessions s JOIN devices d ON d.id = s.device_id JOIN customers c ON c.id = s.customer_id WHERE s.token_hash = $1",
+        params![token_hash],
+    )?
+    .map(|r| {
+        Ok(Session {
+            customer_id: r.text(0)?,
+            device_id: r.text(1)?,
+            created_ms: r.int(2)?,
+            last_seen_ms: r.int(3)?,
+            expires_ms: r.int(4)?,
+            revoked: r.opt_int(5)?.is_some(),
+            device_status: r.text(6)?,
+            customer_status: r.text(7)?,
+        })
+    })
+    .transpose()
+}
+
+/// Records activity on a session (for the idle timeout). Only written when the stored value
+/// is older than `min_interval_ms`, so a busy session does not write on every request.
+pub fn touch_session(conn: &mut dyn Conn, token_hash: &[u8], now_ms: i64, min_interval_ms: i64) -> Result<(), StoreError> {
+    conn.exec(
+        "UPDATE sessions SET last_seen_ms = $1 WHERE token_hash = $2 AND last_seen_ms < $3",
+        params![now_ms, token_hash, now_ms - min_interval_ms],
+    )?;
+    Ok(())
+}
+
+pub fn revoke_session(conn: &mut dyn Conn, token_hash: &[u8], now_ms: i64) -> Result<(), StoreError> {
+    conn.exec(
+        "UPDATE sessions SET revoked_ms = $1 WHERE token_hash = $2 AND revoked_ms IS NULL",
+        params![now_ms, token_hash],
+    )?;
+    Ok(())
+}
+
+/// A linked card. The card number itself is never stored.
+#[derive(Debug, Clone)]
+pub struct Card {
+    pub id: String,
+    pub customer_id: String,
+    pub processor_token: String,
+    pub brand: String,
+    pub last4: String,
+    pub exp_month: i64,
+    pub exp_year: i64,
+    pub fingerprint: Vec<u8>,
+    pub status: String,
+    pub created_ms: i64,
+}
+
+fn card(r: &Row) -> Result<Card, StoreError> {
+    Ok(Card {
+        id: r.text(0)?,
+        customer_id: r.text(1)?,
+        processor_token: r.text(2)?,
+        brand: r.text(3)?,
+        last4: r.text(4)?,
+        exp_month: r.int(5)?,
+        exp_year: r.int(6)?,
+        fingerprint: r.bytes(7)?,
+        status: r.text(8)?,
+        created_ms: r.int(9)?,
+    })
+}
+
+pub fn insert_card(conn: &mut dyn Conn, c: &Card) -> Result<(), StoreError> {
+    conn.exec(
+        "INSERT INTO cards (id, customer_id, processor_token, brand, last4, exp_month, exp_year, fingerprint, status, created_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        params![&c.id, &c.customer_id, &c.processor_token, &c.brand, &c.last4, c.exp_month, c.exp_year, c.fingerprint.clone(), &c.status, c.created_ms],
+    )?;
+    Ok(())
+}
+
+/// Active cards of a customer, oldest first.
+pub fn cards_of(conn: &mut dyn Conn, customer_id: &str) -> Result<Vec<Card>, StoreError> {
+    conn.query(
+        "SELECT id, customer_id, processor_token, brand, last4, exp_month, exp_year, fingerprint, status, created_ms \
+         FROM cards WHERE customer_id = $1 AND status = 'active' ORDER BY created_ms, id",
+        params![customer_id],
+    )?
+    .iter()
+    .map(card)
+    .collect()
+}
+
+/// One active card, only if it belongs to `customer_id` (another customer's id reads as absent).
+pub fn card_of(conn: &mut dyn Conn, customer_id: &str, card_id: &str) -> Result<Option<Card>, StoreError> {
+    conn.query_opt(
+        "SELECT id, customer_id, processor_token, brand, last4, exp_month, exp_year, fingerprint, status, created_ms \
+         FROM cards WHERE id = $1 AND customer_id = $2 AND status = 'active'",
+        params![card_id, customer_id],
+    )?
+    .map(|r| card(&r))
+    .transpose()
+}
+
+pub fn remove_card(conn: &mut dyn Conn, customer_id: &str, card_id: &str) -> Result<bool, StoreError> {
+    let n = conn.exec(
+        "UPDATE cards SET status = 'removed' WHERE id = $1 AND customer_id = $2 AND status = 'active'",
+        params![card_id, customer_id],
+    )?;
+    conn.exec(
+        "UPDATE customers SET funding = 'wallet', funding_card_id = NULL WHERE id = $1 AND funding_card_id = $2",
+        params![customer_id, card_id],
+    )?;
+    Ok(n == 1)
+}
+
+/// How many distinct customers have linked a card with this fingerprint (a risk signal).
+pub fn customers_with_fingerprint(conn: &mut dyn Conn, fingerprint: &[u8]) -> Result<i64, StoreError> {
+    conn.query_one(
+        "SELECT COUNT(DISTINCT customer_id) FROM cards WHERE fingerprint = $1",
+        params![fingerprint],
+    )?
+    .int(0)
+}

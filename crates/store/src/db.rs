@@ -1,0 +1,268 @@
+//! [`Db`]: the handle the rest of the system uses to run transactions on either backend.
+
+use crate::postgres::{self as pg, PgConn, PgJob};
+use crate::sqlite::{self, ReadJob, SqliteConn, WriteJob};
+use crate::value::Conn;
+use crate::StoreError;
+use std::sync::Arc;
+
+/// Which database a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// How to open a database.
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    /// `sqlite://path/to/file.db` or `postgres://user@host/db` (also `postgresql://`).
+    pub url: String,
+    /// PostgreSQL connections (one worker thread each).
+    pub pg_pool_size: usize,
+    /// SQLite reader threads (the writer is always one).
+    pub sqlite_readers: usize,
+}
+
+impl DbConfig {
+    pub fn new(url: &str) -> DbConfig {
+        DbConfig {
+            url: url.to_string(),
+            pg_pool_size: 16,
+            sqlite_readers: 2,
+        }
+    }
+}
+
+enum Inner {
+    Sqlite {
+        writer: crossbeam_channel::Sender<WriteJob>,
+        readers: crossbeam_channel::Sender<ReadJob>,
+    },
+    Postgres {
+        jobs: crossbeam_channel::Sender<PgJob>,
+    },
+}
+
+/// A database handle. Cheap to clone; all clones share the same executor threads.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+    backend: Backend,
+}
+
+/// Bound on queued jobs per executor: beyond it callers wait (back-pressure, not memory growth).
+const QUEUE_BOUND: usize = 8192;
+
+impl Db {
+    /// Opens the database and runs pending migrations.
+    pub fn open(config: &DbConfig) -> Result<Db, StoreError> {
+        if let Some(path) = config.url.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or(path).to_string();
+            if path.is_empty() {
+                return Err(StoreError::Url("sqlite:// needs a file path".into()));
+            }
+            let mut writer_conn = SqliteConn::open(&path)?;
+            crate::migrations::run_sqlite(&mut writer_conn)?;
+            let (wtx, wrx) = crossbeam_channel::bounded::<WriteJob>(QUEUE_BOUND);
+            std::thread::Builder::new()
+                .name("sqlite-writer".into())
+                .spawn(move || sqlite::writer_loop(writer_conn, wrx))
+                .map_err(|e| StoreError::Db(e.to_string()))?;
+            let (rtx, rrx) = crossbeam_channel::bounded::<ReadJob>(QUEUE_BOUND);
+            for i in 0..config.sqlite_readers.max(1) {
+                let conn = SqliteConn::open(&path)?;
+                let rx = rrx.clone();
+                std::thread::Builder::new()
+                    .name(format!("sqlite-reader-{i}"))
+                    .spawn(move || sqlite::reader_loop(conn, rx))
+                    .map_err(|e| StoreError::Db(e.to_string()))?;
+            }
+            Ok(Db {
+                inner: Arc::new(Inner::Sqlite {
+                    writer: wtx,
+                    readers: rtx,
+                }),
+                backend: Backend::Sqlite,
+            })
+        } else if config.url.starts_with("postgres://") || config.url.starts_with("postgresql://")
+        {
+            let mut first = PgConn::connect(&config.url)?;
+            crate::migrations::run_postgres(&mut first)?;
+            let (tx, rx) = crossbeam_channel::bounded::<PgJob>(QUEUE_BOUND);
+            let mut conns = vec![first];
+            for _ in 1..config.pg_pool_size.max(1) {
+                conns.push(PgConn::connect(&config.url)?);
+            }
+            for (i, conn) in conns.into_iter().enumerate() {
+                let rx = rx.clone();
+                std::thread::Builder::new()
+                    .name(format!("pg-worker-{i}"))
+                    .spawn(move || pg::worker_loop(conn, rx))
+                    .map_err(|e| StoreError::Db(e.to_string()))?;
+            }
+            Ok(Db {
+                inner: Arc::new(Inner::Postgres { jobs: tx }),
+                backend: Backend::Postgres,
+            })
+        } else {
+            Err(StoreError::Url(
+                "expected sqlite://PATH or postgres://...".into(),
+            ))
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Runs `f` as one read-write transaction and returns once it is durably committed.
+    /// `f` may be run more than once on PostgreSQL (after a deadlock), so it must not have
+    /// side effects outside the transaction.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnMut(&mut dyn Conn) -> Result<T, E> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, E>>();
+        match &*self.inner {
+            Inner::Sqlite { writer, .. } => {
+                let mut f = f;
+                let job: WriteJob = Box::new(move |conn: &mut SqliteConn| {
+                    let r = f(conn);
+                    let ok = r.is_ok();
+                    let done: sqlite_outcome::Outcome = Box::new(move |commit_err| {
+                        let _ = tx.send(match commit_err {
+                            None => r,
+                            Some(e) => Err(E::from(e)),
+                        });
+                    });
+                    (ok, done)
+                });
+                send(writer, job)?;
+            }
+            Inner::Postgres { jobs } => {
+                let job: PgJob = Box::new(move |conn: &mut PgConn| {
+                    let _ = tx.send(run_pg_tx(conn, f, "BEGIN"));
+                });
+                send(jobs, job)?;
+            }
+        }
+        rx.await.map_err(|_| E::from(StoreError::Closed))?
+    }
+
+    /// Runs `f` in a read-only transaction (a consistent snapshot).
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnMut(&mut dyn Conn) -> Result<T, E> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, E>>();
+        match &*self.inner {
+            Inner::Sqlite { readers, .. } => {
+                let mut f = f;
+                let job: ReadJob = Box::new(move |conn: &mut SqliteConn| {
+                    let r = match conn.batch("BEGIN") {
+                        Err(e) => Err(E::from(e)),
+                        Ok(()) => {
+                            let r = f(conn);
+                            let _ = conn.batch("COMMIT");
+                            r
+                        }
+                    };
+                    let _ = tx.send(r);
+                });
+                send(readers, job)?;
+            }
+            Inner::Postgres { jobs } => {
+                let job: PgJob = Box::new(move |conn: &mut PgConn| {
+                    let _ = tx.send(run_pg_tx(conn, f, "BEGIN READ ONLY"));
+                });
+                send(jobs, job)?;
+            }
+        }
+        rx.await.map_err(|_| E::from(StoreError::Closed))?
+    }
+
+    /// Blocking variant of [`Db::write`] for command-line tools (not for async contexts).
+    pub fn write_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnMut(&mut dyn Conn) -> Result<T, E> + Send + 'static,
+    {
+        block_on(self.write(f))
+    }
+
+    /// Blocking variant of [`Db::read`] for command-line tools (not for async contexts).
+    pub fn read_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnMut(&mut dyn Conn) -> Result<T, E> + Send + 'static,
+    {
+        block_on(self.read(f))
+    }
+}
+
+mod sqlite_outcome {
+    pub type Outcome = Box<dyn FnOnce(Option<crate::StoreError>) + Send>;
+}
+
+fn send<J>(chan: &crossbeam_channel::Sender<J>, job: J) -> Result<(), StoreError> {
+    // The queue is bounded; a full queue blocks this (async) caller briefly. With the bound
+    // far above the worker count this only happens under overload.
+    chan.send(job).map_err(|_| StoreError::Closed)
+}
+
+fn run_pg_tx<T, E, F>(conn: &mut PgConn, mut f: F, begin: &str) -> Result<T, E>
+where
+    E: From<StoreError>,
+    F: FnMut(&mut dyn Conn) -> Result<T, E>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        conn.retryable = false;
+        if let Err(e) = conn.batch(begin) {
+            return Err(E::from(e));
+        }
+        match f(conn) {
+            Ok(v) => match conn.batch("COMMIT") {
+                Ok(()) => return Ok(v),
+                Err(StoreError::Retry(_)) if attempt < pg::MAX_RETRIES => continue,
+                Err(e) => return Err(E::from(e)),
+            },
+            Err(e) => {
+                let _ = conn.batch("ROLLBACK");
+                if conn.retryable && attempt < pg::MAX_RETRIES {
+                    continue;
+                }
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// A minimal blocking executor for the synchronous wrappers: the oneshot is completed by
+/// another thread, so parking until woken is all that is needed.
+fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct ThreadWaker(std::thread::Thread);
+    impl Wake for ThreadWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => return v,
+            Poll::Pending => std::thread::park(),
+        }
+    }
+}

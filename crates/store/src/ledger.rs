@@ -1,0 +1,341 @@
+//! The double-entry ledger: accounts with cached balances, append-only entries and postings,
+//! two-phase holds, and the invariant checks behind `konbini ledger verify`.
+
+use crate::{Conn, StoreError, params};
+use konbini_core::Currency;
+use konbini_core::ledger::{AccountKind, Entry, is_wallet_account};
+
+/// Creates the account if it does not exist yet (idempotent).
+pub fn ensure_account(
+    conn: &mut dyn Conn,
+    id: &str,
+    kind: AccountKind,
+    currency: Currency,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    conn.exec(
+        "INSERT INTO accounts (id, kind, currency, balance, held, created_ms) VALUES ($1, $2, $3, 0, 0, $4) ON CONFLICT DO NOTHING",
+        params![id, kind.as_str(), currency.code(), now_ms],
+    )?;
+    Ok(())
+}
+
+/// Balance and held amount of an account (zeros when it does not exist yet).
+pub fn balance(conn: &mut dyn Conn, id: &str) -> Result<(i64, i64), StoreError> {
+    Ok(
+        match conn.query_opt(
+            "SELECT balance, held FROM accounts WHERE id = $1",
+            params![id],
+        )? {
+            Some(r) => (r.int(0)?, r.int(1)?),
+            None => (0, 0),
+        },
+    )
+}
+
+/// The result of trying to post an entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Posted {
+    Ok,
+    /// A wallet debit would have made its available balance negative; nothing was written.
+    InsufficientFunds,
+}
+
+/// Posts a balanced entry and updates cached balances in the same transaction.
+///
+/// The debit of a non-negative account (a wallet) is applied first as a conditional update,
+/// so when funds are short nothing at all has been written and the caller can record a
+/// decline in the same transaction. `kind` names what the entry records; `ref_id` links it
+/// to the top-up, payment or refund.
+pub fn post(
+    conn: &mut dyn Conn,
+    entry_id: &str,
+    kind: &str,
+    ref_id: &str,
+    entry: &Entry,
+    now_ms: i64,
+) -> Result<Posted, StoreError> {
+    // Pass 1: guarded debits of wallets, which may never go below their available balance.
+    let mut guarded = 0;
+    for p in entry.postings() {
+        if p.amount_minor >= 0 || !is_wallet_account(&p.account_id) {
+            continue;
+        }
+        let n = conn.exec(
+            "UPDATE accounts SET balance = balance + $1 WHERE id = $2 AND balance - held + $1 >= 0",
+            params![p.amount_minor, &p.account_id],
+        )?;
+        if n != 1 {
+            if guarded > 0 {
+                // An earlier guarded debit already applied: only an error rolls it back.
+                return Err(StoreError::Constraint(
+                    "insufficient funds on a second wallet in one entry".into(),
+                ));
+            }
+            return Ok(Posted::InsufficientFunds);
+        }
+        guarded += 1;
+    }
+    // Pass 2: every other posting, unconditionally.
+    for p in entry.postings() {
+        if p.amount_minor < 0 && is_wallet_account(&p.account_id) {
+            continue;
+        }
+        let n = conn.exec(
+            "UPDATE accounts SET balance = balance + $1 WHERE id = $2",
+            params![p.amount_minor, &p.account_id],
+        )?;
+        if n != 1 {
+            return Err(StoreError::Constraint(format!(
+                "posting to unknown account {}",
+                p.account_id
+            )));
+        }
+    }
+    conn.exec(
+        "INSERT INTO entries (id, kind, ref_id, currency, created_ms) VALUES ($1, $2, $3, $4, $5)",
+        params![entry_id, kind, ref_id, entry.currency().code(), now_ms],
+    )?;
+    for p in entry.postings() {
+        conn.exec(
+            "INSERT INTO postings (entry_id, account_id, amount) VALUES ($1, $2, $3)",
+            params![entry_id, &p.account_id, p.amount_minor],
+        )?;
+    }
+    Ok(Posted::Ok)
+}
+
+/// A two-phase hold to place on a wallet.
+#[derive(Debug, Clone)]
+pub struct NewHold<'a> {
+    pub id: &'a str,
+    pub account_id: &'a str,
+    pub amount_minor: i64,
+    pub currency: Currency,
+    /// The payment it reserves money for.
+    pub ref_id: &'a str,
+    pub expires_ms: i64,
+}
+
+/// Places a pending hold; `false` (nothing written) when the available balance is short.
+pub fn hold(conn: &mut dyn Conn, h: &NewHold<'_>, now_ms: i64) -> Result<bool, StoreError> {
+    let n = conn.exec(
+        "UPDATE accounts SET held = held + $1 WHERE id = $2 AND balance - held >= $1",
+        params![h.amount_minor, h.account_id],
+    )?;
+    if n != 1 {
+        return Ok(false);
+    }
+    conn.exec(
+        "INSERT INTO holds (id, account_id, amount, currency, state, ref_id, expires_ms, created_ms) VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7)",
+        params![h.id, h.account_id, h.amount_minor, h.currency.code(), h.ref_id, h.expires_ms, now_ms],
+    )?;
+    Ok(true)
+}
+
+/// Ends a pending hold (to `posted` or `voided`) and releases its amount. Returns false when
+/// the hold was not pending (already ended), so each hold ends exactly once.
+pub fn release_hold(conn: &mut dyn Conn, hold_id: &str, to_state: &str) -> Result<bool, StoreError> {
+    let Some(row) = conn.query_opt(
+        "SELECT account_id, amount FROM holds WHERE id = $1 AND state = 'pending'",
+        params![hold_id],
+    )?
+    else {
+        return Ok(false);
+    };
+    let n = conn.exec(
+        "UPDATE holds SET state = $1 WHERE id = $2 AND state = 'pending'",
+        params![to_state, hold_id],
+    )?;
+    if n != 1 {
+        return Ok(false);
+    }
+    conn.exec(
+        "UPDATE accounts SET held = held - $1 WHERE id = $2",
+        params![row.int(1)?, row.text(0)?],
+    )?;
+    Ok(true)
+}
+
+/// Pending holds that have expired, oldest first (at most `limit`).
+pub fn expired_holds(conn: &mut dyn Conn, now_ms: i64, limit: i64) -> Result<Vec<(String, String)>, StoreError> {
+    conn.query(
+        "SELECT id, ref_id FROM holds WHERE state = 'pending' AND expires_ms <= $1 ORDER BY expires_ms LIMIT $2",
+        params![now_ms, limit],
+    )?
+    .iter()
+    .map(|r| Ok((r.text(0)?, r.text(1)?)))
+    .collect()
+}
+
+/// What `konbini ledger verify` found.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    pub entries: i64,
+    pub postings: i64,
+    pub accounts: i64,
+    /// Human-readable descriptions of every broken invariant (capped per check).
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Checks every ledger invariant on the live database.
+pub fn verify(conn: &mut dyn Conn) -> Result<VerifyReport, StoreError> {
+    let mut r = VerifyReport {
+        entries: conn.query_one("SELECT COUNT(*) FROM entries", params![])?.int(0)?,
+        postings: conn.query_one("SELECT COUNT(*) FROM postings", params![])?.int(0)?,
+        accounts: conn.query_one("SELECT COUNT(*) FROM accounts", params![])?.int(0)?,
+        problems: Vec::new(),
+    };
+    for row in conn.query(
+        "SELECT e.id, CAST(COALESCE(SUM(p.amount), 0) AS BIGINT), COUNT(p.account_id) FROM entries e LEFT JOIN postings p ON p.entry_id = e.id \
+         GROUP BY e.id HAVING COALESCE(SUM(p.amount), 0) <> 0 OR COUNT(p.account_id) < 2 ORDER BY e.id LIMIT 100",
+        params![],
+    )? {
+        r.problems.push(format!(
+            "entry {} is unbalanced: postings sum to {} over {} posting(s)",
+            row.text(0)?,
+            row.int(1)?,
+            row.int(2)?
+        ));
+    }
+    for row in conn.query(
+        "SELECT p.entry_id, p.account_id FROM postings p JOIN entries e ON e.id = p.entry_id JOIN accounts a ON a.id = p.account_id \
+         WHERE a.currency <> e.currency ORDER BY p.entry_id LIMIT 100",
+        params![],
+    )? {
+        r.problems.push(format!(
+            "entry {} posts to account {} of another currency",
+            row.text(0)?,
+            row.text(1)?
+        ));
+    }
+    for row in conn.query(
+        "SELECT a.id, a.balance, CAST(COALESCE(SUM(p.amount), 0) AS BIGINT) FROM accounts a LEFT JOIN postings p ON p.account_id = a.id \
+         GROUP BY a.id, a.balance HAVING a.balance <> COALESCE(SUM(p.amount), 0) ORDER BY a.id LIMIT 100",
+        params![],
+    )? {
+        r.problems.push(format!(
+            "account {} caches balance {} but its postings sum to {}",
+            row.text(0)?,
+            row.int(1)?,
+            row.int(2)?
+        ));
+    }
+    for row in conn.query(
+        "SELECT a.id, a.held, CAST(COALESCE(SUM(h.amount), 0) AS BIGINT) FROM accounts a LEFT JOIN holds h ON h.account_id = a.id AND h.state = 'pending' \
+         GROUP BY a.id, a.held HAVING a.held <> COALESCE(SUM(h.amount), 0) ORDER BY a.id LIMIT 100",
+        params![],
+    )? {
+        r.problems.push(format!(
+            "account {} caches held {} but its pending holds sum to {}",
+            row.text(0)?,
+            row.int(1)?,
+            row.int(2)?
+        ));
+    }
+    for row in conn.query(
+        "SELECT id, balance, held FROM accounts WHERE kind = 'wallet' AND (balance < 0 OR held < 0 OR balance - held < 0) ORDER BY id LIMIT 100",
+        params![],
+    )? {
+        r.problems.push(format!(
+            "wallet {} is negative: balance {}, held {}",
+            row.text(0)?,
+            row.int(1)?,
+            row.int(2)?
+        ));
+    }
+    let missing: [(&str, &'static str); 3] = [
+        (
+            "payment",
+            "SELECT id FROM payments x WHERE status = 'succeeded' AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.ref_id = x.id AND e.kind = 'payment') ORDER BY id LIMIT 100",
+        ),
+        (
+            "top-up",
+            "SELECT id FROM topups x WHERE status = 'succeeded' AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.ref_id = x.id AND e.kind = 'topup') ORDER BY id LIMIT 100",
+        ),
+        (
+            "refund",
+            "SELECT id FROM refunds x WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.ref_id = x.id AND e.kind = 'refund') ORDER BY id LIMIT 100",
+        ),
+    ];
+    for (what, sql) in missing {
+        for row in conn.query(sql, params![])? {
+            r.problems
+                .push(format!("{what} {} has no ledger entry", row.text(0)?));
+        }
+    }
+    for row in conn.query(
+        "SELECT e.ref_id, CAST(SUM(p.amount) AS BIGINT), MAX(x.amount) FROM entries e JOIN postings p ON p.entry_id = e.id JOIN payments x ON x.id = e.ref_id \
+         WHERE e.kind = 'payment' AND p.amount > 0 GROUP BY e.ref_id HAVING SUM(p.amount) <> MAX(x.amount) ORDER BY e.ref_id LIMIT 100",
+        params![],
+    )? {
+        r.problems.push(format!(
+            "payment {} moved {} but records amount {}",
+            row.text(0)?,
+            row.int(1)?,
+            row.int(2)?
+        ));
+    }
+    Ok(r)
+}
+
+/// One store's totals for a settlement report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettlementLine {
+    pub store_id: String,
+    pub currency: String,
+    pub payments: i64,
+    pub payments_minor: i64,
+    pub refunds: i64,
+    pub refunds_minor: i64,
+}
+
+/// Per-store totals of succeeded payments and refunds created in `[from_ms, to_ms)`.
+pub fn settlement(conn: &mut dyn Conn, from_ms: i64, to_ms: i64) -> Result<Vec<SettlementLine>, StoreError> {
+    let mut lines: Vec<SettlementLine> = Vec::new();
+    for row in conn.query(
+        "SELECT store_id, currency, COUNT(*), CAST(SUM(amount) AS BIGINT) FROM payments \
+         WHERE status = 'succeeded' AND created_ms >= $1 AND created_ms < $2 GROUP BY store_id, currency ORDER BY store_id, currency",
+        params![from_ms, to_ms],
+    )? {
+        lines.push(SettlementLine {
+            store_id: row.text(0)?,
+            currency: row.text(1)?,
+            payments: row.int(2)?,
+            payments_minor: row.int(3)?,
+            refunds: 0,
+            refunds_minor: 0,
+        });
+    }
+    for row in conn.query(
+        "SELECT p.store_id, r.currency, COUNT(*), CAST(SUM(r.amount) AS BIGINT) FROM refunds r JOIN payments p ON p.id = r.payment_id \
+         WHERE r.created_ms >= $1 AND r.created_ms < $2 GROUP BY p.store_id, r.currency ORDER BY p.store_id, r.currency",
+        params![from_ms, to_ms],
+    )? {
+        let (store_id, currency) = (row.text(0)?, row.text(1)?);
+        let i = match lines.iter().position(|l| l.store_id == store_id && l.currency == currency) {
+            Some(i) => i,
+            None => {
+                lines.push(SettlementLine {
+                    store_id,
+                    currency,
+                    payments: 0,
+                    payments_minor: 0,
+                    refunds: 0,
+                    refunds_minor: 0,
+                });
+                lines.len() - 1
+            }
+        };
+        lines[i].refunds = row.int(2)?;
+        lines[i].refunds_minor = row.int(3)?;
+    }
+    lines.sort_by(|a, b| (&a.store_id, &a.currency).cmp(&(&b.store_id, &b.currency)));
+    Ok(lines)
+}

@@ -1,0 +1,226 @@
+//! Top-ups, POS payments, refunds and the customer's activity feed.
+
+use crate::{Conn, Row, StoreError, params};
+
+/// A top-up as stored.
+#[derive(Debug, Clone)]
+pub struct Topup {
+    pub id: String,
+    pub customer_id: String,
+    pub source: String,
+    pub card_id: Option<String>,
+    pub store_id: Option<String>,
+    pub amount: i64,
+    pub currency: String,
+    pub status: String,
+    pub decline_code: Option<String>,
+    pub processor_auth: Option<String>,
+    pub created_ms: i64,
+}
+
+pub fn insert_topup(conn: &mut dyn Conn, t: &Topup) -> Result<(), StoreError> {
+    conn.exec(
+        "INSERT INTO topups (id, customer_id, source, card_id, store_id, amount, currency, status, decline_code, processor_auth, created_ms, updated_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+        params![&t.id, &t.customer_id, &t.source, t.card_id.clone(), t.store_id.clone(), t.amount, &t.currency, &t.status, t.decline_code.clone(), t.processor_auth.clone(), t.created_ms],
+    )?;
+    Ok(())
+}
+
+/// Moves a pending top-up to its final state; false if it was not pending.
+pub fn finish_topup(
+    conn: &mut dyn Conn,
+    id: &str,
+    status: &str,
+    decline_code: Option<&str>,
+    processor_auth: Option<&str>,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    Ok(conn.exec(
+        "UPDATE topups SET status = $1, decline_code = $2, processor_auth = $3, updated_ms = $4 WHERE id = $5 AND status = 'pending'",
+        params![status, decline_code, processor_auth, now_ms, id],
+    )? == 1)
+}
+
+/// Sum and count of a customer's top-ups (pending or succeeded) since `since_ms`, for limits.
+pub fn topups_since(conn: &mut dyn Conn, customer_id: &str, since_ms: i64) -> Result<(i64, i64), StoreError> {
+    let r = conn.query_one(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM topups WHERE customer_id = $1 AND created_ms >= $2 AND status <> 'failed'",
+        params![customer_id, since_ms],
+    )?;
+    Ok((r.int(0)?, r.int(1)?))
+}
+
+/// A POS payment as stored.
+#[derive(Debug, Clone)]
+pub struct Payment {
+    pub id: String,
+    pub customer_id: Option<String>,
+    pub device_id: Option<String>,
+    pub store_id: String,
+    pub terminal_id: String,
+    pub amount: i64,
+    pub currency: String,
+    pub status: String,
+    pub decline_code: Option<String>,
+    pub funding: Option<String>,
+    pub card_id: Option<String>,
+    pub processor_auth: Option<String>,
+    pub order_ref: String,
+    pub basket: String,
+    pub refunded: i64,
+    pub hold_id: Option<String>,
+    pub expires_ms: Option<i64>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+fn payment(r: &Row) -> Result<Payment, StoreError> {
+    Ok(Payment {
+        id: r.text(0)?,
+        customer_id: r.opt_text(1)?,
+        device_id: r.opt_text(2)?,
+        store_id: r.text(3)?,
+        terminal_id: r.text(4)?,
+        amount: r.int(5)?,
+        currency: r.text(6)?,
+        status: r.text(7)?,
+        decline_code: r.opt_text(8)?,
+        funding: r.opt_text(9)?,
+        card_id: r.opt_text(10)?,
+        processor_auth: r.opt_text(11)?,
+        order_ref: r.text(12)?,
+        basket: r.text(13)?,
+        refunded: r.int(14)?,
+        hold_id: r.opt_text(15)?,
+        expires_ms: r.opt_int(16)?,
+        created_ms: r.int(17)?,
+        updated_ms: r.int(18)?,
+    })
+}
+
+pub fn insert_payment(conn: &mut dyn Conn, p: &Payment) -> Result<(), StoreError> {
+    conn.exec(
+        "INSERT INTO payments (id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+        params![&p.id, p.customer_id.clone(), p.device_id.clone(), &p.store_id, &p.terminal_id, p.amount, &p.currency, &p.status, p.decline_code.clone(), p.funding.clone(), p.card_id.clone(), p.processor_auth.clone(), &p.order_ref, &p.basket, p.refunded, p.hold_id.clone(), p.expires_ms, p.created_ms, p.updated_ms],
+    )?;
+    Ok(())
+}
+
+/// A payment, only if it was taken at `store_id` (a terminal of another store sees nothing).
+pub fn payment_in_store(conn: &mut dyn Conn, id: &str, store_id: &str) -> Result<Option<Payment>, StoreError> {
+    conn.query_opt(
+        "SELECT id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms \
+         FROM payments WHERE id = $1 AND store_id = $2",
+        params![id, store_id],
+    )?
+    .map(|r| payment(&r))
+    .transpose()
+}
+
+/// A payment by id, whatever its store (for internal sweeps).
+pub fn payment_by_id(conn: &mut dyn Conn, id: &str) -> Result<Option<Payment>, StoreError> {
+    conn.query_opt(
+        "SELECT id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms \
+         FROM payments WHERE id = $1",
+        params![id],
+    )?
+    .map(|r| payment(&r))
+    .transpose()
+}
+
+/// Changes a payment's status only if it is still `from` (each transition happens once).
+pub fn transition_payment(conn: &mut dyn Conn, id: &str, from: &str, to: &str, now_ms: i64) -> Result<bool, StoreError> {
+    Ok(conn.exec(
+        "UPDATE payments SET status = $1, updated_ms = $2 WHERE id = $3 AND status = $4",
+        params![to, now_ms, id, from],
+    )? == 1)
+}
+
+/// Adds `amount` to a payment's refunded total only if the total stays within the paid amount.
+pub fn add_refunded(conn: &mut dyn Conn, id: &str, amount: i64, now_ms: i64) -> Result<bool, StoreError> {
+    Ok(conn.exec(
+        "UPDATE payments SET refunded = refunded + $1, updated_ms = $2 WHERE id = $3 AND status = 'succeeded' AND refunded + $1 <= amount",
+        params![amount, now_ms, id],
+    )? == 1)
+}
+
+pub fn insert_refund(
+    conn: &mut dyn Conn,
+    id: &str,
+    payment_id: &str,
+    amount: i64,
+    currency: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    conn.exec(
+        "INSERT INTO refunds (id, payment_id, amount, currency, status, created_ms) VALUES ($1, $2, $3, $4, 'succeeded', $5)",
+        params![id, payment_id, amount, currency, now_ms],
+    )?;
+    Ok(())
+}
+
+/// One line of the customer's feed.
+#[derive(Debug, Clone)]
+pub struct Activity {
+    pub id: String,
+    pub customer_id: String,
+    pub kind: String,
+    pub amount: i64,
+    pub currency: String,
+    pub status: String,
+    pub description: String,
+    pub created_ms: i64,
+}
+
+pub fn insert_activity(conn: &mut dyn Conn, a: &Activity) -> Result<(), StoreError> {
+    conn.exec(
+        "INSERT INTO activity (id, customer_id, kind, amount, currency, status, description, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        params![&a.id, &a.customer_id, &a.kind, a.amount, &a.currency, &a.status, &a.description, a.created_ms],
+    )?;
+    Ok(())
+}
+
+pub fn set_activity_status(conn: &mut dyn Conn, id: &str, status: &str) -> Result<(), StoreError> {
+    conn.exec(
+        "UPDATE activity SET status = $1 WHERE id = $2",
+        params![status, id],
+    )?;
+    Ok(())
+}
+
+/// A page of a customer's feed, newest first, strictly before the cursor `(created_ms, id)`.
+pub fn activity_page(
+    conn: &mut dyn Conn,
+    customer_id: &str,
+    before: Option<(i64, String)>,
+    limit: i64,
+) -> Result<Vec<Activity>, StoreError> {
+    let rows = match before {
+        None => conn.query(
+            "SELECT id, customer_id, kind, amount, currency, status, description, created_ms FROM activity \
+             WHERE customer_id = $1 ORDER BY created_ms DESC, id DESC LIMIT $2",
+            params![customer_id, limit],
+        )?,
+        Some((ms, id)) => conn.query(
+            "SELECT id, customer_id, kind, amount, currency, status, description, created_ms FROM activity \
+             WHERE customer_id = $1 AND (created_ms < $2 OR (created_ms = $2 AND id < $3)) ORDER BY created_ms DESC, id DESC LIMIT $4",
+            params![customer_id, ms, id, limit],
+        )?,
+    };
+    rows.iter()
+        .map(|r| {
+            Ok(Activity {
+                id: r.text(0)?,
+                customer_id: r.text(1)?,
+                kind: r.text(2)?,
+                amount: r.int(3)?,
+                currency: r.text(4)?,
+                status: r.text(5)?,
+                description: r.text(6)?,
+                created_ms: r.int(7)?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,175 @@
+//! The PostgreSQL backend: a fixed pool of worker threads, each owning one connection.
+//!
+//! Every job is one transaction at READ COMMITTED. Money-moving statements are written as
+//! conditional updates (`... WHERE balance - held >= $1`), which PostgreSQL re-checks after
+//! waiting for a row lock, so concurrency is safe without SERIALIZABLE. A deadlock or
+//! serialization failure rolls the job back and runs it again (bounded).
+
+use crate::value::{Conn, Row, Value};
+use crate::{Backend, StoreError};
+use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use std::collections::HashMap;
+
+/// Retries of a job that hit a deadlock or serialization failure.
+pub const MAX_RETRIES: usize = 5;
+
+pub(crate) type PgJob = Box<dyn FnOnce(&mut PgConn) + Send>;
+
+pub struct PgConn {
+    client: postgres::Client,
+    statements: HashMap<&'static str, postgres::Statement>,
+    /// Set when a statement failed in a way that a rerun may fix.
+    pub(crate) retryable: bool,
+}
+
+fn map_err(e: postgres::Error) -> StoreError {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        if *code == postgres::error::SqlState::UNIQUE_VIOLATION
+            || *code == postgres::error::SqlState::FOREIGN_KEY_VIOLATION
+            || *code == postgres::error::SqlState::CHECK_VIOLATION
+            || *code == postgres::error::SqlState::NOT_NULL_VIOLATION
+        {
+            return StoreError::Constraint(db.message().to_string());
+        }
+        if *code == postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+            || *code == postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
+        {
+            return StoreError::Retry(db.message().to_string());
+        }
+        return StoreError::Db(format!("{}: {}", code.code(), db.message()));
+    }
+    StoreError::Db(e.to_string())
+}
+
+impl PgConn {
+    pub(crate) fn connect(url: &str) -> Result<PgConn, StoreError> {
+        let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(map_err)?;
+        // Durable before answered, whatever the server default says.
+        client
+            .batch_execute("SET synchronous_commit = on; SET client_min_messages = warning;")
+            .map_err(map_err)?;
+        Ok(PgConn {
+            client,
+            statements: HashMap::new(),
+            retryable: false,
+        })
+    }
+
+    pub(crate) fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.client.batch_execute(sql).map_err(map_err)
+    }
+
+    fn statement(&mut self, sql: &'static str) -> Result<postgres::Statement, StoreError> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql).map_err(map_err)?;
+        self.statements.insert(sql, s.clone());
+        Ok(s)
+    }
+
+    fn note(&mut self, e: StoreError) -> StoreError {
+        if matches!(e, StoreError::Retry(_)) {
+            self.retryable = true;
+        }
+        e
+    }
+}
+
+impl ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut postgres::types::private::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(v) => match *ty {
+                Type::INT8 => v.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*v)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*v)?.to_sql(ty, out),
+                Type::BOOL => (*v != 0).to_sql(ty, out),
+                _ => Err(format!("cannot bind an integer to {ty}").into()),
+            },
+            Value::Text(s) => s.as_str().to_sql(ty, out),
+            Value::Bytes(b) => b.as_slice().to_sql(ty, out),
+        }
+    }
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+    to_sql_checked!();
+}
+
+fn decode(row: &postgres::Row) -> Result<Row, StoreError> {
+    let mut vals = Vec::with_capacity(row.len());
+    for (i, col) in row.columns().iter().enumerate() {
+        let d = |e: postgres::Error| StoreError::Decode(e.to_string());
+        let v = match *col.type_() {
+            Type::INT8 => row.try_get::<_, Option<i64>>(i).map_err(d)?.map(Value::Int),
+            Type::INT4 => row
+                .try_get::<_, Option<i32>>(i)
+                .map_err(d)?
+                .map(|x| Value::Int(i64::from(x))),
+            Type::INT2 => row
+                .try_get::<_, Option<i16>>(i)
+                .map_err(d)?
+                .map(|x| Value::Int(i64::from(x))),
+            Type::BOOL => row
+                .try_get::<_, Option<bool>>(i)
+                .map_err(d)?
+                .map(|x| Value::Int(i64::from(x))),
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
+                row.try_get::<_, Option<String>>(i).map_err(d)?.map(Value::Text)
+            }
+            Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(i).map_err(d)?.map(Value::Bytes),
+            ref other => {
+                return Err(StoreError::Decode(format!(
+                    "column {} has unsupported type {other}",
+                    col.name()
+                )));
+            }
+        };
+        vals.push(v.unwrap_or(Value::Null));
+    }
+    Ok(Row(vals))
+}
+
+fn as_params(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
+}
+
+impl Conn for PgConn {
+    fn exec(&mut self, sql: &'static str, params: &[Value]) -> Result<u64, StoreError> {
+        let stmt = self.statement(sql)?;
+        let r = self.client.execute(&stmt, &as_params(params));
+        r.map_err(|e| {
+            let e = map_err(e);
+            self.note(e)
+        })
+    }
+
+    fn query(&mut self, sql: &'static str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
+        let stmt = self.statement(sql)?;
+        let r = self.client.query(&stmt, &as_params(params));
+        match r {
+            Ok(rows) => rows.iter().map(decode).collect(),
+            Err(e) => {
+                let e = map_err(e);
+                Err(self.note(e))
+            }
+        }
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+}
+
+/// A worker thread: one connection, one job at a time.
+pub(crate) fn worker_loop(mut conn: PgConn, rx: crossbeam_channel::Receiver<PgJob>) {
+    while let Ok(job) = rx.recv() {
+        job(&mut conn);
+    }
+}

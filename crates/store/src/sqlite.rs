@@ -1,0 +1,176 @@
+//! The embedded SQLite backend: one writer thread with group commit, a few reader threads.
+//!
+//! SQLite allows one writer at a time, so writes are funnelled to a single thread that owns
+//! the write connection. It takes every job waiting in its queue (up to [`MAX_BATCH`]) into
+//! one transaction, each job inside its own SAVEPOINT, and commits once: one fsync is shared
+//! by the whole batch (group commit), and no caller is answered before that fsync. WAL mode
+//! lets reader threads run at the same time as the writer.
+
+use crate::value::{Conn, Row, Value};
+use crate::{Backend, StoreError};
+use rusqlite::types::ValueRef;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Most jobs committed together. Bounds both the latency a job can add to others and the
+/// memory of one batch.
+pub const MAX_BATCH: usize = 256;
+
+pub(crate) type WriteOutcome = Box<dyn FnOnce(Option<StoreError>) + Send>;
+/// A write job: runs on the writer's connection and says whether it succeeded, returning
+/// the callback that delivers its result once the batch's commit is known.
+pub(crate) type WriteJob = Box<dyn FnOnce(&mut SqliteConn) -> (bool, WriteOutcome) + Send>;
+pub(crate) type ReadJob = Box<dyn FnOnce(&mut SqliteConn) + Send>;
+
+pub struct SqliteConn {
+    conn: rusqlite::Connection,
+    /// `$N` → `?N` translations, by statement text.
+    translated: HashMap<&'static str, String>,
+}
+
+fn map_err(e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(f, msg) = &e {
+        match f.code {
+            rusqlite::ErrorCode::ConstraintViolation => {
+                return StoreError::Constraint(msg.clone().unwrap_or_default());
+            }
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
+                return StoreError::Retry(e.to_string());
+            }
+            _ => {}
+        }
+    }
+    StoreError::Db(e.to_string())
+}
+
+impl SqliteConn {
+    pub(crate) fn open(path: &str) -> Result<SqliteConn, StoreError> {
+        let conn = rusqlite::Connection::open(path).map_err(map_err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(map_err)?;
+        // WAL + FULL: every commit is fsynced to the WAL before the caller is answered.
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; \
+             PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;",
+        )
+        .map_err(map_err)?;
+        conn.set_prepared_statement_cache_capacity(256);
+        Ok(SqliteConn {
+            conn,
+            translated: HashMap::new(),
+        })
+    }
+
+    pub(crate) fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.conn.execute_batch(sql).map_err(map_err)
+    }
+
+}
+
+fn bind(stmt: &mut rusqlite::CachedStatement<'_>, params: &[Value]) -> Result<(), StoreError> {
+    for (i, v) in params.iter().enumerate() {
+        let idx = i + 1;
+        let r = match v {
+            Value::Null => stmt.raw_bind_parameter(idx, rusqlite::types::Null),
+            Value::Int(x) => stmt.raw_bind_parameter(idx, x),
+            Value::Text(s) => stmt.raw_bind_parameter(idx, s.as_str()),
+            Value::Bytes(b) => stmt.raw_bind_parameter(idx, b.as_slice()),
+        };
+        r.map_err(map_err)?;
+    }
+    Ok(())
+}
+
+impl Conn for SqliteConn {
+    fn exec(&mut self, sql: &'static str, params: &[Value]) -> Result<u64, StoreError> {
+        let text = self
+            .translated
+            .entry(sql)
+            .or_insert_with(|| sql.replace('$', "?"));
+        let mut stmt = self.conn.prepare_cached(text).map_err(map_err)?;
+        bind(&mut stmt, params)?;
+        let n = stmt.raw_execute().map_err(map_err)?;
+        Ok(n as u64)
+    }
+
+    fn query(&mut self, sql: &'static str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
+        let text = self
+            .translated
+            .entry(sql)
+            .or_insert_with(|| sql.replace('$', "?"));
+        let mut stmt = self.conn.prepare_cached(text).map_err(map_err)?;
+        bind(&mut stmt, params)?;
+        let cols = stmt.column_count();
+        let mut rows = stmt.raw_query();
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(map_err)? {
+            let mut vals = Vec::with_capacity(cols);
+            for i in 0..cols {
+                vals.push(match r.get_ref(i).map_err(map_err)? {
+                    ValueRef::Null => Value::Null,
+                    ValueRef::Integer(x) => Value::Int(x),
+                    ValueRef::Real(_) => {
+                        return Err(StoreError::Decode("floating point column".into()));
+                    }
+                    ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
+                });
+            }
+            out.push(Row(vals));
+        }
+        Ok(out)
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+}
+
+/// The writer loop: group commit of every job waiting in the queue.
+pub(crate) fn writer_loop(mut conn: SqliteConn, rx: crossbeam_channel::Receiver<WriteJob>) {
+    while let Ok(first) = rx.recv() {
+        let mut outcomes: Vec<WriteOutcome> = Vec::new();
+        if let Err(e) = conn.batch("BEGIN IMMEDIATE") {
+            let (_, done) = first(&mut conn);
+            done(Some(e));
+            continue;
+        }
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            outcomes.push(run_in_savepoint(&mut conn, job));
+            if outcomes.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        let commit_error = conn.batch("COMMIT").err();
+        if commit_error.is_some() {
+            let _ = conn.batch("ROLLBACK");
+        }
+        for done in outcomes {
+            done(commit_error.clone());
+        }
+    }
+}
+
+fn run_in_savepoint(conn: &mut SqliteConn, job: WriteJob) -> WriteOutcome {
+    if let Err(e) = conn.batch("SAVEPOINT job") {
+        let (_, done) = job(conn);
+        return Box::new(move |_| done(Some(e)));
+    }
+    let (ok, done) = job(conn);
+    let end = if ok {
+        conn.batch("RELEASE job")
+    } else {
+        conn.batch("ROLLBACK TO job; RELEASE job")
+    };
+    match end {
+        Ok(()) => done,
+        Err(e) => Box::new(move |_| done(Some(e))),
+    }
+}
+
+/// A reader thread: each job runs in its own read transaction (a consistent snapshot).
+pub(crate) fn reader_loop(mut conn: SqliteConn, rx: crossbeam_channel::Receiver<ReadJob>) {
+    while let Ok(job) = rx.recv() {
+        job(&mut conn);
+    }
+}

@@ -1,0 +1,91 @@
+//! Stores and their POS terminals.
+
+use crate::{Conn, Row, StoreError, params};
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub id: String,
+    pub name: String,
+    pub region: String,
+    pub created_ms: i64,
+}
+
+pub fn insert_store(conn: &mut dyn Conn, s: &Store) -> Result<(), StoreError> {
+    conn.exec(
+        "INSERT INTO stores (id, name, region, created_ms) VALUES ($1, $2, $3, $4)",
+        params![&s.id, &s.name, &s.region, s.created_ms],
+    )?;
+    Ok(())
+}
+
+fn store(r: &Row) -> Result<Store, StoreError> {
+    Ok(Store {
+        id: r.text(0)?,
+        name: r.text(1)?,
+        region: r.text(2)?,
+        created_ms: r.int(3)?,
+    })
+}
+
+pub fn store_by_id(conn: &mut dyn Conn, id: &str) -> Result<Option<Store>, StoreError> {
+    conn.query_opt(
+        "SELECT id, name, region, created_ms FROM stores WHERE id = $1",
+        params![id],
+    )?
+    .map(|r| store(&r))
+    .transpose()
+}
+
+pub fn list_stores(conn: &mut dyn Conn) -> Result<Vec<Store>, StoreError> {
+    conn.query(
+        "SELECT id, name, region, created_ms FROM stores ORDER BY id",
+        params![],
+    )?
+    .iter()
+    .map(store)
+    .collect()
+}
+
+#[derive(Debug, Clone)]
+pub struct Terminal {
+    pub id: String,
+    pub store_id: String,
+    pub key_hash: Vec<u8>,
+    pub label: String,
+    pub status: String,
+    pub created_ms: i64,
+}
+
+pub fn insert_terminal(conn: &mut dyn Conn, t: &Terminal) -> Result<(), StoreError> {
+    conn.exec(
+        "INSERT INTO terminals (id, store_id, key_hash, label, status, created_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+        params![&t.id, &t.store_id, t.key_hash.clone(), &t.label, &t.status, t.created_ms],
+    )?;
+    Ok(())
+}
+
+/// The active terminal whose key hashes to `key_hash`.
+pub fn terminal_by_key_hash(conn: &mut dyn Conn, key_hash: &[u8]) -> Result<Option<Terminal>, StoreError> {
+    conn.query_opt(
+        "SELECT id, store_id, key_hash, label, status, created_ms FROM terminals WHERE key_hash = $1 AND status = 'active'",
+        params![key_hash],
+    )?
+    .map(|r| {
+        Ok(Terminal {
+            id: r.text(0)?,
+            store_id: r.text(1)?,
+            key_hash: r.bytes(2)?,
+            label: r.text(3)?,
+            status: r.text(4)?,
+            created_ms: r.int(5)?,
+        })
+    })
+    .transpose()
+}
+
+pub fn revoke_terminal(conn: &mut dyn Conn, id: &str) -> Result<bool, StoreError> {
+    Ok(conn.exec(
+        "UPDATE terminals SET status = 'revoked' WHERE id = $1 AND status = 'active'",
+        params![id],
+    )? == 1)
+}
