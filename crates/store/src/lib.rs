@@ -20,6 +20,7 @@ pub mod payments;
 mod postgres;
 mod sqlite;
 pub mod stores;
+pub mod testing;
 mod value;
 
 pub use db::{Backend, Db, DbConfig};
