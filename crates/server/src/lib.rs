@@ -1,2 +1,49 @@
+//! The Konbini HTTP service: customer, POS and admin APIs over one database.
+//!
+//! `http` parses and authenticates; `app` holds the use cases; `konbini-store` persists;
+//! `konbini-core` decides. See docs/architecture.md.
 #![forbid(unsafe_code)]
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod http;
 pub mod processor;
+pub mod render;
+pub mod secrets;
+pub mod state;
+
+use std::time::Duration;
+
+/// Serves the API on `listener` until `shutdown` resolves, with the background sweeper that
+/// expires unconfirmed payments.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: state::AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let sweeper_state = state.clone();
+    let sweeper = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if let Err(e) = app::pos::expire_due(&sweeper_state).await {
+                tracing::warn!(error = ?e.code, "hold expiry sweep failed");
+            }
+        }
+    });
+    let app = http::router(state).layer(
+        tower_http::trace::TraceLayer::new_for_http()
+            // Paths only: no query strings, headers or bodies in logs.
+            .make_span_with(|req: &axum::http::Request<_>| {
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+            }),
+    );
+    let r = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    sweeper.abort();
+    r
+}

@@ -224,3 +224,42 @@ pub fn activity_page(
         })
         .collect()
 }
+
+/// A customer's payments waiting for confirmation that have not expired, oldest first.
+pub fn pending_for_customer(conn: &mut dyn Conn, customer_id: &str, now_ms: i64) -> Result<Vec<Payment>, StoreError> {
+    conn.query(
+        "SELECT id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms \
+         FROM payments WHERE customer_id = $1 AND status = 'pending_confirmation' AND expires_ms > $2 ORDER BY created_ms, id LIMIT 50",
+        params![customer_id, now_ms],
+    )?
+    .iter()
+    .map(payment)
+    .collect()
+}
+
+/// A payment, only if it belongs to `customer_id` (another customer's id reads as absent).
+pub fn payment_of_customer(conn: &mut dyn Conn, id: &str, customer_id: &str) -> Result<Option<Payment>, StoreError> {
+    conn.query_opt(
+        "SELECT id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms \
+         FROM payments WHERE id = $1 AND customer_id = $2",
+        params![id, customer_id],
+    )?
+    .map(|r| payment(&r))
+    .transpose()
+}
+
+/// Records the outcome of a payment that was waiting (for the processor or the customer).
+pub fn finish_payment(
+    conn: &mut dyn Conn,
+    id: &str,
+    from: &str,
+    to: &str,
+    decline_code: Option<&str>,
+    processor_auth: Option<&str>,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    Ok(conn.exec(
+        "UPDATE payments SET status = $1, decline_code = $2, processor_auth = COALESCE($3, processor_auth), updated_ms = $4 WHERE id = $5 AND status = $6",
+        params![to, decline_code, processor_auth, now_ms, id, from],
+    )? == 1)
+}

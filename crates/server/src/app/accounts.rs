@@ -1,0 +1,279 @@
+//! Sign-up, login with device binding, sessions and devices.
+//!
+//! Built so that the identity work (verified contacts, second factors) slots in without a
+//! rewrite: a login either presents an already bound device (its id and secret) or binds a
+//! new one, and `bind_new_device` is the single place that will demand a second factor.
+
+use crate::error::{ApiError, ApiResult};
+use crate::secrets::{new_id, new_token, random_bytes, token_hash};
+use crate::state::AppState;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use konbini_core::encoding::{constant_time_eq, hex};
+use konbini_core::paycode::SLOT_LIMIT;
+use konbini_store::customers::{self, Customer, Device};
+use konbini_store::{Conn, StoreError};
+use serde_json::json;
+
+/// Shortest and longest accepted passwords, in characters (NIST SP 800-63B).
+pub const PASSWORD_MIN_CHARS: usize = 12;
+pub const PASSWORD_MAX_CHARS: usize = 128;
+
+fn argon2() -> argon2::Argon2<'static> {
+    // OWASP's Argon2id parameters: 19 MiB, 2 passes, 1 lane (the crate's defaults).
+    argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::DEFAULT,
+    )
+}
+
+/// Hashes a password with Argon2id and a fresh random salt (PHC string).
+pub fn hash_password(password: &str) -> ApiResult<String> {
+    let salt = random_bytes::<16>();
+    argon2()
+        .hash_password_with_salt(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|_| ApiError::internal())
+}
+
+fn password_matches(password: &str, phc: &str) -> bool {
+    argon2().verify_password(password.as_bytes(), phc).is_ok()
+}
+
+/// A normalized email address: trimmed, lower-case ASCII, one `@`, no spaces or controls.
+/// Non-ASCII addresses are refused for now rather than risk look-alike duplicates.
+pub fn normalize_email(s: &str) -> ApiResult<String> {
+    let e = s.trim().to_ascii_lowercase();
+    let bad = || ApiError::invalid_param("invalid_email", "email", "Enter a valid email address.");
+    if e.len() > 254 || !e.is_ascii() || e.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err(bad());
+    }
+    let (local, domain) = e.split_once('@').ok_or_else(bad)?;
+    if local.is_empty() || domain.len() < 3 || !domain.contains('.') || domain.contains('@') {
+        return Err(bad());
+    }
+    Ok(e)
+}
+
+/// A phone number in E.164 form: `+` and 8 to 15 digits.
+pub fn normalize_phone(s: &str) -> ApiResult<String> {
+    let p: String = s.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+    let digits = p.strip_prefix('+').unwrap_or("");
+    if !(8..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::invalid_param(
+            "invalid_phone",
+            "phone",
+            "Enter the phone number in international form, such as +819012345678.",
+        ));
+    }
+    Ok(p)
+}
+
+/// Length rules only: no composition rules (NIST SP 800-63B).
+pub fn check_password(password: &str) -> ApiResult<()> {
+    let n = password.chars().count();
+    if !(PASSWORD_MIN_CHARS..=PASSWORD_MAX_CHARS).contains(&n) {
+        return Err(ApiError::invalid_param(
+            "invalid_password",
+            "password",
+            format!("Use a password of {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters."),
+        ));
+    }
+    Ok(())
+}
+
+/// Signs a customer up. Answers the same whether or not the email is registered; the owner of
+/// an existing address is told by message (an outbox event) instead.
+pub async fn sign_up(state: &AppState, email: &str, phone: &str, password: &str) -> ApiResult<serde_json::Value> {
+    let email = normalize_email(email)?;
+    let phone = normalize_phone(phone)?;
+    check_password(password)?;
+    let password_hash = hash_password(password)?;
+    let now = state.now_ms();
+    let customer = Customer {
+        id: new_id("cus"),
+        email,
+        phone,
+        password_hash,
+        status: "active".into(),
+        funding: "wallet".into(),
+        funding_card_id: None,
+        created_ms: now,
+    };
+    state
+        .db
+        .write(move |c| {
+            if customers::insert(c, &customer)? {
+                super::emit(c, "customer.created", &customer.id, &json!({"customer_id": customer.id}), now)?;
+            } else if let Some(existing) = customers::by_email(c, &customer.email)? {
+                super::emit(
+                    c,
+                    "customer.signup_attempt_on_existing_email",
+                    &existing.id,
+                    &json!({"customer_id": existing.id}),
+                    now,
+                )?;
+            }
+            Ok::<_, ApiError>(())
+        })
+        .await?;
+    Ok(json!({
+        "status": "accepted",
+        "message": "If this address can be registered, the account is ready: sign in to continue."
+    }))
+}
+
+/// A device the client says it already has.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceCredential {
+    pub id: String,
+    pub secret: String,
+}
+
+/// Logs in. With a bound device's credentials, that device is used; otherwise a new device is
+/// bound and its secret and payment-code key are returned, once.
+pub async fn log_in(
+    state: &AppState,
+    email: &str,
+    password: &str,
+    device: Option<DeviceCredential>,
+    device_name: Option<String>,
+) -> ApiResult<serde_json::Value> {
+    let email = normalize_email(email).map_err(|_| ApiError::invalid_credentials())?;
+    let found = {
+        let email = email.clone();
+        state.db.read(move |c| customers::by_email(c, &email)).await?
+    };
+    // Verify against a dummy hash when the account does not exist, so timing does not tell.
+    let (hash, customer) = match found {
+        Some(c) => (c.password_hash.clone(), Some(c)),
+        None => (state.dummy_password_hash.as_str().to_string(), None),
+    };
+    let pw = password.to_string();
+    let ok = tokio::task::spawn_blocking(move || password_matches(&pw, &hash))
+        .await
+        .unwrap_or(false);
+    let customer = match (ok, customer) {
+        (true, Some(c)) => c,
+        _ => return Err(ApiError::invalid_credentials()),
+    };
+    if customer.status != "active" {
+        return Err(ApiError::forbidden("account_frozen", "This account is frozen; contact support."));
+    }
+    let now = state.now_ms();
+    let token = new_token("ks");
+    let session_hash = token_hash(&token);
+    let expires = now + state.config.session_absolute_ms;
+    let secret = state.secret.clone();
+    let name = device_name
+        .map(|n| n.chars().filter(|c| !c.is_control()).take(64).collect::<String>())
+        .unwrap_or_else(|| "phone".into());
+    let customer_id = customer.id.clone();
+    let (device_out, device_id) = state
+        .db
+        .write(move |c| {
+            let existing = match &device {
+                Some(d) => known_device(c, &customer_id, d)?,
+                None => None,
+            };
+            let (out, id) = match existing {
+                Some(d) => (json!({"id": d.id, "new": false}), d.id),
+                None => {
+                    let (d, device_secret) = bind_new_device(c, &customer_id, &name, now)?;
+                    let slot = u32::try_from(d.slot).unwrap_or(0);
+                    let key = secret.paycode_key(slot, u32::try_from(d.key_generation).unwrap_or(1));
+                    super::emit(c, "device.bound", &customer_id, &json!({"customer_id": customer_id, "device_id": d.id}), now)?;
+                    (
+                        json!({
+                            "id": d.id,
+                            "new": true,
+                            "secret": device_secret,
+                            "payment_code": {"slot": d.slot, "key": hex(&key), "algorithm": "konbini-paycode-v1", "step_seconds": 30}
+                        }),
+                        d.id,
+                    )
+                }
+            };
+            customers::insert_session(c, &session_hash, &customer_id, &id, now, expires)?;
+            Ok::<_, ApiError>((out, id))
+        })
+        .await?;
+    let _ = device_id;
+    Ok(json!({
+        "token": token,
+        "customer_id": customer.id,
+        "expires_at_ms": expires,
+        "device": device_out,
+        "server_time_ms": now,
+    }))
+}
+
+fn known_device(c: &mut dyn Conn, customer_id: &str, cred: &DeviceCredential) -> Result<Option<Device>, StoreError> {
+    let Some(d) = customers::device_by_id(c, &cred.id)? else {
+        return Ok(None);
+    };
+    let matches = d.customer_id == customer_id
+        && d.status == "bound"
+        && constant_time_eq(&d.secret_hash, &token_hash(&cred.secret));
+    Ok(matches.then_some(d))
+}
+
+/// Binds a new device with a fresh random slot; returns it with its secret (shown once).
+fn bind_new_device(c: &mut dyn Conn, customer_id: &str, name: &str, now: i64) -> Result<(Device, String), StoreError> {
+    let secret = new_token("kd");
+    // Slots are random, so they say nothing about the account or the order of sign-ups. A
+    // collision with a live slot (rare below tens of millions of devices) draws again.
+    for _ in 0..16 {
+        let slot = u32::from_be_bytes(random_bytes::<4>()) % SLOT_LIMIT;
+        let d = Device {
+            id: new_id("dev"),
+            customer_id: customer_id.to_string(),
+            slot: i64::from(slot),
+            key_generation: 1,
+            secret_hash: token_hash(&secret),
+            name: name.to_string(),
+            status: "bound".into(),
+            last_code_counter: 0,
+            created_ms: now,
+        };
+        if customers::insert_device(c, &d)? {
+            return Ok((d, secret));
+        }
+    }
+    Err(StoreError::Constraint("no free payment-code slot".into()))
+}
+
+pub async fn log_out(state: &AppState, token_hash: Vec<u8>) -> ApiResult<()> {
+    let now = state.now_ms();
+    state
+        .db
+        .write(move |c| customers::revoke_session(c, &token_hash, now))
+        .await?;
+    Ok(())
+}
+
+pub async fn list_devices(state: &AppState, customer_id: String, current: String) -> ApiResult<serde_json::Value> {
+    let devices = state.db.read(move |c| customers::devices_of(c, &customer_id)).await?;
+    Ok(json!({
+        "data": devices.iter().filter(|d| d.status == "bound").map(|d| json!({
+            "id": d.id, "name": d.name, "created_ms": d.created_ms, "current": d.id == current
+        })).collect::<Vec<_>>()
+    }))
+}
+
+/// Revokes one of the customer's devices: its sessions end and its payment codes die.
+pub async fn revoke_device(state: &AppState, customer_id: String, device_id: String) -> ApiResult<()> {
+    let now = state.now_ms();
+    let done = state
+        .db
+        .write(move |c| {
+            let done = customers::revoke_device(c, &customer_id, &device_id, now)?;
+            if done {
+                super::emit(c, "device.revoked", &customer_id, &json!({"customer_id": customer_id, "device_id": device_id}), now)?;
+            }
+            Ok::<_, ApiError>(done)
+        })
+        .await?;
+    if done { Ok(()) } else { Err(ApiError::not_found("device")) }
+}

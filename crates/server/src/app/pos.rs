@@ -1,0 +1,547 @@
+//! Payments at the till: charge a scanned code, confirm or reject in the wallet, cancel,
+//! refund, and expire holds that nobody confirmed.
+
+use super::funding::{charge, parse_amount};
+use super::idem::{self, Idem, Stored};
+use crate::error::{ApiError, ApiResult};
+use crate::secrets::new_id;
+use crate::state::AppState;
+use axum::http::StatusCode;
+use konbini_core::ledger::{self as rules, AccountKind, Entry};
+use konbini_core::paycode::{self, PaymentCode};
+use konbini_core::{Amount, Currency};
+use konbini_store::customers;
+use konbini_store::ledger::{self, NewHold, Posted};
+use konbini_store::payments::{self, Activity, Payment};
+use konbini_store::{Conn, StoreError};
+use serde_json::json;
+
+/// Most lines in one basket.
+pub const MAX_BASKET_LINES: usize = 200;
+/// Most units of one line.
+pub const MAX_QUANTITY: i64 = 10_000;
+
+/// One basket line as the POS sends it.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasketLine {
+    pub sku: String,
+    pub category: String,
+    pub quantity: i64,
+    pub unit_price: i64,
+}
+
+/// `POST /v1/pos/payments`.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentRequest {
+    pub code: String,
+    pub amount: i64,
+    pub currency: String,
+    pub basket: Vec<BasketLine>,
+    pub order_ref: String,
+}
+
+/// `POST /v1/pos/payments/{id}/refunds`.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundRequest {
+    /// Minor units; the whole remaining amount when absent.
+    pub amount: Option<i64>,
+}
+
+fn printable(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && s.bytes().all(|b| (0x20..=0x7e).contains(&b))
+}
+
+/// Checks the basket: bounded, well-formed, and adding up to the charged amount exactly.
+fn check_basket(basket: &[BasketLine], amount: Amount) -> ApiResult<()> {
+    if basket.is_empty() || basket.len() > MAX_BASKET_LINES {
+        return Err(ApiError::invalid_param("invalid_basket", "basket", format!("A basket has 1 to {MAX_BASKET_LINES} lines.")));
+    }
+    let mut total: i64 = 0;
+    for (i, l) in basket.iter().enumerate() {
+        let p = format!("basket[{i}]");
+        if !printable(&l.sku, 64) {
+            return Err(ApiError::invalid_param("invalid_basket", &format!("{p}.sku"), "sku must be 1 to 64 printable ASCII characters."));
+        }
+        if l.category.is_empty() || l.category.len() > 32 || !l.category.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            return Err(ApiError::invalid_param("invalid_basket", &format!("{p}.category"), "category must be 1 to 32 of a-z and _."));
+        }
+        if !(1..=MAX_QUANTITY).contains(&l.quantity) {
+            return Err(ApiError::invalid_param("invalid_basket", &format!("{p}.quantity"), format!("quantity must be 1 to {MAX_QUANTITY}.")));
+        }
+        let line = konbini_core::money::line_total(l.unit_price, l.quantity)
+            .map_err(|e| ApiError::invalid_param("invalid_basket", &format!("{p}.unit_price"), format!("Invalid line: {e}.")))?;
+        total = total.checked_add(line).ok_or_else(|| ApiError::invalid_param("invalid_basket", "basket", "Basket total overflows."))?;
+    }
+    if total != amount.minor() {
+        return Err(ApiError::invalid_param(
+            "basket_amount_mismatch",
+            "amount",
+            format!("The basket adds up to {total}, not {}.", amount.minor()),
+        ));
+    }
+    Ok(())
+}
+
+pub fn payment_json(p: &Payment) -> serde_json::Value {
+    json!({
+        "id": p.id, "object": "payment", "status": p.status, "decline_code": p.decline_code,
+        "amount": p.amount, "currency": p.currency, "refunded": p.refunded, "order_ref": p.order_ref,
+        "store_id": p.store_id, "terminal_id": p.terminal_id, "funding": p.funding,
+        "expires_at_ms": p.expires_ms, "created_ms": p.created_ms,
+    })
+}
+
+/// What the first transaction of a payment decided.
+enum Decided {
+    /// Finished in one transaction (wallet funding, or a decline): the stored response.
+    Done(Stored),
+    /// Card funding: the processor must be asked, then [`finish_card_payment`].
+    Card { payment: Payment, token: String },
+}
+
+/// Charges a scanned code.
+///
+/// One transaction: claim the idempotency key; find the live device holding the code's slot;
+/// check the one-time value; spend the code (atomically, so of two tills exactly one wins,
+/// and older codes of that device die); then move the money from the wallet to the store's
+/// settlement account, or place a hold when the customer must confirm. A declined payment is
+/// committed too: its code stays spent.
+pub async fn create_payment(state: &AppState, terminal_id: String, store_id: String, key: String, req: PaymentRequest) -> ApiResult<Stored> {
+    let amount = parse_amount(state, req.amount, &req.currency)?;
+    check_basket(&req.basket, amount)?;
+    if !printable(&req.order_ref, 64) {
+        return Err(ApiError::invalid_param("invalid_order_ref", "order_ref", "order_ref must be 1 to 64 printable ASCII characters."));
+    }
+    // A mistyped code is refused before any lookup.
+    let code = PaymentCode::parse(&req.code)
+        .map_err(|_| ApiError::invalid_param("invalid_code", "code", "This is not a valid payment code."))?;
+    let idem = Idem::new(&terminal_id, &key, "POST /v1/pos/payments", &req);
+    let now = state.now_ms();
+    let secret = state.secret.clone();
+    let cfg = state.config.clone();
+    let basket = serde_json::to_string(&req.basket).map_err(|_| ApiError::internal())?;
+    let order_ref = req.order_ref.clone();
+    let decided = state
+        .db
+        .write(move |c| {
+            if let Some(s) = idem::begin(c, &idem, now)? {
+                return Ok(Decided::Done(s));
+            }
+            let mut p = Payment {
+                id: new_id("pay"),
+                customer_id: None,
+                device_id: None,
+                store_id: store_id.clone(),
+                terminal_id: terminal_id.clone(),
+                amount: amount.minor(),
+                currency: amount.currency().code().into(),
+                status: "declined".into(),
+                decline_code: None,
+                funding: None,
+                card_id: None,
+                processor_auth: None,
+                order_ref: order_ref.clone(),
+                basket: basket.clone(),
+                refunded: 0,
+                hold_id: None,
+                expires_ms: None,
+                created_ms: now,
+                updated_ms: now,
+            };
+            let device = match spend_code(c, &secret, &code, now)? {
+                Some(d) => d,
+                None => {
+                    p.decline_code = Some("invalid_code".into());
+                    return finish_decided(c, &idem, p, now).map(Decided::Done);
+                }
+            };
+            p.customer_id = Some(device.customer_id.clone());
+            p.device_id = Some(device.id.clone());
+            let customer = customers::by_id(c, &device.customer_id)?.ok_or_else(ApiError::internal)?;
+            if customer.status != "active" {
+                p.decline_code = Some("account_unavailable".into());
+                return finish_decided(c, &idem, p, now).map(Decided::Done);
+            }
+            if customer.funding == "card"
+                && let Some(card_id) = &customer.funding_card_id
+                && let Some(card) = customers::card_of(c, &customer.id, card_id)?
+            {
+                p.funding = Some("card".into());
+                p.card_id = Some(card.id.clone());
+                p.status = "processing".into();
+                payments::insert_payment(c, &p)?;
+                return Ok(Decided::Card { payment: p, token: card.processor_token });
+            }
+            p.funding = Some("wallet".into());
+            let wallet = rules::wallet_account(&customer.id, amount.currency());
+            let settlement = rules::store_settlement_account(&store_id, amount.currency());
+            ledger::ensure_account(c, &settlement, AccountKind::StoreSettlement, amount.currency(), now)?;
+            if amount.minor() >= cfg.limits.confirm_at_or_above_minor {
+                // Large payment: reserve the money and wait for the customer's confirmation.
+                let hold_id = new_id("hold");
+                let expires = now + cfg.confirmation_timeout_ms;
+                let held = ledger::hold(c, &NewHold {
+                    id: &hold_id, account_id: &wallet, amount_minor: amount.minor(), currency: amount.currency(),
+                    ref_id: &p.id, expires_ms: expires,
+                }, now)?;
+                if held {
+                    p.status = "pending_confirmation".into();
+                    p.hold_id = Some(hold_id);
+                    p.expires_ms = Some(expires);
+                } else {
+                    p.decline_code = Some("insufficient_funds".into());
+                }
+                return finish_decided(c, &idem, p, now).map(Decided::Done);
+            }
+            let entry = Entry::transfer(&wallet, &settlement, amount).map_err(|_| ApiError::internal())?;
+            match ledger::post(c, &new_id("ent"), "payment", &p.id, &entry, now)? {
+                Posted::Ok => p.status = "succeeded".into(),
+                Posted::InsufficientFunds => p.decline_code = Some("insufficient_funds".into()),
+            }
+            finish_decided(c, &idem, p, now).map(Decided::Done)
+        })
+        .await?;
+    match decided {
+        Decided::Done(s) => Ok(s),
+        Decided::Card { payment, token } => finish_card_payment(state, payment, token, key).await,
+    }
+}
+
+/// Finds the live device of the code's slot, checks the one-time value and spends the code.
+/// `None` for every kind of bad code (unknown slot, wrong value, expired, reused): the caller
+/// answers them all alike.
+fn spend_code(c: &mut dyn Conn, secret: &crate::secrets::MasterSecret, code: &PaymentCode, now: i64) -> Result<Option<customers::Device>, StoreError> {
+    let Some(device) = customers::device_by_slot(c, i64::from(code.slot()))? else {
+        return Ok(None);
+    };
+    let generation = u32::try_from(device.key_generation).unwrap_or(0);
+    let key = secret.paycode_key(code.slot(), generation);
+    let Ok(counter) = paycode::verify(&key, code, now) else {
+        return Ok(None);
+    };
+    if !customers::consume_code(c, device.slot, counter)? {
+        return Ok(None);
+    }
+    Ok(Some(device))
+}
+
+/// Inserts the decided payment with its activity line and event, and stores the response.
+fn finish_decided(c: &mut dyn Conn, idem: &Idem, p: Payment, now: i64) -> ApiResult<Stored> {
+    payments::insert_payment(c, &p)?;
+    record(c, &p, now)?;
+    let stored = Stored::json(StatusCode::CREATED, &payment_json(&p));
+    idem::finish(c, idem, &stored)?;
+    Ok(stored)
+}
+
+/// The customer's activity line and the outbox event for a payment's current state.
+fn record(c: &mut dyn Conn, p: &Payment, now: i64) -> Result<(), StoreError> {
+    if let Some(customer_id) = &p.customer_id {
+        payments::insert_activity(c, &Activity {
+            id: p.id.clone(),
+            customer_id: customer_id.clone(),
+            kind: "payment".into(),
+            amount: -p.amount,
+            currency: p.currency.clone(),
+            status: p.status.clone(),
+            description: format!("Payment at store {}", p.store_id),
+            created_ms: now,
+        })?;
+    }
+    super::emit(c, &format!("payment.{}", p.status), &p.id, &json!({
+        "payment_id": p.id, "customer_id": p.customer_id, "store_id": p.store_id, "amount": p.amount,
+        "currency": p.currency, "status": p.status, "decline_code": p.decline_code
+    }), now)
+}
+
+/// Second half of a card-funded payment: authorize and capture, then post the entry.
+async fn finish_card_payment(state: &AppState, mut p: Payment, token: String, key: String) -> ApiResult<Stored> {
+    let currency = Currency::parse(&p.currency).map_err(|_| ApiError::internal())?;
+    let amount = Amount::new(p.amount, currency).map_err(|_| ApiError::internal())?;
+    let outcome = charge(state, &token, amount, &p.id).await;
+    let now = state.now_ms();
+    let idem_scope = p.terminal_id.clone();
+    state
+        .db
+        .write(move |c| {
+            match &outcome {
+                Ok(auth) => {
+                    let clearing = rules::card_clearing_account(p.customer_id.as_deref().unwrap_or(""), currency);
+                    let settlement = rules::store_settlement_account(&p.store_id, currency);
+                    ledger::ensure_account(c, &clearing, AccountKind::CardClearing, currency, now)?;
+                    let entry = Entry::transfer(&clearing, &settlement, amount).map_err(|_| ApiError::internal())?;
+                    if ledger::post(c, &new_id("ent"), "payment", &p.id, &entry, now)? != Posted::Ok {
+                        return Err(ApiError::internal());
+                    }
+                    payments::finish_payment(c, &p.id, "processing", "succeeded", None, Some(auth), now)?;
+                    p.status = "succeeded".into();
+                    p.processor_auth = Some(auth.clone());
+                }
+                Err(e) => {
+                    payments::finish_payment(c, &p.id, "processing", "declined", Some(e.code), None, now)?;
+                    p.status = "declined".into();
+                    p.decline_code = Some(e.code.into());
+                }
+            }
+            record(c, &p, now)?;
+            let stored = Stored::json(StatusCode::CREATED, &payment_json(&p));
+            // The key was claimed in the first transaction under the terminal's scope.
+            let idem = Idem { scope: idem_scope.clone(), key: key.clone(), request_hash: Vec::new() };
+            idem::finish(c, &idem, &stored)?;
+            Ok(stored)
+        })
+        .await
+}
+
+/// A payment as the terminal's store sees it (another store's payment is "not found").
+/// A pending payment past its deadline is expired on the spot.
+pub async fn get_payment(state: &AppState, store_id: String, id: String) -> ApiResult<serde_json::Value> {
+    let now = state.now_ms();
+    let (sid, pid) = (store_id.clone(), id.clone());
+    let p = state
+        .db
+        .read(move |c| payments::payment_in_store(c, &pid, &sid))
+        .await?
+        .ok_or_else(|| ApiError::not_found("payment"))?;
+    if p.status == "pending_confirmation" && p.expires_ms.is_some_and(|e| e <= now) {
+        expire_payment(state, p.id.clone()).await?;
+        let p = state
+            .db
+            .read(move |c| payments::payment_in_store(c, &id, &store_id))
+            .await?
+            .ok_or_else(|| ApiError::not_found("payment"))?;
+        return Ok(payment_json(&p));
+    }
+    Ok(payment_json(&p))
+}
+
+/// Expires one pending payment whose hold timed out: the hold is voided, the money stays.
+pub async fn expire_payment(state: &AppState, payment_id: String) -> ApiResult<()> {
+    let now = state.now_ms();
+    state
+        .db
+        .write(move |c| {
+            let Some(p) = payments::payment_by_id(c, &payment_id)? else { return Ok(()) };
+            if p.status != "pending_confirmation" || p.expires_ms.is_none_or(|e| e > now) {
+                return Ok(());
+            }
+            end_pending(c, p, "expired", Some("confirmation_timeout"), now)
+        })
+        .await
+}
+
+/// Voids the hold of a pending payment and moves it to a final non-paid state.
+fn end_pending(c: &mut dyn Conn, mut p: Payment, to: &str, decline_code: Option<&str>, now: i64) -> ApiResult<()> {
+    if let Some(h) = &p.hold_id {
+        ledger::release_hold(c, h, "voided")?;
+    }
+    if payments::finish_payment(c, &p.id, "pending_confirmation", to, decline_code, None, now)? {
+        p.status = to.into();
+        p.decline_code = decline_code.map(Into::into);
+        payments::set_activity_status(c, &p.id, to)?;
+        super::emit(c, &format!("payment.{to}"), &p.id, &json!({"payment_id": p.id, "customer_id": p.customer_id, "status": to}), now)?;
+    }
+    Ok(())
+}
+
+/// Voids every hold that has timed out (run by a background task every second). Bounded per
+/// run so one sweep never holds the writer for long.
+pub async fn expire_due(state: &AppState) -> ApiResult<usize> {
+    let now = state.now_ms();
+    let due = state.db.read(move |c| ledger::expired_holds(c, now, 100)).await?;
+    let n = due.len();
+    for (_, payment_id) in due {
+        expire_payment(state, payment_id).await?;
+    }
+    Ok(n)
+}
+
+/// Payments waiting for this customer's confirmation.
+pub async fn pending_for_customer(state: &AppState, customer_id: String) -> ApiResult<serde_json::Value> {
+    let now = state.now_ms();
+    let list = state.db.read(move |c| payments::pending_for_customer(c, &customer_id, now)).await?;
+    Ok(json!({"data": list.iter().map(|p| {
+        let mut j = payment_json(p);
+        j["basket"] = serde_json::from_str(&p.basket).unwrap_or(serde_json::Value::Null);
+        j
+    }).collect::<Vec<_>>()}))
+}
+
+/// The customer confirms (or rejects) a pending payment from the wallet.
+pub async fn decide_pending(state: &AppState, customer_id: String, payment_id: String, confirm: bool) -> ApiResult<serde_json::Value> {
+    let now = state.now_ms();
+    state
+        .db
+        .write(move |c| {
+            let mut p = payments::payment_of_customer(c, &payment_id, &customer_id)?
+                .ok_or_else(|| ApiError::not_found("payment"))?;
+            if p.status != "pending_confirmation" {
+                return Err(ApiError::conflict("payment_not_pending", format!("The payment is {}.", p.status)));
+            }
+            if p.expires_ms.is_none_or(|e| e <= now) {
+                end_pending(c, p, "expired", Some("confirmation_timeout"), now)?;
+                return Err(ApiError::conflict("payment_expired", "The payment waited too long and has expired."));
+            }
+            if !confirm {
+                end_pending(c, p.clone(), "declined", Some("rejected_by_customer"), now)?;
+                p.status = "declined".into();
+                p.decline_code = Some("rejected_by_customer".into());
+                return Ok(payment_json(&p));
+            }
+            let currency = Currency::parse(&p.currency).map_err(|_| ApiError::internal())?;
+            let amount = Amount::new(p.amount, currency).map_err(|_| ApiError::internal())?;
+            if let Some(h) = &p.hold_id
+                && !ledger::release_hold(c, h, "posted")?
+            {
+                return Err(ApiError::conflict("payment_not_pending", "The payment is no longer pending."));
+            }
+            let wallet = rules::wallet_account(&customer_id, currency);
+            let settlement = rules::store_settlement_account(&p.store_id, currency);
+            let entry = Entry::transfer(&wallet, &settlement, amount).map_err(|_| ApiError::internal())?;
+            if ledger::post(c, &new_id("ent"), "payment", &p.id, &entry, now)? != Posted::Ok {
+                // The hold guaranteed the funds; failing here means the ledger is inconsistent.
+                return Err(ApiError::internal());
+            }
+            payments::finish_payment(c, &p.id, "pending_confirmation", "succeeded", None, None, now)?;
+            payments::set_activity_status(c, &p.id, "succeeded")?;
+            p.status = "succeeded".into();
+            super::emit(c, "payment.succeeded", &p.id, &json!({"payment_id": p.id, "customer_id": p.customer_id, "store_id": p.store_id, "amount": p.amount, "currency": p.currency, "status": "succeeded"}), now)?;
+            Ok(payment_json(&p))
+        })
+        .await
+}
+
+/// Card work to do after a refund or cancel has committed.
+enum CardFollowUp {
+    None,
+    Refund { auth: String, amount: i64, reference: String },
+}
+
+/// Refunds all or part of a succeeded payment, never more than what remains.
+pub async fn refund(state: &AppState, terminal_id: String, store_id: String, payment_id: String, key: String, req: RefundRequest) -> ApiResult<Stored> {
+    let idem = Idem::new(&terminal_id, &key, &format!("POST /v1/pos/payments/{payment_id}/refunds"), &req);
+    let now = state.now_ms();
+    let (stored, follow) = state
+        .db
+        .write(move |c| {
+            if let Some(s) = idem::begin(c, &idem, now)? {
+                return Ok((s, CardFollowUp::None));
+            }
+            let p = payments::payment_in_store(c, &payment_id, &store_id)?.ok_or_else(|| ApiError::not_found("payment"))?;
+            if p.status != "succeeded" {
+                return Err(ApiError::conflict("payment_not_refundable", format!("A {} payment cannot be refunded.", p.status)));
+            }
+            let remaining = p.amount - p.refunded;
+            let amount_minor = req.amount.unwrap_or(remaining);
+            let currency = Currency::parse(&p.currency).map_err(|_| ApiError::internal())?;
+            let amount = Amount::new(amount_minor, currency)
+                .map_err(|e| ApiError::invalid_param("invalid_amount", "amount", format!("Invalid amount: {e}.")))?;
+            if !payments::add_refunded(c, &p.id, amount.minor(), now)? {
+                return Err(ApiError::unprocessable(
+                    "refund_exceeds_payment",
+                    format!("At most {remaining} of this payment can still be refunded."),
+                ).with_param("amount"));
+            }
+            let refund_id = new_id("re");
+            let settlement = rules::store_settlement_account(&p.store_id, currency);
+            let customer_id = p.customer_id.clone().ok_or_else(ApiError::internal)?;
+            let (to, follow) = if p.funding.as_deref() == Some("card") {
+                let clearing = rules::card_clearing_account(&customer_id, currency);
+                ledger::ensure_account(c, &clearing, AccountKind::CardClearing, currency, now)?;
+                let auth = p.processor_auth.clone().ok_or_else(ApiError::internal)?;
+                (clearing, CardFollowUp::Refund { auth, amount: amount.minor(), reference: refund_id.clone() })
+            } else {
+                let wallet = rules::wallet_account(&customer_id, currency);
+                ledger::ensure_account(c, &wallet, AccountKind::Wallet, currency, now)?;
+                (wallet, CardFollowUp::None)
+            };
+            let entry = Entry::transfer(&settlement, &to, amount).map_err(|_| ApiError::internal())?;
+            if ledger::post(c, &new_id("ent"), "refund", &refund_id, &entry, now)? != Posted::Ok {
+                return Err(ApiError::internal());
+            }
+            payments::insert_refund(c, &refund_id, &p.id, amount.minor(), &p.currency, now)?;
+            payments::insert_activity(c, &Activity {
+                id: refund_id.clone(), customer_id: customer_id.clone(), kind: "refund".into(), amount: amount.minor(),
+                currency: p.currency.clone(), status: "succeeded".into(), description: format!("Refund of {}", p.id), created_ms: now,
+            })?;
+            super::emit(c, "refund.succeeded", &p.id, &json!({"refund_id": refund_id, "payment_id": p.id, "customer_id": customer_id, "amount": amount.minor(), "currency": p.currency}), now)?;
+            let body = json!({"id": refund_id, "object": "refund", "payment_id": p.id, "amount": amount.minor(), "currency": p.currency, "status": "succeeded", "created_ms": now});
+            let stored = Stored::json(StatusCode::CREATED, &body);
+            idem::finish(c, &idem, &stored)?;
+            Ok((stored, follow))
+        })
+        .await?;
+    card_follow_up(state, follow).await;
+    Ok(stored)
+}
+
+/// Returns money to the card after the ledger has recorded it. The ledger entry (store →
+/// card clearing) is already committed; a processor failure here is logged for operations
+/// to retry with the same reference, which the processor deduplicates.
+async fn card_follow_up(state: &AppState, follow: CardFollowUp) {
+    if let CardFollowUp::Refund { auth, amount, reference } = follow
+        && let Err(e) = state.processor.refund(&auth, amount, &reference).await
+    {
+        tracing::error!(error = %e, refund = %reference, "card refund not yet confirmed by the processor");
+    }
+}
+
+/// Cancels a payment: a pending one releases its hold; a succeeded one with nothing refunded
+/// is reversed in full.
+pub async fn cancel(state: &AppState, terminal_id: String, store_id: String, payment_id: String, key: String) -> ApiResult<Stored> {
+    let idem = Idem::new(&terminal_id, &key, &format!("POST /v1/pos/payments/{payment_id}/cancel"), &());
+    let now = state.now_ms();
+    let (stored, follow) = state
+        .db
+        .write(move |c| {
+            if let Some(s) = idem::begin(c, &idem, now)? {
+                return Ok((s, CardFollowUp::None));
+            }
+            let mut p = payments::payment_in_store(c, &payment_id, &store_id)?.ok_or_else(|| ApiError::not_found("payment"))?;
+            let mut follow = CardFollowUp::None;
+            match p.status.as_str() {
+                "pending_confirmation" => {
+                    end_pending(c, p.clone(), "canceled", None, now)?;
+                    p.status = "canceled".into();
+                }
+                "succeeded" if p.refunded == 0 => {
+                    let currency = Currency::parse(&p.currency).map_err(|_| ApiError::internal())?;
+                    let amount = Amount::new(p.amount, currency).map_err(|_| ApiError::internal())?;
+                    let customer_id = p.customer_id.clone().ok_or_else(ApiError::internal)?;
+                    let settlement = rules::store_settlement_account(&p.store_id, currency);
+                    let to = if p.funding.as_deref() == Some("card") {
+                        let auth = p.processor_auth.clone().ok_or_else(ApiError::internal)?;
+                        follow = CardFollowUp::Refund { auth, amount: p.amount, reference: format!("cancel_{}", p.id) };
+                        rules::card_clearing_account(&customer_id, currency)
+                    } else {
+                        rules::wallet_account(&customer_id, currency)
+                    };
+                    let entry = Entry::transfer(&settlement, &to, amount).map_err(|_| ApiError::internal())?;
+                    if ledger::post(c, &new_id("ent"), "reversal", &p.id, &entry, now)? != Posted::Ok {
+                        return Err(ApiError::internal());
+                    }
+                    if !payments::transition_payment(c, &p.id, "succeeded", "canceled", now)? {
+                        return Err(ApiError::conflict("payment_not_cancelable", "The payment changed; retry."));
+                    }
+                    payments::set_activity_status(c, &p.id, "canceled")?;
+                    super::emit(c, "payment.canceled", &p.id, &json!({"payment_id": p.id, "customer_id": p.customer_id, "amount": p.amount, "currency": p.currency}), now)?;
+                    p.status = "canceled".into();
+                }
+                other => {
+                    return Err(ApiError::conflict(
+                        "payment_not_cancelable",
+                        format!("A {other} payment cannot be canceled{}.", if other == "succeeded" { " after a refund; refund the rest instead" } else { "" }),
+                    ));
+                }
+            }
+            let stored = Stored::json(StatusCode::OK, &payment_json(&p));
+            idem::finish(c, &idem, &stored)?;
+            Ok((stored, follow))
+        })
+        .await?;
+    card_follow_up(state, follow).await;
+    Ok(stored)
+}

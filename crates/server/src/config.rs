@@ -1,0 +1,73 @@
+//! Server configuration. The binary fills it from a TOML file, `KONBINI_*` environment
+//! variables and flags; tests build it directly.
+
+use konbini_core::Currency;
+
+/// Wallet and top-up limits, in minor units of the platform currency.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest single top-up.
+    pub per_topup_minor: i64,
+    /// Most that may be topped up in one day (UTC+9 day, the chain's business day).
+    pub daily_topup_minor: i64,
+    /// Largest wallet balance.
+    pub max_balance_minor: i64,
+    /// Payments at or above this amount wait for the customer's confirmation in the wallet
+    /// (`pending_confirmation`); the risk engine will decide this per payment later.
+    pub confirm_at_or_above_minor: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            per_topup_minor: 30_000,
+            daily_topup_minor: 50_000,
+            max_balance_minor: 100_000,
+            confirm_at_or_above_minor: 50_000,
+        }
+    }
+}
+
+/// Where card operations go.
+#[derive(Debug, Clone)]
+pub enum ProcessorConfig {
+    /// The built-in simulator, in process. `slow_ms` is the stall of the slow test card.
+    Simulator { slow_ms: u64 },
+    /// A processor (or `konbini processor-sim`) over HTTP.
+    Http { url: String, timeout_ms: u64 },
+}
+
+/// Everything the HTTP service needs to know.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Base URL for links in messages; never taken from the request's Host header.
+    pub public_url: String,
+    /// The platform currency (wallets and limits are kept in it).
+    pub currency: Currency,
+    pub limits: Limits,
+    /// Session lifetime without activity.
+    pub session_idle_ms: i64,
+    /// Session lifetime, whatever the activity.
+    pub session_absolute_ms: i64,
+    /// How long a payment waits for the customer's confirmation.
+    pub confirmation_timeout_ms: i64,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    pub processor: ProcessorConfig,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            public_url: "http://127.0.0.1:8080".into(),
+            currency: Currency::JPY,
+            limits: Limits::default(),
+            session_idle_ms: 30 * 60 * 1000,
+            session_absolute_ms: 12 * 60 * 60 * 1000,
+            confirmation_timeout_ms: 60_000,
+            max_body_bytes: 16 * 1024,
+            processor: ProcessorConfig::Simulator { slow_ms: 3_000 },
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Request extractors: JSON bodies with our error format, bearer credentials, idempotency keys.
+
+use crate::error::ApiError;
+use crate::secrets::token_hash;
+use crate::state::AppState;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use konbini_store::{StoreError, customers, stores};
+use serde::de::DeserializeOwned;
+
+/// A JSON body. Unknown fields are refused by the request types themselves
+/// (`#[serde(deny_unknown_fields)]`); every rejection becomes our error object, with any long
+/// run of digits in the parser's message redacted so a mistyped card number is never echoed.
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(rejection) => Err(json_error(rejection)),
+        }
+    }
+}
+
+fn json_error(r: JsonRejection) -> ApiError {
+    match r {
+        JsonRejection::MissingJsonContentType(_) => ApiError::invalid(
+            "unsupported_content_type",
+            "Send the body as JSON with Content-Type: application/json.",
+        ),
+        JsonRejection::JsonSyntaxError(_) => ApiError::invalid("invalid_json", "The body is not valid JSON."),
+        JsonRejection::JsonDataError(e) => {
+            ApiError::invalid("invalid_request", redact_digits(&e.body_text()))
+        }
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            ..ApiError::invalid("body_too_large", "The request body is too large.")
+        },
+        _ => ApiError::invalid("invalid_request", "The request body could not be read."),
+    }
+}
+
+/// Replaces every run of six or more digits with `[redacted]`.
+pub fn redact_digits(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut run = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            run.push(c);
+            continue;
+        }
+        flush(&mut out, &mut run);
+        out.push(c);
+    }
+    flush(&mut out, &mut run);
+    out
+}
+
+fn flush(out: &mut String, run: &mut String) {
+    if run.len() >= 6 {
+        out.push_str("[redacted]");
+    } else {
+        out.push_str(run);
+    }
+    run.clear();
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let v = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let token = v.strip_prefix("Bearer ")?;
+    // Tokens are short ASCII; anything else is not ours and never reaches the database.
+    (token.len() <= 128 && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')).then_some(token)
+}
+
+/// An authenticated customer session.
+#[derive(Debug, Clone)]
+pub struct CustomerAuth {
+    pub customer_id: String,
+    pub device_id: String,
+    pub token_hash: Vec<u8>,
+}
+
+impl FromRequestParts<AppState> for CustomerAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts).filter(|t| t.starts_with("ks_")).ok_or_else(ApiError::unauthenticated)?;
+        let hash = token_hash(token);
+        let h = hash.clone();
+        let session = state
+            .db
+            .read(move |c| customers::session(c, &h))
+            .await?
+            .ok_or_else(ApiError::unauthenticated)?;
+        let now = state.now_ms();
+        let idle = state.config.session_idle_ms;
+        if session.revoked
+            || now >= session.expires_ms
+            || now >= session.last_seen_ms + idle
+            || session.device_status != "bound"
+        {
+            return Err(ApiError::unauthenticated());
+        }
+        if session.customer_status != "active" {
+            return Err(ApiError::forbidden("account_frozen", "This account is frozen; contact support."));
+        }
+        // Record activity for the idle timeout at most once a minute per session.
+        if now - session.last_seen_ms > 60_000 {
+            let h = hash.clone();
+            state
+                .db
+                .write(move |c| customers::touch_session(c, &h, now, 60_000))
+                .await?;
+        }
+        Ok(CustomerAuth {
+            customer_id: session.customer_id,
+            device_id: session.device_id,
+            token_hash: hash,
+        })
+    }
+}
+
+/// An authenticated POS terminal.
+#[derive(Debug, Clone)]
+pub struct TerminalAuth {
+    pub terminal_id: String,
+    pub store_id: String,
+}
+
+impl FromRequestParts<AppState> for TerminalAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = bearer(parts).filter(|t| t.starts_with("kt_")).ok_or_else(ApiError::unauthenticated)?;
+        let hash = token_hash(key);
+        let terminal = state
+            .db
+            .read(move |c| stores::terminal_by_key_hash(c, &hash))
+            .await?
+            .ok_or_else(ApiError::unauthenticated)?;
+        Ok(TerminalAuth {
+            terminal_id: terminal.id,
+            store_id: terminal.store_id,
+        })
+    }
+}
+
+/// The `Idempotency-Key` header, required on every request that moves money.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let v = parts
+            .headers
+            .get("idempotency-key")
+            .ok_or_else(|| ApiError::invalid("idempotency_key_missing", "This request needs an Idempotency-Key header."))?;
+        let s = v.to_str().map_err(|_| ApiError::invalid("idempotency_key_invalid", "The Idempotency-Key must be printable ASCII."))?;
+        if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+            return Err(ApiError::invalid(
+                "idempotency_key_invalid",
+                "The Idempotency-Key must be 1 to 255 printable ASCII characters.",
+            ));
+        }
+        Ok(IdempotencyKey(s.to_string()))
+    }
+}
+
+impl From<StoreError> for Box<ApiError> {
+    fn from(e: StoreError) -> Self {
+        Box::new(ApiError::from(e))
+    }
+}

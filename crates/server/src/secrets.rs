@@ -1,0 +1,66 @@
+//! Secrets: random tokens from the OS CSPRNG, their hashes, and keys derived from the
+//! server's master secret. Tokens are stored only as SHA-256 hashes; a high-entropy token
+//! needs no slow hash, and looking it up by hash keeps comparison out of our code entirely.
+
+use konbini_core::encoding::hex;
+use konbini_core::paycode::hmac_sha256;
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// `n` random bytes from the operating system.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    // getrandom only fails when the OS has no entropy source at all; there is no safe way
+    // to continue issuing secrets then.
+    if let Err(e) = getrandom::fill(&mut b) {
+        panic!("the operating system's random number generator failed: {e}");
+    }
+    b
+}
+
+/// A new opaque identifier such as `pay_3f9a…` (96 random bits, not a secret).
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", hex(&random_bytes::<12>()))
+}
+
+/// A new bearer secret such as `ks_…` (256 random bits).
+pub fn new_token(prefix: &str) -> String {
+    format!("{prefix}_{}", hex(&random_bytes::<32>()))
+}
+
+/// SHA-256 of a token, the only form in which tokens are stored.
+pub fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// The server's master secret, from which per-purpose keys are derived. Redacted in Debug.
+#[derive(Clone)]
+pub struct MasterSecret(Vec<u8>);
+
+impl fmt::Debug for MasterSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterSecret(<redacted>)")
+    }
+}
+
+impl MasterSecret {
+    /// At least 32 bytes.
+    pub fn new(bytes: Vec<u8>) -> Result<MasterSecret, String> {
+        if bytes.len() < 32 {
+            return Err("the secret key must be at least 32 bytes (64 hex characters)".into());
+        }
+        Ok(MasterSecret(bytes))
+    }
+    /// A key for one purpose, independent of every other purpose's key.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        hmac_sha256(&self.0, &[b"konbini/derive/v1/", purpose.as_bytes()])
+    }
+    /// The 32-byte payment-code key of a device slot (see docs/payment-codes.md).
+    pub fn paycode_key(&self, slot: u32, generation: u32) -> [u8; 32] {
+        konbini_core::paycode::derive_device_key(&self.0, slot, generation)
+    }
+    /// The keyed fingerprint of a card number: equal for equal numbers, useless without the key.
+    pub fn card_fingerprint(&self, digits: &str) -> Vec<u8> {
+        hmac_sha256(&self.derive("card-fingerprint"), &[digits.as_bytes()]).to_vec()
+    }
+}

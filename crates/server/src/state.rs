@@ -1,0 +1,53 @@
+//! The state every handler and use case shares.
+
+use crate::clock::Clock;
+use crate::config::{Config, ProcessorConfig};
+use crate::processor::{HttpProcessor, Processor, Simulator};
+use crate::secrets::MasterSecret;
+use konbini_store::Db;
+use std::sync::Arc;
+
+/// Shared, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub config: Arc<Config>,
+    pub clock: Arc<dyn Clock>,
+    pub secret: Arc<MasterSecret>,
+    pub processor: Processor,
+    /// A real Argon2id hash of a random password, verified against when the account does not
+    /// exist so that login takes the same time either way.
+    pub dummy_password_hash: Arc<String>,
+}
+
+impl AppState {
+    pub fn new(
+        db: Db,
+        config: Config,
+        clock: Arc<dyn Clock>,
+        secret: MasterSecret,
+    ) -> Result<AppState, String> {
+        let processor = match &config.processor {
+            ProcessorConfig::Simulator { slow_ms } => Processor::Simulator(Simulator::new(*slow_ms)),
+            ProcessorConfig::Http { url, timeout_ms } => Processor::Http(
+                HttpProcessor::new(url, *timeout_ms).map_err(|e| e.to_string())?,
+            ),
+        };
+        let dummy = crate::app::accounts::hash_password(&konbini_core::encoding::hex(
+            &crate::secrets::random_bytes::<16>(),
+        ))
+        .map_err(|e| e.message)?;
+        Ok(AppState {
+            db,
+            config: Arc::new(config),
+            clock,
+            secret: Arc::new(secret),
+            processor,
+            dummy_password_hash: Arc::new(dummy),
+        })
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
