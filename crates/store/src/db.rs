@@ -56,7 +56,17 @@ const QUEUE_BOUND: usize = 8192;
 
 impl Db {
     /// Opens the database and runs pending migrations.
+    ///
+    /// Safe to call from async code: connecting happens on a plain thread, because the
+    /// PostgreSQL client blocks on a runtime of its own.
     pub fn open(config: &DbConfig) -> Result<Db, StoreError> {
+        let config = config.clone();
+        std::thread::spawn(move || Db::open_here(&config))
+            .join()
+            .map_err(|_| StoreError::Db("database open panicked".into()))?
+    }
+
+    fn open_here(config: &DbConfig) -> Result<Db, StoreError> {
         if let Some(path) = config.url.strip_prefix("sqlite://") {
             let path = path.split('?').next().unwrap_or(path).to_string();
             if path.is_empty() {

@@ -45,11 +45,17 @@ pub fn postgres_url() -> Option<String> {
         }
     };
     let schema = unique_name();
-    let mut admin = postgres::Client::connect(&base, postgres::NoTls)
-        .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL at KONBINI_TEST_PG_URL: {e}"));
-    admin
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .unwrap_or_else(|e| panic!("cannot create a test schema: {e}"));
+    let (b, s) = (base.clone(), schema.clone());
+    // A plain thread: the blocking client must not run inside an async runtime.
+    std::thread::spawn(move || {
+        let mut admin = postgres::Client::connect(&b, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL at KONBINI_TEST_PG_URL: {e}"));
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {s}"))
+            .unwrap_or_else(|e| panic!("cannot create a test schema: {e}"));
+    })
+    .join()
+    .unwrap_or_else(|_| panic!("creating the PostgreSQL test schema failed"));
     let sep = if base.contains('?') { '&' } else { '?' };
     Some(format!("{base}{sep}options=-csearch_path%3D{schema}"))
 }

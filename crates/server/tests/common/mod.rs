@@ -1,0 +1,230 @@
+//! Test harness: the real server on a random port, over a fresh database (SQLite, and
+//! PostgreSQL when `KONBINI_TEST_PG_URL` is set), driven over HTTP with reqwest.
+#![allow(dead_code)]
+
+use konbini_core::encoding::unhex;
+use konbini_core::paycode;
+use konbini_server::clock::ManualClock;
+use konbini_server::config::Config;
+use konbini_server::secrets::{MasterSecret, new_token, token_hash};
+use konbini_server::state::AppState;
+use konbini_store::stores::{self, Store, Terminal};
+use konbini_store::{Db, StoreError};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// A running server.
+pub struct TestApp {
+    pub label: &'static str,
+    pub base: String,
+    pub db: Db,
+    pub url: String,
+    pub clock: ManualClock,
+    pub http: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A fixed start time on a 30-second boundary (2026-11-25T00:00:00Z).
+pub const T0_MS: i64 = 1_795_564_800_000;
+
+/// Starts one server per backend with the default config (adjusted by `tweak`).
+pub async fn apps_with(tweak: impl Fn(&mut Config)) -> Vec<TestApp> {
+    let mut out = Vec::new();
+    for t in konbini_store::testing::databases() {
+        let mut cfg = Config::default();
+        tweak(&mut cfg);
+        out.push(start(t.label, t.db, t.url, cfg).await);
+    }
+    out
+}
+
+pub async fn apps() -> Vec<TestApp> {
+    apps_with(|_| {}).await
+}
+
+pub async fn start(label: &'static str, db: Db, url: String, cfg: Config) -> TestApp {
+    let clock = ManualClock::new(T0_MS);
+    let secret = MasterSecret::new(vec![7u8; 32]).expect("secret");
+    let state = AppState::new(db.clone(), cfg, Arc::new(clock.clone()), secret).expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = konbini_server::serve(listener, state, async move {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    TestApp {
+        label,
+        base,
+        db,
+        url,
+        clock,
+        http: reqwest::Client::new(),
+        shutdown: Some(tx),
+    }
+}
+
+/// A response: status and JSON body (Null when the body is not JSON).
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl TestApp {
+    pub async fn send(&self, method: &str, path: &str, bearer: Option<&str>, idem: Option<&str>, body: Option<Value>) -> Resp {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut rq = self.http.request(m, format!("{}{}", self.base, path));
+        if let Some(b) = bearer {
+            rq = rq.bearer_auth(b);
+        }
+        if let Some(k) = idem {
+            rq = rq.header("Idempotency-Key", k);
+        }
+        if let Some(b) = body {
+            rq = rq.json(&b);
+        }
+        let r = rq.send().await.expect("request");
+        let status = r.status().as_u16();
+        let text = r.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp { status, body, text }
+    }
+
+    pub async fn raw(&self, method: &str, path: &str, bearer: Option<&str>, idem: Option<&str>, content_type: &str, body: Vec<u8>) -> Resp {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut rq = self.http.request(m, format!("{}{}", self.base, path)).header("content-type", content_type).body(body);
+        if let Some(b) = bearer {
+            rq = rq.bearer_auth(b);
+        }
+        if let Some(k) = idem {
+            rq = rq.header("Idempotency-Key", k);
+        }
+        let r = rq.send().await.expect("request");
+        let status = r.status().as_u16();
+        let text = r.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp { status, body, text }
+    }
+
+    /// Signs up and logs in a customer; returns it with its bound device.
+    pub async fn customer(&self, email: &str) -> Customer {
+        let password = "correct horse battery staple";
+        let r = self.send("POST", "/v1/signup", None, None, Some(json!({"email": email, "phone": "+819012345678", "password": password}))).await;
+        assert_eq!(r.status, 202, "{}: signup {}", self.label, r.text);
+        let r = self.send("POST", "/v1/sessions", None, None, Some(json!({"email": email, "password": password}))).await;
+        assert_eq!(r.status, 201, "{}: login {}", self.label, r.text);
+        let d = &r.body["device"];
+        let key_hex = d["payment_code"]["key"].as_str().expect("code key");
+        let key: [u8; 32] = unhex(key_hex).expect("hex").try_into().expect("32 bytes");
+        Customer {
+            email: email.to_string(),
+            password: password.to_string(),
+            token: r.body["token"].as_str().expect("token").to_string(),
+            customer_id: r.body["customer_id"].as_str().expect("id").to_string(),
+            device_id: d["id"].as_str().expect("device id").to_string(),
+            device_secret: d["secret"].as_str().expect("device secret").to_string(),
+            slot: d["payment_code"]["slot"].as_u64().expect("slot") as u32,
+            code_key: key,
+        }
+    }
+
+    /// A customer with a linked test card and `balance` topped up.
+    pub async fn funded_customer(&self, email: &str, balance: i64) -> (Customer, String) {
+        let c = self.customer(email).await;
+        let card = self.link_card(&c, "4242424242424242").await;
+        let mut left = balance;
+        let mut i = 0;
+        while left > 0 {
+            let amt = left.min(30_000);
+            let r = self.send("POST", "/v1/topups", Some(&c.token), Some(&format!("fund-{i}")), Some(json!({"amount": amt, "currency": "JPY", "card_id": card}))).await;
+            assert_eq!(r.status, 201, "{}: topup {}", self.label, r.text);
+            left -= amt;
+            i += 1;
+        }
+        (c, card)
+    }
+
+    pub async fn link_card(&self, c: &Customer, number: &str) -> String {
+        let r = self.send("POST", "/v1/cards", Some(&c.token), None, Some(json!({"number": number, "exp_month": 12, "exp_year": 2030, "cvc": "123"}))).await;
+        assert_eq!(r.status, 201, "{}: link card {}", self.label, r.text);
+        r.body["id"].as_str().expect("card id").to_string()
+    }
+
+    /// Creates a store with one terminal directly in the database (as `konbini store add` /
+    /// `konbini terminal add` do); returns (store id, terminal key).
+    pub async fn store_with_terminal(&self, store_id: &str) -> (String, String) {
+        let key = new_token("kt");
+        let (sid, hash) = (store_id.to_string(), token_hash(&key));
+        let now = self.clock_ms();
+        let _: () = self
+            .db
+            .write(move |c| {
+                stores::insert_store(c, &Store { id: sid.clone(), name: format!("Store {sid}"), region: "tokyo".into(), created_ms: now })?;
+                stores::insert_terminal(c, &Terminal { id: format!("term_{sid}"), store_id: sid.clone(), key_hash: hash.clone(), label: "till 1".into(), status: "active".into(), created_ms: now })?;
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .expect("store");
+        (store_id.to_string(), key)
+    }
+
+    pub fn clock_ms(&self) -> i64 {
+        use konbini_server::clock::Clock;
+        self.clock.now_ms()
+    }
+
+    /// The code the phone would show now (sub-index `d`), made offline from its key.
+    pub fn offline_code(&self, c: &Customer, d: u8) -> String {
+        paycode::generate(&c.code_key, c.slot, paycode::step_of(self.clock_ms()), d).to_string()
+    }
+
+    /// Charges `amount` (one basket line) with `code` at a terminal.
+    pub async fn pay(&self, terminal_key: &str, code: &str, amount: i64, idem: &str) -> Resp {
+        self.send("POST", "/v1/pos/payments", Some(terminal_key), Some(idem), Some(json!({
+            "code": code, "amount": amount, "currency": "JPY", "order_ref": format!("order-{idem}"),
+            "basket": [{"sku": "4901234567894", "category": "food", "quantity": 1, "unit_price": amount}]
+        }))).await
+    }
+
+    pub async fn wallet(&self, c: &Customer) -> Value {
+        let r = self.send("GET", "/v1/wallet", Some(&c.token), None, None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body
+    }
+
+    pub async fn ledger_ok(&self) {
+        let report = self.db.read(konbini_store::ledger::verify).await.expect("verify");
+        assert!(report.ok(), "{}: ledger verify failed: {:?}", self.label, report.problems);
+    }
+}
+
+/// A signed-up, logged-in customer with its bound device.
+#[derive(Debug, Clone)]
+pub struct Customer {
+    pub email: String,
+    pub password: String,
+    pub token: String,
+    pub customer_id: String,
+    pub device_id: String,
+    pub device_secret: String,
+    pub slot: u32,
+    pub code_key: [u8; 32],
+}
