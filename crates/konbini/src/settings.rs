@@ -1,0 +1,98 @@
+//! Settings for `konbini serve` and friends: flags, then `KONBINI_*` environment variables,
+//! then an optional TOML file, then defaults.
+
+use konbini_server::config::{Config, Limits, ProcessorConfig};
+use konbini_server::secrets::MasterSecret;
+use std::path::{Path, PathBuf};
+
+/// The TOML file's shape (every key optional). Unknown keys are an error, so a typo is caught.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    pub database_url: Option<String>,
+    pub bind: Option<String>,
+    pub public_url: Option<String>,
+    pub secret_key_file: Option<String>,
+    pub processor_url: Option<String>,
+    pub processor_timeout_ms: Option<u64>,
+    pub session_idle_minutes: Option<i64>,
+    pub confirmation_timeout_seconds: Option<i64>,
+    pub limits: Option<Limits>,
+}
+
+pub fn load_file(path: Option<&Path>) -> Result<FileSettings, String> {
+    let Some(path) = path else {
+        return Ok(FileSettings::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Builds the server configuration.
+pub fn server_config(file: &FileSettings, public_url: Option<String>, processor_url: Option<String>) -> Config {
+    let mut c = Config::default();
+    if let Some(u) = public_url.or_else(|| file.public_url.clone()) {
+        c.public_url = u;
+    }
+    if let Some(l) = &file.limits {
+        c.limits = l.clone();
+    }
+    if let Some(m) = file.session_idle_minutes {
+        c.session_idle_ms = m * 60_000;
+    }
+    if let Some(s) = file.confirmation_timeout_seconds {
+        c.confirmation_timeout_ms = s * 1000;
+    }
+    if let Some(url) = processor_url.or_else(|| file.processor_url.clone()) {
+        c.processor = ProcessorConfig::Http {
+            url,
+            timeout_ms: file.processor_timeout_ms.unwrap_or(5_000),
+        };
+    }
+    c
+}
+
+/// The master secret: `KONBINI_SECRET_KEY` (hex), or a key file. With SQLite and neither
+/// given, a key file is created beside the database on first start (mode 0600), so the demo
+/// needs no setup; PostgreSQL deployments run several nodes and must share an explicit key.
+pub fn master_secret(env_key: Option<String>, key_file: Option<String>, database_url: &str) -> Result<MasterSecret, String> {
+    if let Some(hex) = env_key {
+        let bytes = konbini_core::encoding::unhex(hex.trim()).ok_or("KONBINI_SECRET_KEY must be hex")?;
+        return MasterSecret::new(bytes);
+    }
+    let path = match key_file {
+        Some(p) => PathBuf::from(p),
+        None => match database_url.strip_prefix("sqlite://") {
+            Some(db) => {
+                let db = Path::new(db.split('?').next().unwrap_or(db));
+                db.with_extension("secret")
+            }
+            None => {
+                return Err("PostgreSQL needs KONBINI_SECRET_KEY or KONBINI_SECRET_KEY_FILE (shared by every node)".into());
+            }
+        },
+    };
+    if !path.exists() {
+        let key = konbini_core::encoding::hex(&konbini_server::secrets::random_bytes::<32>());
+        write_private(&path, &key).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        eprintln!("created a new secret key in {}", path.display());
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = konbini_core::encoding::unhex(text.trim()).ok_or_else(|| format!("{} must hold hex", path.display()))?;
+    MasterSecret::new(bytes)
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+        f.write_all(contents.as_bytes())
+    }
+    #[cfg(not(unix))]
+    {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+        f.write_all(contents.as_bytes())
+    }
+}
