@@ -1,4 +1,291 @@
+//! `konbini bench`: seeds customers, stores and terminals, serves the API in process, and
+//! drives POS payments over HTTP with codes made the way a phone makes them offline.
+//!
+//! Two modes: full speed (a fixed number of requests in flight) and fixed rate (an open
+//! loop: requests start on schedule whatever the server does, and latency is measured from
+//! the scheduled start, so a stall shows up in the tail instead of hiding).
+
 use clap::Args;
-#[derive(Args)]
-pub struct BenchArgs {}
-pub fn run(_a: BenchArgs, _u: &str) -> Result<std::process::ExitCode, String> { Err("todo".into()) }
+use konbini_core::ledger::{self as rules, AccountKind, Entry};
+use konbini_core::{Amount, Currency, paycode};
+use konbini_server::clock::SystemClock;
+use konbini_server::config::Config;
+use konbini_server::secrets::{MasterSecret, new_token, random_bytes, token_hash};
+use konbini_server::state::AppState;
+use konbini_store::customers::{self, Customer, Device};
+use konbini_store::stores::{self, Store, Terminal};
+use konbini_store::{Db, StoreError, ledger};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Customers (one device each) to seed.
+    #[arg(long, default_value_t = 20_000)]
+    customers: usize,
+    /// Stores to seed (one terminal each).
+    #[arg(long, default_value_t = 50)]
+    stores: usize,
+    /// Seconds of measured load.
+    #[arg(long, default_value_t = 10)]
+    duration_s: u64,
+    /// Payments per second to offer (open loop); 0 = as fast as possible.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Requests in flight at full speed.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Keep the existing SQLite bench database instead of starting fresh.
+    #[arg(long)]
+    keep: bool,
+}
+
+/// The bench's default database when `--database-url` is not given.
+const BENCH_DB: &str = "konbini-bench.db";
+
+struct Seeded {
+    terminal_keys: Vec<String>,
+    devices: Vec<(u32, [u8; 32])>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn seed(db: &Db, secret: &MasterSecret, args: &BenchArgs) -> Result<Seeded, String> {
+    let run = konbini_core::encoding::hex(&random_bytes::<4>());
+    let now = now_ms();
+    let mut terminal_keys = Vec::new();
+    let mut store_rows = Vec::new();
+    for i in 0..args.stores {
+        let key = new_token("kt");
+        let sid = format!("bench-{run}-st{i}");
+        store_rows.push((
+            Store { id: sid.clone(), name: format!("Bench store {i}"), region: "bench".into(), created_ms: now },
+            Terminal { id: format!("term-{run}-{i}"), store_id: sid, key_hash: token_hash(&key), label: "bench till".into(), status: "active".into(), created_ms: now },
+        ));
+        terminal_keys.push(key);
+    }
+    db.write_blocking(move |c| {
+        for (s, t) in &store_rows {
+            stores::insert_store(c, s)?;
+            stores::insert_terminal(c, t)?;
+        }
+        Ok::<_, StoreError>(())
+    })
+    .map_err(|e| e.to_string())?;
+    // Slots from a random base so a second bench on the same database does not collide.
+    let base = u32::from_be_bytes(random_bytes::<4>()) % (paycode::SLOT_LIMIT / 2);
+    let mut devices = Vec::with_capacity(args.customers);
+    let cur = Currency::JPY;
+    for chunk_start in (0..args.customers).step_by(1000) {
+        let end = (chunk_start + 1000).min(args.customers);
+        let mut rows = Vec::new();
+        for i in chunk_start..end {
+            let slot = base + i as u32;
+            devices.push((slot, secret.paycode_key(slot, 1)));
+            rows.push((format!("cus-{run}-{i}"), slot));
+        }
+        let run2 = run.clone();
+        db.write_blocking(move |c| {
+            let funding = "clearing:bench:JPY";
+            ledger::ensure_account(c, funding, AccountKind::CardClearing, cur, now)?;
+            for (id, slot) in &rows {
+                customers::insert(c, &Customer {
+                    id: id.clone(), email: format!("{id}@bench.invalid"), phone: "+819000000000".into(),
+                    password_hash: "bench-no-login".into(), status: "active".into(), funding: "wallet".into(),
+                    funding_card_id: None, created_ms: now,
+                })?;
+                customers::insert_device(c, &Device {
+                    id: format!("dev-{id}"), customer_id: id.clone(), slot: i64::from(*slot), key_generation: 1,
+                    secret_hash: vec![0; 32], name: "bench".into(), status: "bound".into(), last_code_counter: 0, created_ms: now,
+                })?;
+                let wallet = rules::wallet_account(id, cur);
+                ledger::ensure_account(c, &wallet, AccountKind::Wallet, cur, now)?;
+                let amount = Amount::new(1_000_000, cur).map_err(|e| StoreError::Decode(e.to_string()))?;
+                let e = Entry::transfer(funding, &wallet, amount).map_err(|e| StoreError::Decode(e.to_string()))?;
+                ledger::post(c, &format!("ent-seed-{run2}-{id}"), "seed", id, &e, now)?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(Seeded { terminal_keys, devices })
+}
+
+/// Hands out codes as phones would: each device's next sub-index within the current step.
+struct Wallets {
+    devices: Vec<(u32, [u8; 32])>,
+    /// Per device: (step, next sub-index).
+    next: Vec<Mutex<(i64, u8)>>,
+    cursor: AtomicUsize,
+}
+
+impl Wallets {
+    fn next_code(&self) -> Option<String> {
+        for _ in 0..self.devices.len() {
+            let i = self.cursor.fetch_add(1, Ordering::Relaxed) % self.devices.len();
+            let step = paycode::step_of(now_ms());
+            let Ok(mut slot_state) = self.next[i].lock() else { continue };
+            if slot_state.0 != step {
+                *slot_state = (step, 0);
+            }
+            if slot_state.1 > 9 {
+                continue;
+            }
+            let d = slot_state.1;
+            slot_state.1 += 1;
+            let (slot, key) = &self.devices[i];
+            return Some(paycode::generate(key, *slot, step, d).to_string());
+        }
+        None
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    latencies_us: Mutex<Vec<u64>>,
+    succeeded: AtomicU64,
+    declined: AtomicU64,
+    errors: AtomicU64,
+}
+
+async fn one_payment(http: &reqwest::Client, base: &str, wallets: &Wallets, keys: &[String], n: u64, tally: &Tally, started: Instant) {
+    let Some(code) = wallets.next_code() else {
+        tally.errors.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let amount = 100 + (n % 900) as i64;
+    let key = &keys[(n as usize) % keys.len()];
+    let body = serde_json::json!({
+        "code": code, "amount": amount, "currency": "JPY", "order_ref": format!("bench-{n}"),
+        "basket": [{"sku": "4900000000000", "category": "food", "quantity": 1, "unit_price": amount}]
+    });
+    let r = http
+        .post(format!("{base}/v1/pos/payments"))
+        .bearer_auth(key)
+        .header("Idempotency-Key", format!("bench-{n}-{}", konbini_core::encoding::hex(&random_bytes::<6>())))
+        .json(&body)
+        .send()
+        .await;
+    let status = match r {
+        Ok(resp) => {
+            let ok = resp.status().as_u16() == 201;
+            let v: serde_json::Value = resp.json().await.unwrap_or_default();
+            if ok && v["status"] == "succeeded" { 0 } else if ok { 1 } else { 2 }
+        }
+        Err(_) => 2,
+    };
+    let us = started.elapsed().as_micros() as u64;
+    match status {
+        0 => tally.succeeded.fetch_add(1, Ordering::Relaxed),
+        1 => tally.declined.fetch_add(1, Ordering::Relaxed),
+        _ => tally.errors.fetch_add(1, Ordering::Relaxed),
+    };
+    if let Ok(mut l) = tally.latencies_us.lock() {
+        l.push(us);
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    // Nearest-rank percentile; the float is only for reporting, never for money.
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1000.0
+}
+
+pub fn run(args: BenchArgs, database_url: &str) -> Result<ExitCode, String> {
+    let default_url = format!("sqlite://{BENCH_DB}");
+    let url = if database_url == "sqlite://konbini.db" { default_url.as_str() } else { database_url };
+    if url == default_url && !args.keep {
+        for s in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{BENCH_DB}{s}"));
+        }
+    }
+    let db = crate::open_db(url)?;
+    let secret = MasterSecret::new(random_bytes::<32>().to_vec())?;
+    println!("konbini bench on {} ({} customers, {} stores)", crate::redact_url(url), args.customers, args.stores);
+    let t = Instant::now();
+    let seeded = seed(&db, &secret, &args)?;
+    println!("seeded in {:.1} s", t.elapsed().as_secs_f64());
+    let state = AppState::new(db.clone(), Config::default(), Arc::new(SystemClock), secret)?;
+    let rt = crate::runtime()?;
+    let result = rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+        let base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(konbini_server::serve(listener, state, async move {
+            let _ = stop_rx.await;
+        }));
+        let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build().map_err(|e| e.to_string())?;
+        let wallets = Arc::new(Wallets {
+            next: (0..seeded.devices.len()).map(|_| Mutex::new((0, 0))).collect(),
+            devices: seeded.devices,
+            cursor: AtomicUsize::new(0),
+        });
+        let keys = Arc::new(seeded.terminal_keys);
+        let tally = Arc::new(Tally::default());
+        let counter = Arc::new(AtomicU64::new(0));
+        let deadline = Instant::now() + Duration::from_secs(args.duration_s);
+        let begin = Instant::now();
+        if args.rate == 0 {
+            let mut workers = Vec::new();
+            for _ in 0..args.concurrency.max(1) {
+                let (http, base, wallets, keys, tally, counter) = (http.clone(), base.clone(), wallets.clone(), keys.clone(), tally.clone(), counter.clone());
+                workers.push(tokio::spawn(async move {
+                    while Instant::now() < deadline {
+                        let n = counter.fetch_add(1, Ordering::Relaxed);
+                        one_payment(&http, &base, &wallets, &keys, n, &tally, Instant::now()).await;
+                    }
+                }));
+            }
+            for w in workers {
+                let _ = w.await;
+            }
+        } else {
+            let interval = Duration::from_nanos(1_000_000_000 / args.rate);
+            let total = args.rate * args.duration_s;
+            let mut tasks = Vec::with_capacity(total as usize);
+            for n in 0..total {
+                let scheduled = begin + interval * n as u32;
+                tokio::time::sleep_until(scheduled.into()).await;
+                let (http, base, wallets, keys, tally) = (http.clone(), base.clone(), wallets.clone(), keys.clone(), tally.clone());
+                tasks.push(tokio::spawn(async move {
+                    one_payment(&http, &base, &wallets, &keys, n, &tally, scheduled).await;
+                }));
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+        }
+        let elapsed = begin.elapsed().as_secs_f64();
+        let _ = stop_tx.send(());
+        let _ = server.await;
+        Ok::<_, String>((tally, elapsed))
+    })?;
+    let (tally, elapsed) = result;
+    let mut lat = tally.latencies_us.lock().map(|l| l.clone()).unwrap_or_default();
+    lat.sort_unstable();
+    let ok = tally.succeeded.load(Ordering::Relaxed);
+    println!(
+        "mode: {}",
+        if args.rate == 0 { format!("full speed, {} in flight", args.concurrency) } else { format!("fixed rate {} payments/s (open loop)", args.rate) }
+    );
+    println!("payments: {} succeeded, {} declined, {} errors in {:.1} s", ok, tally.declined.load(Ordering::Relaxed), tally.errors.load(Ordering::Relaxed), elapsed);
+    println!("throughput: {:.0} payments/s", ok as f64 / elapsed);
+    println!(
+        "latency ms: p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}",
+        percentile(&lat, 50.0),
+        percentile(&lat, 95.0),
+        percentile(&lat, 99.0),
+        percentile(&lat, 100.0)
+    );
+    let t = Instant::now();
+    let report = db.read_blocking(ledger::verify).map_err(|e| e.to_string())?;
+    println!("{} ({:.1} s)", crate::provision::format_verify(&report).trim_end(), t.elapsed().as_secs_f64());
+    Ok(if report.ok() && tally.errors.load(Ordering::Relaxed) == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

@@ -62,6 +62,14 @@ impl ApiError {
     pub fn not_found(what: &str) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", "resource_missing", format!("No such {what}."))
     }
+    pub fn method_not_allowed() -> ApiError {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            "method_not_allowed",
+            "This route does not accept this HTTP method.",
+        )
+    }
     pub fn payment(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::PAYMENT_REQUIRED, "payment_error", code, message)
     }

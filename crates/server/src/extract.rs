@@ -44,6 +44,21 @@ fn json_error(r: JsonRejection) -> ApiError {
     }
 }
 
+/// Path parameters, refused with our error object when they cannot be decoded (such as
+/// percent-encoded bytes that are not UTF-8) instead of axum's plain-text answer.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(_) => Err(ApiError::invalid("invalid_path", "The URL path is not valid.")),
+        }
+    }
+}
+
 /// Replaces every run of six or more digits with `[redacted]`.
 pub fn redact_digits(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

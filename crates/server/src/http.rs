@@ -2,10 +2,10 @@
 
 use crate::app::{accounts, funding, idem::Stored, paycodes, pos};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{CustomerAuth, IdempotencyKey, Json, TerminalAuth};
+use crate::extract::{CustomerAuth, IdempotencyKey, Json, Path, TerminalAuth};
 use crate::processor::CardDetails;
 use crate::state::AppState;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/pos/payments/{id}/cancel", post(cancel_payment))
         .route("/v1/pos/payments/{id}/refunds", post(refund_payment))
         .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -177,7 +178,15 @@ async fn cancel_payment(State(s): State<AppState>, t: TerminalAuth, key: Idempot
     pos::cancel(&s, t.terminal_id, t.store_id, id, key.0).await
 }
 
-async fn refund_payment(State(s): State<AppState>, t: TerminalAuth, key: IdempotencyKey, Path(id): Path<String>, body: axum::body::Bytes) -> ApiResult<Stored> {
+async fn refund_payment(State(s): State<AppState>, t: TerminalAuth, key: IdempotencyKey, Path(id): Path<String>, body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>) -> ApiResult<Stored> {
+    // Read by hand (the body is optional), so its rejections get our error object too.
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError { status: StatusCode::PAYLOAD_TOO_LARGE, ..ApiError::invalid("body_too_large", "The request body is too large.") }
+        } else {
+            ApiError::invalid("invalid_request", "The request body could not be read.")
+        }
+    })?;
     // The body is optional: no body refunds whatever remains.
     let req = if body.iter().all(u8::is_ascii_whitespace) {
         pos::RefundRequest { amount: None }

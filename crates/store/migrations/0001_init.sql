@@ -26,6 +26,8 @@ CREATE TABLE devices (
     revoked_ms        BIGINT
 );
 CREATE UNIQUE INDEX devices_live_slot ON devices(slot) WHERE status <> 'revoked';
+-- The till's lookup (slot = ? AND status = 'bound') cannot use the partial index on SQLite.
+CREATE INDEX devices_slot ON devices(slot);
 CREATE INDEX devices_customer ON devices(customer_id);
 
 CREATE TABLE sessions (

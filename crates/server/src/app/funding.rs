@@ -185,6 +185,7 @@ pub async fn top_up(state: &AppState, customer_id: String, key: String, req: Top
                 if let Some(s) = idem::begin(c, &idem, now)? {
                     return Ok(Phase1::Replay(s));
                 }
+                lock_customer(c, &customer_id)?;
                 let card = customers::card_of(c, &customer_id, &card_id)?
                     .ok_or_else(|| ApiError::not_found("card").with_param("card_id"))?;
                 let (_, today) = payments::topups_since(c, &customer_id, day_start_ms(now))?;
@@ -262,6 +263,17 @@ pub async fn top_up(state: &AppState, customer_id: String, key: String, req: Top
             Ok::<_, ApiError>(stored)
         })
         .await
+}
+
+/// Serializes one customer's top-up limit checks. On PostgreSQL (READ COMMITTED) two
+/// concurrent top-ups would each miss the other's not yet committed pending top-up and both
+/// pass the daily and balance limits; the row lock makes the second wait and see the first.
+/// SQLite runs one write transaction at a time, so there is nothing to lock.
+fn lock_customer(c: &mut dyn Conn, customer_id: &str) -> ApiResult<()> {
+    if c.backend() == konbini_store::Backend::Postgres {
+        c.query("SELECT id FROM customers WHERE id = $1 FOR UPDATE", konbini_store::params![customer_id])?;
+    }
+    Ok(())
 }
 
 fn pending_topups(c: &mut dyn Conn, customer_id: &str) -> ApiResult<i64> {

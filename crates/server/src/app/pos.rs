@@ -272,6 +272,8 @@ async fn finish_card_payment(state: &AppState, mut p: Payment, token: String, ke
                     let clearing = rules::card_clearing_account(p.customer_id.as_deref().unwrap_or(""), currency);
                     let settlement = rules::store_settlement_account(&p.store_id, currency);
                     ledger::ensure_account(c, &clearing, AccountKind::CardClearing, currency, now)?;
+                    // The store's first payment may be this one: its account may not exist yet.
+                    ledger::ensure_account(c, &settlement, AccountKind::StoreSettlement, currency, now)?;
                     let entry = Entry::transfer(&clearing, &settlement, amount).map_err(|_| ApiError::internal())?;
                     if ledger::post(c, &new_id("ent"), "payment", &p.id, &entry, now)? != Posted::Ok {
                         return Err(ApiError::internal());
@@ -324,6 +326,7 @@ pub async fn expire_payment(state: &AppState, payment_id: String) -> ApiResult<(
     state
         .db
         .write(move |c| {
+            lock_payment(c, &payment_id)?;
             let Some(p) = payments::payment_by_id(c, &payment_id)? else { return Ok(()) };
             if p.status != "pending_confirmation" || p.expires_ms.is_none_or(|e| e > now) {
                 return Ok(());
@@ -373,9 +376,13 @@ pub async fn pending_for_customer(state: &AppState, customer_id: String) -> ApiR
 /// The customer confirms (or rejects) a pending payment from the wallet.
 pub async fn decide_pending(state: &AppState, customer_id: String, payment_id: String, confirm: bool) -> ApiResult<serde_json::Value> {
     let now = state.now_ms();
+    // The outer result is the transaction's (an `Err` rolls it back); the inner one is the
+    // answer, so that expiring a payment found past its deadline is committed even though the
+    // customer is told it is too late.
     state
         .db
         .write(move |c| {
+            lock_payment(c, &payment_id)?;
             let mut p = payments::payment_of_customer(c, &payment_id, &customer_id)?
                 .ok_or_else(|| ApiError::not_found("payment"))?;
             if p.status != "pending_confirmation" {
@@ -383,13 +390,13 @@ pub async fn decide_pending(state: &AppState, customer_id: String, payment_id: S
             }
             if p.expires_ms.is_none_or(|e| e <= now) {
                 end_pending(c, p, "expired", Some("confirmation_timeout"), now)?;
-                return Err(ApiError::conflict("payment_expired", "The payment waited too long and has expired."));
+                return Ok(Err(ApiError::conflict("payment_expired", "The payment waited too long and has expired.")));
             }
             if !confirm {
                 end_pending(c, p.clone(), "declined", Some("rejected_by_customer"), now)?;
                 p.status = "declined".into();
                 p.decline_code = Some("rejected_by_customer".into());
-                return Ok(payment_json(&p));
+                return Ok(Ok(payment_json(&p)));
             }
             let currency = Currency::parse(&p.currency).map_err(|_| ApiError::internal())?;
             let amount = Amount::new(p.amount, currency).map_err(|_| ApiError::internal())?;
@@ -409,9 +416,19 @@ pub async fn decide_pending(state: &AppState, customer_id: String, payment_id: S
             payments::set_activity_status(c, &p.id, "succeeded")?;
             p.status = "succeeded".into();
             super::emit(c, "payment.succeeded", &p.id, &json!({"payment_id": p.id, "customer_id": p.customer_id, "store_id": p.store_id, "amount": p.amount, "currency": p.currency, "status": "succeeded"}), now)?;
-            Ok(payment_json(&p))
+            Ok(Ok(payment_json(&p)))
         })
-        .await
+        .await?
+}
+
+/// Takes the payment's row lock before it is read, so that cancels, refunds, confirmations and
+/// expiries of one payment run one after another, each seeing the others' committed result.
+/// (PostgreSQL runs at READ COMMITTED: without this, a cancel and a refund that both read the
+/// payment as `succeeded` before either commits could both pay the money back. SQLite has a
+/// single writer, where this is a no-op.)
+fn lock_payment(c: &mut dyn Conn, id: &str) -> Result<(), StoreError> {
+    c.exec("UPDATE payments SET updated_ms = updated_ms WHERE id = $1", konbini_store::params![id])?;
+    Ok(())
 }
 
 /// Card work to do after a refund or cancel has committed.
@@ -430,11 +447,16 @@ pub async fn refund(state: &AppState, terminal_id: String, store_id: String, pay
             if let Some(s) = idem::begin(c, &idem, now)? {
                 return Ok((s, CardFollowUp::None));
             }
+            lock_payment(c, &payment_id)?;
             let p = payments::payment_in_store(c, &payment_id, &store_id)?.ok_or_else(|| ApiError::not_found("payment"))?;
             if p.status != "succeeded" {
                 return Err(ApiError::conflict("payment_not_refundable", format!("A {} payment cannot be refunded.", p.status)));
             }
             let remaining = p.amount - p.refunded;
+            if req.amount.is_none() && remaining <= 0 {
+                // "Refund the rest" of a fully refunded payment: nothing is left, say so.
+                return Err(ApiError::unprocessable("refund_exceeds_payment", "Nothing of this payment is left to refund.").with_param("amount"));
+            }
             let amount_minor = req.amount.unwrap_or(remaining);
             let currency = Currency::parse(&p.currency).map_err(|_| ApiError::internal())?;
             let amount = Amount::new(amount_minor, currency)
@@ -500,6 +522,7 @@ pub async fn cancel(state: &AppState, terminal_id: String, store_id: String, pay
             if let Some(s) = idem::begin(c, &idem, now)? {
                 return Ok((s, CardFollowUp::None));
             }
+            lock_payment(c, &payment_id)?;
             let mut p = payments::payment_in_store(c, &payment_id, &store_id)?.ok_or_else(|| ApiError::not_found("payment"))?;
             let mut follow = CardFollowUp::None;
             match p.status.as_str() {

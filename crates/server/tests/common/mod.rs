@@ -80,9 +80,24 @@ pub struct Resp {
     pub status: u16,
     pub body: Value,
     pub text: String,
+    /// The Content-Type header ("" when absent).
+    pub content_type: String,
 }
 
 impl Resp {
+    pub async fn read(r: reqwest::Response) -> Resp {
+        let status = r.status().as_u16();
+        let content_type = r
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let text = r.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp { status, body, text, content_type }
+    }
+
     pub fn error_code(&self) -> &str {
         self.body["error"]["code"].as_str().unwrap_or("")
     }
@@ -102,10 +117,7 @@ impl TestApp {
             rq = rq.json(&b);
         }
         let r = rq.send().await.expect("request");
-        let status = r.status().as_u16();
-        let text = r.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Resp { status, body, text }
+        Resp::read(r).await
     }
 
     pub async fn raw(&self, method: &str, path: &str, bearer: Option<&str>, idem: Option<&str>, content_type: &str, body: Vec<u8>) -> Resp {
@@ -118,10 +130,7 @@ impl TestApp {
             rq = rq.header("Idempotency-Key", k);
         }
         let r = rq.send().await.expect("request");
-        let status = r.status().as_u16();
-        let text = r.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Resp { status, body, text }
+        Resp::read(r).await
     }
 
     /// Signs up and logs in a customer; returns it with its bound device.
@@ -129,6 +138,16 @@ impl TestApp {
         let password = "correct horse battery staple";
         let r = self.send("POST", "/v1/signup", None, None, Some(json!({"email": email, "phone": "+819012345678", "password": password}))).await;
         assert_eq!(r.status, 202, "{}: signup {}", self.label, r.text);
+        self.log_in(email, password).await
+    }
+
+    /// Logs in with the password only, which binds a new device (its own slot and code key)
+    /// and opens a new session for the same customer.
+    pub async fn login_new_device(&self, c: &Customer) -> Customer {
+        self.log_in(&c.email, &c.password).await
+    }
+
+    async fn log_in(&self, email: &str, password: &str) -> Customer {
         let r = self.send("POST", "/v1/sessions", None, None, Some(json!({"email": email, "password": password}))).await;
         assert_eq!(r.status, 201, "{}: login {}", self.label, r.text);
         let d = &r.body["device"];
@@ -210,6 +229,50 @@ impl TestApp {
         r.body
     }
 
+    /// Tops up `amount` from `card` with idempotency key `key`.
+    pub async fn top_up(&self, c: &Customer, card: &str, amount: i64, key: &str) -> Resp {
+        self.send("POST", "/v1/topups", Some(&c.token), Some(key), Some(json!({"amount": amount, "currency": "JPY", "card_id": card}))).await
+    }
+
+    /// The wallet's (balance, held, available).
+    pub async fn balances(&self, c: &Customer) -> (i64, i64, i64) {
+        let w = self.wallet(c).await;
+        let n = |k: &str| w[k].as_i64().unwrap_or_else(|| panic!("{}: wallet.{k} in {w}", self.label));
+        (n("balance"), n("held"), n("available"))
+    }
+
+    pub async fn balance(&self, c: &Customer) -> i64 {
+        self.balances(c).await.0
+    }
+
+    /// A code issued online by `POST /v1/payment-codes` for the customer's session device.
+    pub async fn online_code(&self, c: &Customer) -> String {
+        let r = self.send("POST", "/v1/payment-codes", Some(&c.token), None, None).await;
+        assert_eq!(r.status, 201, "{}: issue code {}", self.label, r.text);
+        r.body["code"].as_str().expect("code").to_string()
+    }
+
+    /// A request with a raw `Authorization` header value (any bytes).
+    pub async fn send_raw_auth(&self, method: &str, path: &str, authorization: &[u8]) -> Resp {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let v = reqwest::header::HeaderValue::from_bytes(authorization).expect("header value");
+        let r = self.http.request(m, format!("{}{}", self.base, path)).header(reqwest::header::AUTHORIZATION, v).send().await.expect("request");
+        Resp::read(r).await
+    }
+
+    /// Runs a `SELECT COUNT(*) ...` (or any one-integer query) on the database.
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        self.db
+            .read(move |c| c.query_one(sql, konbini_store::params![])?.int(0))
+            .await
+            .expect("count query")
+    }
+
+    /// `GET /v1/pos/payments/{id}` as `terminal_key`.
+    pub async fn get_payment(&self, terminal_key: &str, id: &str) -> Resp {
+        self.send("GET", &format!("/v1/pos/payments/{id}"), Some(terminal_key), None, None).await
+    }
+
     pub async fn ledger_ok(&self) {
         let report = self.db.read(konbini_store::ledger::verify).await.expect("verify");
         assert!(report.ok(), "{}: ledger verify failed: {:?}", self.label, report.problems);
@@ -227,4 +290,61 @@ pub struct Customer {
     pub device_secret: String,
     pub slot: u32,
     pub code_key: [u8; 32],
+}
+
+/// The body of a POS payment with one basket line.
+pub fn payment_body(code: &str, amount: i64, order_ref: &str) -> Value {
+    json!({
+        "code": code, "amount": amount, "currency": "JPY", "order_ref": order_ref,
+        "basket": [{"sku": "4901234567894", "category": "food", "quantity": 1, "unit_price": amount}]
+    })
+}
+
+/// The id of a created object.
+pub fn id_of(r: &Resp) -> String {
+    r.body["id"].as_str().unwrap_or_else(|| panic!("no id in {}", r.text)).to_string()
+}
+
+const ERROR_TYPES: &[&str] = &[
+    "invalid_request_error",
+    "authentication_error",
+    "rate_limit_error",
+    "payment_error",
+    "idempotency_error",
+    "api_error",
+];
+
+/// Asserts that `r` is an error answered with the public error object, exactly:
+/// `{"error": {"type", "code", "message"[, "param"]}}`, all strings, nothing else, as JSON.
+pub fn assert_error_shape(label: &str, r: &Resp) {
+    assert!(r.status >= 400, "{label}: expected an error status, got {}: {}", r.status, r.text);
+    assert!(r.content_type.starts_with("application/json"), "{label}: error content-type {:?} for {} {}", r.content_type, r.status, r.text);
+    let top = r.body.as_object().unwrap_or_else(|| panic!("{label}: error body is not a JSON object: {} {:?}", r.status, r.text));
+    assert_eq!(top.len(), 1, "{label}: error body has extra keys: {}", r.text);
+    let e = top.get("error").and_then(Value::as_object).unwrap_or_else(|| panic!("{label}: no error object: {}", r.text));
+    for k in e.keys() {
+        assert!(["type", "code", "message", "param"].contains(&k.as_str()), "{label}: unexpected key {k} in {}", r.text);
+    }
+    for k in ["type", "code", "message"] {
+        let v = e.get(k).and_then(Value::as_str).unwrap_or_else(|| panic!("{label}: error.{k} missing or not a string: {}", r.text));
+        assert!(!v.is_empty(), "{label}: error.{k} empty: {}", r.text);
+    }
+    if let Some(p) = e.get("param") {
+        assert!(p.as_str().is_some_and(|p| !p.is_empty()), "{label}: error.param not a string: {}", r.text);
+    }
+    let kind = e["type"].as_str().unwrap_or("");
+    assert!(ERROR_TYPES.contains(&kind), "{label}: unknown error type {kind}: {}", r.text);
+}
+
+/// Asserts the error object's shape, status, type and code.
+pub fn assert_error(label: &str, r: &Resp, status: u16, kind: &str, code: &str) {
+    assert_error_shape(label, r);
+    let got = (r.status, r.body["error"]["type"].as_str().unwrap_or(""), r.error_code());
+    assert_eq!(got, (status, kind, code), "{label}: {}", r.text);
+}
+
+/// Like [`assert_error`], and the error names `param`.
+pub fn assert_error_param(label: &str, r: &Resp, status: u16, kind: &str, code: &str, param: &str) {
+    assert_error(label, r, status, kind, code);
+    assert_eq!(r.body["error"]["param"].as_str(), Some(param), "{label}: param in {}", r.text);
 }
