@@ -51,6 +51,26 @@ impl AccountKind {
             _ => return None,
         })
     }
+    /// The kind of an account, read from its id's prefix (see the `*_account` functions).
+    ///
+    /// ```
+    /// use konbini_core::ledger::{AccountKind, wallet_account};
+    /// use konbini_core::Currency;
+    /// assert_eq!(AccountKind::of_account(&wallet_account("cus_1", Currency::JPY)), Some(AccountKind::Wallet));
+    /// ```
+    pub fn of_account(account_id: &str) -> Option<AccountKind> {
+        let prefix = account_id.split(':').next()?;
+        Some(match prefix {
+            "wallet" => AccountKind::Wallet,
+            "settlement" => AccountKind::StoreSettlement,
+            "cash" => AccountKind::StoreCash,
+            "clearing" => AccountKind::CardClearing,
+            "expense" => AccountKind::CompensationExpense,
+            "suspense" => AccountKind::Suspense,
+            _ => return None,
+        })
+    }
+
     /// Whether the balance may be below zero (TigerBeetle's `debits_must_not_exceed_credits`
     /// is set for every kind that returns false).
     pub fn may_go_negative(&self) -> bool {

@@ -129,6 +129,21 @@ pub fn device_by_slot(conn: &mut dyn Conn, slot: i64) -> Result<Option<Device>, 
     .transpose()
 }
 
+/// The live device holding a slot together with what a payment needs of its customer:
+/// (device, customer status, funding source, funding card id). One query on the hot path.
+pub fn device_and_customer_by_slot(
+    conn: &mut dyn Conn,
+    slot: i64,
+) -> Result<Option<(Device, String, String, Option<String>)>, StoreError> {
+    conn.query_opt(
+        "SELECT d.id, d.customer_id, d.slot, d.key_generation, d.secret_hash, d.name, d.status, d.last_code_counter, d.created_ms, \
+         c.status, c.funding, c.funding_card_id FROM devices d JOIN customers c ON c.id = d.customer_id WHERE d.slot = $1 AND d.status = 'bound'",
+        params![slot],
+    )?
+    .map(|r| Ok((device(&r)?, r.text(9)?, r.text(10)?, r.opt_text(11)?)))
+    .transpose()
+}
+
 pub fn devices_of(conn: &mut dyn Conn, customer_id: &str) -> Result<Vec<Device>, StoreError> {
     conn.query(
         "SELECT id, customer_id, slot, key_generation, secret_hash, name, status, last_code_counter, created_ms FROM devices WHERE customer_id = $1 ORDER BY created_ms, id",

@@ -28,7 +28,7 @@ impl DbConfig {
     pub fn new(url: &str) -> DbConfig {
         DbConfig {
             url: url.to_string(),
-            pg_pool_size: 16,
+            pg_pool_size: std::env::var("KONBINI_PG_POOL").ok().and_then(|v| v.parse().ok()).unwrap_or(16),
             sqlite_readers: 2,
         }
     }

@@ -76,31 +76,39 @@ pub fn post(
         }
         guarded += 1;
     }
-    // Pass 2: every other posting, unconditionally.
+    // Pass 2: every other posting, unconditionally. An account that does not exist yet is
+    // created by the same statement (its kind is read from its id), so the hot path needs no
+    // separate "ensure" round trip.
     for p in entry.postings() {
         if p.amount_minor < 0 && is_wallet_account(&p.account_id) {
             continue;
         }
-        let n = conn.exec(
-            "UPDATE accounts SET balance = balance + $1 WHERE id = $2",
-            params![p.amount_minor, &p.account_id],
+        let account_kind = AccountKind::of_account(&p.account_id).ok_or_else(|| {
+            StoreError::Constraint(format!("account id {} has no known kind", p.account_id))
+        })?;
+        conn.exec(
+            "INSERT INTO accounts (id, kind, currency, balance, held, created_ms) VALUES ($1, $2, $3, $4, 0, $5) \
+             ON CONFLICT (id) DO UPDATE SET balance = accounts.balance + excluded.balance",
+            params![&p.account_id, account_kind.as_str(), entry.currency().code(), p.amount_minor, now_ms],
         )?;
-        if n != 1 {
-            return Err(StoreError::Constraint(format!(
-                "posting to unknown account {}",
-                p.account_id
-            )));
-        }
     }
     conn.exec(
         "INSERT INTO entries (id, kind, ref_id, currency, created_ms) VALUES ($1, $2, $3, $4, $5)",
         params![entry_id, kind, ref_id, entry.currency().code(), now_ms],
     )?;
-    for p in entry.postings() {
+    if let [a, b] = entry.postings() {
+        // The common two-line entry in one statement.
         conn.exec(
-            "INSERT INTO postings (entry_id, account_id, amount) VALUES ($1, $2, $3)",
-            params![entry_id, &p.account_id, p.amount_minor],
+            "INSERT INTO postings (entry_id, account_id, amount) VALUES ($1, $2, $3), ($1, $4, $5)",
+            params![entry_id, &a.account_id, a.amount_minor, &b.account_id, b.amount_minor],
         )?;
+    } else {
+        for p in entry.postings() {
+            conn.exec(
+                "INSERT INTO postings (entry_id, account_id, amount) VALUES ($1, $2, $3)",
+                params![entry_id, &p.account_id, p.amount_minor],
+            )?;
+        }
     }
     Ok(Posted::Ok)
 }
