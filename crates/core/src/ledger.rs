@@ -155,7 +155,10 @@ impl Entry {
             return Err(LedgerError::Unbalanced);
         }
         postings.sort_by(|a, b| a.account_id.cmp(&b.account_id));
-        if postings.windows(2).any(|w| w[0].account_id == w[1].account_id) {
+        if postings
+            .windows(2)
+            .any(|w| w[0].account_id == w[1].account_id)
+        {
             return Err(LedgerError::DuplicateAccount);
         }
         Ok(Entry { currency, postings })
@@ -206,16 +209,31 @@ mod tests {
     use proptest::prelude::*;
 
     fn p(a: &str, x: i64) -> Posting {
-        Posting { account_id: a.into(), amount_minor: x }
+        Posting {
+            account_id: a.into(),
+            amount_minor: x,
+        }
     }
 
     #[test]
     fn rejects_bad_entries() {
         let c = Currency::JPY;
-        assert_eq!(Entry::new(c, vec![p("a", 5)]), Err(LedgerError::TooFewPostings));
-        assert_eq!(Entry::new(c, vec![p("a", 5), p("b", -4)]), Err(LedgerError::Unbalanced));
-        assert_eq!(Entry::new(c, vec![p("a", 0), p("b", 0)]), Err(LedgerError::BadPosting));
-        assert_eq!(Entry::new(c, vec![p("a", 5), p("a", -5)]), Err(LedgerError::DuplicateAccount));
+        assert_eq!(
+            Entry::new(c, vec![p("a", 5)]),
+            Err(LedgerError::TooFewPostings)
+        );
+        assert_eq!(
+            Entry::new(c, vec![p("a", 5), p("b", -4)]),
+            Err(LedgerError::Unbalanced)
+        );
+        assert_eq!(
+            Entry::new(c, vec![p("a", 0), p("b", 0)]),
+            Err(LedgerError::BadPosting)
+        );
+        assert_eq!(
+            Entry::new(c, vec![p("a", 5), p("a", -5)]),
+            Err(LedgerError::DuplicateAccount)
+        );
         assert_eq!(
             Entry::new(c, vec![p("a", i64::MAX), p("b", i64::MIN + 1)]),
             Err(LedgerError::BadPosting)

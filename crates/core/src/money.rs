@@ -168,8 +168,14 @@ mod tests {
 
     #[test]
     fn amounts_reject_edges() {
-        assert_eq!(Amount::new(i64::MIN, Currency::JPY), Err(MoneyError::NotPositive));
-        assert_eq!(Amount::new(i64::MAX, Currency::JPY), Err(MoneyError::TooLarge));
+        assert_eq!(
+            Amount::new(i64::MIN, Currency::JPY),
+            Err(MoneyError::NotPositive)
+        );
+        assert_eq!(
+            Amount::new(i64::MAX, Currency::JPY),
+            Err(MoneyError::TooLarge)
+        );
         assert!(Amount::new(MAX_AMOUNT_MINOR, Currency::JPY).is_ok());
         assert_eq!(
             Amount::new(MAX_AMOUNT_MINOR + 1, Currency::JPY),

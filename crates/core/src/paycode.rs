@@ -190,8 +190,12 @@ fn one_time_value(key: &[u8; 32], slot: u32, step: i64, sub_index: u8) -> u32 {
     );
     // RFC 4226 §5.3 dynamic truncation.
     let offset = usize::from(mac[31] & 0x0f);
-    let bin = u32::from_be_bytes([mac[offset], mac[offset + 1], mac[offset + 2], mac[offset + 3]])
-        & 0x7fff_ffff;
+    let bin = u32::from_be_bytes([
+        mac[offset],
+        mac[offset + 1],
+        mac[offset + 2],
+        mac[offset + 3],
+    ]) & 0x7fff_ffff;
     bin % OTP_MODULUS
 }
 
@@ -268,8 +272,14 @@ mod tests {
         assert_eq!(good.len(), 20);
         assert!(PaymentCode::parse(&good).is_ok());
         assert_eq!(PaymentCode::parse(&good[..19]), Err(CodeError::Malformed));
-        assert_eq!(PaymentCode::parse(&format!("{good}0")), Err(CodeError::Malformed));
-        assert_eq!(PaymentCode::parse(&format!(" {}", &good[1..])), Err(CodeError::Malformed));
+        assert_eq!(
+            PaymentCode::parse(&format!("{good}0")),
+            Err(CodeError::Malformed)
+        );
+        assert_eq!(
+            PaymentCode::parse(&format!(" {}", &good[1..])),
+            Err(CodeError::Malformed)
+        );
         assert_eq!(PaymentCode::parse(""), Err(CodeError::Malformed));
         // A different brand with a correct check digit.
         let mut d: Vec<u8> = "77100000001000000000".bytes().map(|c| c - b'0').collect();

@@ -51,7 +51,9 @@ struct Seeded {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn seed(db: &Db, secret: &MasterSecret, args: &BenchArgs) -> Result<Seeded, String> {
@@ -63,8 +65,20 @@ fn seed(db: &Db, secret: &MasterSecret, args: &BenchArgs) -> Result<Seeded, Stri
         let key = new_token("kt");
         let sid = format!("bench-{run}-st{i}");
         store_rows.push((
-            Store { id: sid.clone(), name: format!("Bench store {i}"), region: "bench".into(), created_ms: now },
-            Terminal { id: format!("term-{run}-{i}"), store_id: sid, key_hash: token_hash(&key), label: "bench till".into(), status: "active".into(), created_ms: now },
+            Store {
+                id: sid.clone(),
+                name: format!("Bench store {i}"),
+                region: "bench".into(),
+                created_ms: now,
+            },
+            Terminal {
+                id: format!("term-{run}-{i}"),
+                store_id: sid,
+                key_hash: token_hash(&key),
+                label: "bench till".into(),
+                status: "active".into(),
+                created_ms: now,
+            },
         ));
         terminal_keys.push(key);
     }
@@ -93,26 +107,49 @@ fn seed(db: &Db, secret: &MasterSecret, args: &BenchArgs) -> Result<Seeded, Stri
             let funding = "clearing:bench:JPY";
             ledger::ensure_account(c, funding, AccountKind::CardClearing, cur, now)?;
             for (id, slot) in &rows {
-                customers::insert(c, &Customer {
-                    id: id.clone(), email: format!("{id}@bench.invalid"), phone: "+819000000000".into(),
-                    password_hash: "bench-no-login".into(), status: "active".into(), funding: "wallet".into(),
-                    funding_card_id: None, created_ms: now,
-                })?;
-                customers::insert_device(c, &Device {
-                    id: format!("dev-{id}"), customer_id: id.clone(), slot: i64::from(*slot), key_generation: 1,
-                    secret_hash: vec![0; 32], name: "bench".into(), status: "bound".into(), last_code_counter: 0, created_ms: now,
-                })?;
+                customers::insert(
+                    c,
+                    &Customer {
+                        id: id.clone(),
+                        email: format!("{id}@bench.invalid"),
+                        phone: "+819000000000".into(),
+                        password_hash: "bench-no-login".into(),
+                        status: "active".into(),
+                        funding: "wallet".into(),
+                        funding_card_id: None,
+                        created_ms: now,
+                    },
+                )?;
+                customers::insert_device(
+                    c,
+                    &Device {
+                        id: format!("dev-{id}"),
+                        customer_id: id.clone(),
+                        slot: i64::from(*slot),
+                        key_generation: 1,
+                        secret_hash: vec![0; 32],
+                        name: "bench".into(),
+                        status: "bound".into(),
+                        last_code_counter: 0,
+                        created_ms: now,
+                    },
+                )?;
                 let wallet = rules::wallet_account(id, cur);
                 ledger::ensure_account(c, &wallet, AccountKind::Wallet, cur, now)?;
-                let amount = Amount::new(1_000_000, cur).map_err(|e| StoreError::Decode(e.to_string()))?;
-                let e = Entry::transfer(funding, &wallet, amount).map_err(|e| StoreError::Decode(e.to_string()))?;
+                let amount =
+                    Amount::new(1_000_000, cur).map_err(|e| StoreError::Decode(e.to_string()))?;
+                let e = Entry::transfer(funding, &wallet, amount)
+                    .map_err(|e| StoreError::Decode(e.to_string()))?;
                 ledger::post(c, &format!("ent-seed-{run2}-{id}"), "seed", id, &e, now)?;
             }
             Ok::<_, StoreError>(())
         })
         .map_err(|e| e.to_string())?;
     }
-    Ok(Seeded { terminal_keys, devices })
+    Ok(Seeded {
+        terminal_keys,
+        devices,
+    })
 }
 
 /// Hands out codes as phones would: each device's next sub-index within the current step.
@@ -128,7 +165,9 @@ impl Wallets {
         for _ in 0..self.devices.len() {
             let i = self.cursor.fetch_add(1, Ordering::Relaxed) % self.devices.len();
             let step = paycode::step_of(now_ms());
-            let Ok(mut slot_state) = self.next[i].lock() else { continue };
+            let Ok(mut slot_state) = self.next[i].lock() else {
+                continue;
+            };
             if slot_state.0 != step {
                 *slot_state = (step, 0);
             }
@@ -152,7 +191,15 @@ struct Tally {
     errors: AtomicU64,
 }
 
-async fn one_payment(http: &reqwest::Client, base: &str, wallets: &Wallets, keys: &[String], n: u64, tally: &Tally, started: Instant) {
+async fn one_payment(
+    http: &reqwest::Client,
+    base: &str,
+    wallets: &Wallets,
+    keys: &[String],
+    n: u64,
+    tally: &Tally,
+    started: Instant,
+) {
     let Some(code) = wallets.next_code() else {
         tally.errors.fetch_add(1, Ordering::Relaxed);
         return;
@@ -166,7 +213,13 @@ async fn one_payment(http: &reqwest::Client, base: &str, wallets: &Wallets, keys
     let r = http
         .post(format!("{base}/v1/pos/payments"))
         .bearer_auth(key)
-        .header("Idempotency-Key", format!("bench-{n}-{}", konbini_core::encoding::hex(&random_bytes::<6>())))
+        .header(
+            "Idempotency-Key",
+            format!(
+                "bench-{n}-{}",
+                konbini_core::encoding::hex(&random_bytes::<6>())
+            ),
+        )
         .json(&body)
         .send()
         .await;
@@ -174,7 +227,13 @@ async fn one_payment(http: &reqwest::Client, base: &str, wallets: &Wallets, keys
         Ok(resp) => {
             let ok = resp.status().as_u16() == 201;
             let v: serde_json::Value = resp.json().await.unwrap_or_default();
-            if ok && v["status"] == "succeeded" { 0 } else if ok { 1 } else { 2 }
+            if ok && v["status"] == "succeeded" {
+                0
+            } else if ok {
+                1
+            } else {
+                2
+            }
         }
         Err(_) => 2,
     };
@@ -200,7 +259,11 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 pub fn run(args: BenchArgs, database_url: &str) -> Result<ExitCode, String> {
     let default_url = format!("sqlite://{BENCH_DB}");
-    let url = if database_url == "sqlite://konbini.db" { default_url.as_str() } else { database_url };
+    let url = if database_url == "sqlite://konbini.db" {
+        default_url.as_str()
+    } else {
+        database_url
+    };
     if url == default_url && !args.keep {
         for s in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{BENCH_DB}{s}"));
@@ -208,22 +271,37 @@ pub fn run(args: BenchArgs, database_url: &str) -> Result<ExitCode, String> {
     }
     let db = crate::open_db(url)?;
     let secret = MasterSecret::new(random_bytes::<32>().to_vec())?;
-    println!("konbini bench on {} ({} customers, {} stores)", crate::redact_url(url), args.customers, args.stores);
+    println!(
+        "konbini bench on {} ({} customers, {} stores)",
+        crate::redact_url(url),
+        args.customers,
+        args.stores
+    );
     let t = Instant::now();
     let seeded = seed(&db, &secret, &args)?;
     println!("seeded in {:.1} s", t.elapsed().as_secs_f64());
     let state = AppState::new(db.clone(), Config::default(), Arc::new(SystemClock), secret)?;
     let rt = crate::runtime()?;
     let result = rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
-        let base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        let base = format!(
+            "http://{}",
+            listener.local_addr().map_err(|e| e.to_string())?
+        );
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(konbini_server::serve(listener, state, async move {
             let _ = stop_rx.await;
         }));
-        let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build().map_err(|e| e.to_string())?;
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(1024)
+            .build()
+            .map_err(|e| e.to_string())?;
         let wallets = Arc::new(Wallets {
-            next: (0..seeded.devices.len()).map(|_| Mutex::new((0, 0))).collect(),
+            next: (0..seeded.devices.len())
+                .map(|_| Mutex::new((0, 0)))
+                .collect(),
             devices: seeded.devices,
             cursor: AtomicUsize::new(0),
         });
@@ -235,7 +313,14 @@ pub fn run(args: BenchArgs, database_url: &str) -> Result<ExitCode, String> {
         if args.rate == 0 {
             let mut workers = Vec::new();
             for _ in 0..args.concurrency.max(1) {
-                let (http, base, wallets, keys, tally, counter) = (http.clone(), base.clone(), wallets.clone(), keys.clone(), tally.clone(), counter.clone());
+                let (http, base, wallets, keys, tally, counter) = (
+                    http.clone(),
+                    base.clone(),
+                    wallets.clone(),
+                    keys.clone(),
+                    tally.clone(),
+                    counter.clone(),
+                );
                 workers.push(tokio::spawn(async move {
                     while Instant::now() < deadline {
                         let n = counter.fetch_add(1, Ordering::Relaxed);
@@ -247,13 +332,20 @@ pub fn run(args: BenchArgs, database_url: &str) -> Result<ExitCode, String> {
                 let _ = w.await;
             }
         } else {
-            let interval = Duration::from_nanos(1_000_000_000 / args.rate);
+            let interval =
+                Duration::from_nanos(1_000_000_000u64.checked_div(args.rate).unwrap_or(1));
             let total = args.rate * args.duration_s;
             let mut tasks = Vec::with_capacity(total as usize);
             for n in 0..total {
                 let scheduled = begin + interval * n as u32;
                 tokio::time::sleep_until(scheduled.into()).await;
-                let (http, base, wallets, keys, tally) = (http.clone(), base.clone(), wallets.clone(), keys.clone(), tally.clone());
+                let (http, base, wallets, keys, tally) = (
+                    http.clone(),
+                    base.clone(),
+                    wallets.clone(),
+                    keys.clone(),
+                    tally.clone(),
+                );
                 tasks.push(tokio::spawn(async move {
                     one_payment(&http, &base, &wallets, &keys, n, &tally, scheduled).await;
                 }));
@@ -268,14 +360,28 @@ pub fn run(args: BenchArgs, database_url: &str) -> Result<ExitCode, String> {
         Ok::<_, String>((tally, elapsed))
     })?;
     let (tally, elapsed) = result;
-    let mut lat = tally.latencies_us.lock().map(|l| l.clone()).unwrap_or_default();
+    let mut lat = tally
+        .latencies_us
+        .lock()
+        .map(|l| l.clone())
+        .unwrap_or_default();
     lat.sort_unstable();
     let ok = tally.succeeded.load(Ordering::Relaxed);
     println!(
         "mode: {}",
-        if args.rate == 0 { format!("full speed, {} in flight", args.concurrency) } else { format!("fixed rate {} payments/s (open loop)", args.rate) }
+        if args.rate == 0 {
+            format!("full speed, {} in flight", args.concurrency)
+        } else {
+            format!("fixed rate {} payments/s (open loop)", args.rate)
+        }
     );
-    println!("payments: {} succeeded, {} declined, {} errors in {:.1} s", ok, tally.declined.load(Ordering::Relaxed), tally.errors.load(Ordering::Relaxed), elapsed);
+    println!(
+        "payments: {} succeeded, {} declined, {} errors in {:.1} s",
+        ok,
+        tally.declined.load(Ordering::Relaxed),
+        tally.errors.load(Ordering::Relaxed),
+        elapsed
+    );
     println!("throughput: {:.0} payments/s", ok as f64 / elapsed);
     println!(
         "latency ms: p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}",
@@ -285,7 +391,19 @@ pub fn run(args: BenchArgs, database_url: &str) -> Result<ExitCode, String> {
         percentile(&lat, 100.0)
     );
     let t = Instant::now();
-    let report = db.read_blocking(ledger::verify).map_err(|e| e.to_string())?;
-    println!("{} ({:.1} s)", crate::provision::format_verify(&report).trim_end(), t.elapsed().as_secs_f64());
-    Ok(if report.ok() && tally.errors.load(Ordering::Relaxed) == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    let report = db
+        .read_blocking(ledger::verify)
+        .map_err(|e| e.to_string())?;
+    println!(
+        "{} ({:.1} s)",
+        crate::provision::format_verify(&report).trim_end(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(
+        if report.ok() && tally.errors.load(Ordering::Relaxed) == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
 }

@@ -16,7 +16,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "konbini", version, about = "Konbini: wallet and barcode payments for store chains")]
+#[command(
+    name = "konbini",
+    version,
+    about = "Konbini: wallet and barcode payments for store chains"
+)]
 struct Cli {
     /// Database: sqlite://FILE (embedded, the default) or postgres://USER@HOST/DB.
     #[arg(long, global = true, env = "KONBINI_DATABASE_URL")]
@@ -146,11 +150,18 @@ fn main() -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KONBINI_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 fn open_db(url: &str) -> Result<Db, String> {
@@ -176,36 +187,63 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         .or_else(|| file.database_url.clone())
         .unwrap_or_else(|| "sqlite://konbini.db".to_string());
     match cli.command {
-        Command::Serve { bind, public_url, processor_url, demo } => {
-            let bind = bind.or_else(|| file.bind.clone()).unwrap_or_else(|| "127.0.0.1:8080".into());
+        Command::Serve {
+            bind,
+            public_url,
+            processor_url,
+            demo,
+        } => {
+            let bind = bind
+                .or_else(|| file.bind.clone())
+                .unwrap_or_else(|| "127.0.0.1:8080".into());
             let config = settings::server_config(&file, public_url, processor_url);
-            let secret = settings::master_secret(std::env::var("KONBINI_SECRET_KEY").ok(), std::env::var("KONBINI_SECRET_KEY_FILE").ok().or(file.secret_key_file.clone()), &database_url)?;
+            let secret = settings::master_secret(
+                std::env::var("KONBINI_SECRET_KEY").ok(),
+                std::env::var("KONBINI_SECRET_KEY_FILE")
+                    .ok()
+                    .or(file.secret_key_file.clone()),
+                &database_url,
+            )?;
             let db = open_db(&database_url)?;
             let state = AppState::new(db, config, Arc::new(SystemClock), secret)?;
             runtime()?.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(&bind).await.map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+                let listener = tokio::net::TcpListener::bind(&bind)
+                    .await
+                    .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
                 let addr = listener.local_addr().map_err(|e| e.to_string())?;
                 tracing::info!(%addr, database = %redact_url(&database_url), "konbini serving");
                 if demo {
                     let st = state.clone();
                     tokio::spawn(async move { demo::after_start(st, addr, false).await });
                 } else {
-                    println!("Konbini is serving on http://{addr} (API reference: http://{addr}/docs)");
+                    println!(
+                        "Konbini is serving on http://{addr} (API reference: http://{addr}/docs)"
+                    );
                 }
-                konbini_server::serve(listener, state, shutdown_signal()).await.map_err(|e| e.to_string())?;
+                konbini_server::serve(listener, state, shutdown_signal())
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok(ExitCode::SUCCESS)
             })
         }
-        Command::Demo { bind, exit_after_walkthrough } => demo::run(&bind, exit_after_walkthrough),
+        Command::Demo {
+            bind,
+            exit_after_walkthrough,
+        } => demo::run(&bind, exit_after_walkthrough),
         Command::Migrate => {
             open_db(&database_url)?;
-            println!("database is at schema version {}", konbini_store::migrations::latest_version());
+            println!(
+                "database is at schema version {}",
+                konbini_store::migrations::latest_version()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Store { action } => {
             let db = open_db(&database_url)?;
             match action {
-                StoreAction::Add { id, name, region } => provision::add_store(&db, &id, &name, &region)?,
+                StoreAction::Add { id, name, region } => {
+                    provision::add_store(&db, &id, &name, &region)?
+                }
                 StoreAction::List => provision::list_stores(&db)?,
             }
             Ok(ExitCode::SUCCESS)
@@ -222,25 +260,39 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ledger { action: LedgerAction::Verify } => {
+        Command::Ledger {
+            action: LedgerAction::Verify,
+        } => {
             let db = open_db(&database_url)?;
-            let report = db.read_blocking(konbini_store::ledger::verify).map_err(|e| e.to_string())?;
+            let report = db
+                .read_blocking(konbini_store::ledger::verify)
+                .map_err(|e| e.to_string())?;
             println!("{}", provision::format_verify(&report));
-            Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
-        Command::Report { action: ReportAction::Settlement { date } } => {
+        Command::Report {
+            action: ReportAction::Settlement { date },
+        } => {
             let db = open_db(&database_url)?;
             provision::settlement(&db, &date)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::ProcessorSim { bind, slow_ms } => runtime()?.block_on(async move {
-            let listener = tokio::net::TcpListener::bind(&bind).await.map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+            let listener = tokio::net::TcpListener::bind(&bind)
+                .await
+                .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
             let addr = listener.local_addr().map_err(|e| e.to_string())?;
             println!("card-processor simulator on http://{addr}");
             for (number, what) in konbini_server::processor::TEST_CARDS {
                 println!("  {number}  {what}");
             }
-            let app = konbini_server::processor::simulator_router(konbini_server::processor::Simulator::new(slow_ms));
+            let app = konbini_server::processor::simulator_router(
+                konbini_server::processor::Simulator::new(slow_ms),
+            );
             axum_serve(listener, app).await?;
             Ok(ExitCode::SUCCESS)
         }),
@@ -249,7 +301,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
 }
 
 async fn axum_serve(listener: tokio::net::TcpListener, app: axum::Router) -> Result<(), String> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.map_err(|e| e.to_string())
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn shutdown_signal() {
@@ -258,7 +313,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -12,15 +12,27 @@ fn now_ms() -> i64 {
 }
 
 fn valid_id(s: &str) -> Result<(), String> {
-    if s.is_empty() || s.len() > 32 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-        return Err(format!("'{s}' is not a valid id: use 1 to 32 of A-Z a-z 0-9 _ -"));
+    if s.is_empty()
+        || s.len() > 32
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(format!(
+            "'{s}' is not a valid id: use 1 to 32 of A-Z a-z 0-9 _ -"
+        ));
     }
     Ok(())
 }
 
 pub fn add_store(db: &Db, id: &str, name: &str, region: &str) -> Result<(), String> {
     valid_id(id)?;
-    let s = Store { id: id.into(), name: name.into(), region: region.into(), created_ms: now_ms() };
+    let s = Store {
+        id: id.into(),
+        name: name.into(),
+        region: region.into(),
+        created_ms: now_ms(),
+    };
     db.write_blocking(move |c| stores::insert_store(c, &s))
         .map_err(|e| match e {
             StoreError::Constraint(_) => format!("store {id} already exists"),
@@ -31,7 +43,9 @@ pub fn add_store(db: &Db, id: &str, name: &str, region: &str) -> Result<(), Stri
 }
 
 pub fn list_stores(db: &Db) -> Result<(), String> {
-    let list = db.read_blocking(stores::list_stores).map_err(|e| e.to_string())?;
+    let list = db
+        .read_blocking(stores::list_stores)
+        .map_err(|e| e.to_string())?;
     for s in list {
         println!("{}\t{}\t{}", s.id, s.region, s.name);
     }
@@ -66,7 +80,10 @@ pub fn add_terminal(db: &Db, store_id: &str, label: &str) -> Result<(String, Str
 
 pub fn revoke_terminal(db: &Db, id: &str) -> Result<(), String> {
     let id2 = id.to_string();
-    if db.write_blocking(move |c| stores::revoke_terminal(c, &id2)).map_err(|e| e.to_string())? {
+    if db
+        .write_blocking(move |c| stores::revoke_terminal(c, &id2))
+        .map_err(|e| e.to_string())?
+    {
         println!("terminal {id} revoked");
         Ok(())
     } else {
@@ -121,11 +138,20 @@ pub fn settlement(db: &Db, date: &str) -> Result<(), String> {
         .read_blocking(move |c| konbini_store::ledger::settlement(c, from, to))
         .map_err(|e| e.to_string())?;
     println!("settlement for {date} (JST)");
-    println!("{:<20} {:>4} {:>9} {:>14} {:>8} {:>14} {:>14}", "store", "cur", "payments", "gross", "refunds", "refunded", "net");
+    println!(
+        "{:<20} {:>4} {:>9} {:>14} {:>8} {:>14} {:>14}",
+        "store", "cur", "payments", "gross", "refunds", "refunded", "net"
+    );
     for l in &lines {
         println!(
             "{:<20} {:>4} {:>9} {:>14} {:>8} {:>14} {:>14}",
-            l.store_id, l.currency, l.payments, l.payments_minor, l.refunds, l.refunds_minor, l.payments_minor - l.refunds_minor
+            l.store_id,
+            l.currency,
+            l.payments,
+            l.payments_minor,
+            l.refunds,
+            l.refunds_minor,
+            l.payments_minor - l.refunds_minor
         );
     }
     if lines.is_empty() {
@@ -139,8 +165,14 @@ mod tests {
     #[test]
     fn jst_days() {
         // 2026-11-25 00:00 JST = 2026-11-24 15:00 UTC.
-        assert_eq!(super::jst_day("2026-11-25"), Ok((1_795_532_400_000, 1_795_618_800_000)));
-        assert_eq!(super::jst_day("1970-01-01").map(|r| r.0), Ok(-9 * 3_600_000));
+        assert_eq!(
+            super::jst_day("2026-11-25"),
+            Ok((1_795_532_400_000, 1_795_618_800_000))
+        );
+        assert_eq!(
+            super::jst_day("1970-01-01").map(|r| r.0),
+            Ok(-9 * 3_600_000)
+        );
         assert!(super::jst_day("2026-13-01").is_err());
         assert!(super::jst_day("yesterday").is_err());
     }

@@ -24,12 +24,17 @@ pub fn load_file(path: Option<&Path>) -> Result<FileSettings, String> {
     let Some(path) = path else {
         return Ok(FileSettings::default());
     };
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Builds the server configuration.
-pub fn server_config(file: &FileSettings, public_url: Option<String>, processor_url: Option<String>) -> Config {
+pub fn server_config(
+    file: &FileSettings,
+    public_url: Option<String>,
+    processor_url: Option<String>,
+) -> Config {
     let mut c = Config::default();
     if let Some(u) = public_url.or_else(|| file.public_url.clone()) {
         c.public_url = u;
@@ -55,9 +60,14 @@ pub fn server_config(file: &FileSettings, public_url: Option<String>, processor_
 /// The master secret: `KONBINI_SECRET_KEY` (hex), or a key file. With SQLite and neither
 /// given, a key file is created beside the database on first start (mode 0600), so the demo
 /// needs no setup; PostgreSQL deployments run several nodes and must share an explicit key.
-pub fn master_secret(env_key: Option<String>, key_file: Option<String>, database_url: &str) -> Result<MasterSecret, String> {
+pub fn master_secret(
+    env_key: Option<String>,
+    key_file: Option<String>,
+    database_url: &str,
+) -> Result<MasterSecret, String> {
     if let Some(hex) = env_key {
-        let bytes = konbini_core::encoding::unhex(hex.trim()).ok_or("KONBINI_SECRET_KEY must be hex")?;
+        let bytes =
+            konbini_core::encoding::unhex(hex.trim()).ok_or("KONBINI_SECRET_KEY must be hex")?;
         return MasterSecret::new(bytes);
     }
     let path = match key_file {
@@ -77,8 +87,10 @@ pub fn master_secret(env_key: Option<String>, key_file: Option<String>, database
         write_private(&path, &key).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         eprintln!("created a new secret key in {}", path.display());
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let bytes = konbini_core::encoding::unhex(text.trim()).ok_or_else(|| format!("{} must hold hex", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = konbini_core::encoding::unhex(text.trim())
+        .ok_or_else(|| format!("{} must hold hex", path.display()))?;
     MasterSecret::new(bytes)
 }
 
@@ -87,12 +99,19 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
         f.write_all(contents.as_bytes())
     }
     #[cfg(not(unix))]
     {
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)?;
         f.write_all(contents.as_bytes())
     }
 }

@@ -18,7 +18,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, kind: &'static str, code: &'static str, message: impl Into<String>) -> ApiError {
+    fn new(
+        status: StatusCode,
+        kind: &'static str,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
             kind,
@@ -29,7 +34,12 @@ impl ApiError {
         }
     }
     pub fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", code, message)
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            code,
+            message,
+        )
     }
     pub fn invalid_param(code: &'static str, param: &str, message: impl Into<String>) -> ApiError {
         ApiError {
@@ -38,7 +48,12 @@ impl ApiError {
         }
     }
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_error", code, message)
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request_error",
+            code,
+            message,
+        )
     }
     pub fn unauthenticated() -> ApiError {
         ApiError::new(
@@ -60,7 +75,12 @@ impl ApiError {
         ApiError::new(StatusCode::FORBIDDEN, "authentication_error", code, message)
     }
     pub fn not_found(what: &str) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", "resource_missing", format!("No such {what}."))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "resource_missing",
+            format!("No such {what}."),
+        )
     }
     pub fn method_not_allowed() -> ApiError {
         ApiError::new(
@@ -76,7 +96,11 @@ impl ApiError {
     pub fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, "invalid_request_error", code, message)
     }
-    pub fn idempotency(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn idempotency(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError::new(status, "idempotency_error", code, message)
     }
     pub fn unavailable(code: &'static str, message: impl Into<String>) -> ApiError {

@@ -32,7 +32,9 @@ fn json_error(r: JsonRejection) -> ApiError {
             "unsupported_content_type",
             "Send the body as JSON with Content-Type: application/json.",
         ),
-        JsonRejection::JsonSyntaxError(_) => ApiError::invalid("invalid_json", "The body is not valid JSON."),
+        JsonRejection::JsonSyntaxError(_) => {
+            ApiError::invalid("invalid_json", "The body is not valid JSON.")
+        }
         JsonRejection::JsonDataError(e) => {
             ApiError::invalid("invalid_request", redact_digits(&e.body_text()))
         }
@@ -54,7 +56,10 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(Path(v)),
-            Err(_) => Err(ApiError::invalid("invalid_path", "The URL path is not valid.")),
+            Err(_) => Err(ApiError::invalid(
+                "invalid_path",
+                "The URL path is not valid.",
+            )),
         }
     }
 }
@@ -85,10 +90,18 @@ fn flush(out: &mut String, run: &mut String) {
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
-    let v = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let v = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let token = v.strip_prefix("Bearer ")?;
     // Tokens are short ASCII; anything else is not ours and never reaches the database.
-    (token.len() <= 128 && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')).then_some(token)
+    (token.len() <= 128
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    .then_some(token)
 }
 
 /// An authenticated customer session.
@@ -103,7 +116,9 @@ impl FromRequestParts<AppState> for CustomerAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(parts).filter(|t| t.starts_with("ks_")).ok_or_else(ApiError::unauthenticated)?;
+        let token = bearer(parts)
+            .filter(|t| t.starts_with("ks_"))
+            .ok_or_else(ApiError::unauthenticated)?;
         let hash = token_hash(token);
         let h = hash.clone();
         let session = state
@@ -121,7 +136,10 @@ impl FromRequestParts<AppState> for CustomerAuth {
             return Err(ApiError::unauthenticated());
         }
         if session.customer_status != "active" {
-            return Err(ApiError::forbidden("account_frozen", "This account is frozen; contact support."));
+            return Err(ApiError::forbidden(
+                "account_frozen",
+                "This account is frozen; contact support.",
+            ));
         }
         // Record activity for the idle timeout at most once a minute per session.
         if now - session.last_seen_ms > 60_000 {
@@ -150,7 +168,9 @@ impl FromRequestParts<AppState> for TerminalAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let key = bearer(parts).filter(|t| t.starts_with("kt_")).ok_or_else(ApiError::unauthenticated)?;
+        let key = bearer(parts)
+            .filter(|t| t.starts_with("kt_"))
+            .ok_or_else(ApiError::unauthenticated)?;
         let hash = token_hash(key);
         let terminal = state
             .db
@@ -172,11 +192,18 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        let v = parts
-            .headers
-            .get("idempotency-key")
-            .ok_or_else(|| ApiError::invalid("idempotency_key_missing", "This request needs an Idempotency-Key header."))?;
-        let s = v.to_str().map_err(|_| ApiError::invalid("idempotency_key_invalid", "The Idempotency-Key must be printable ASCII."))?;
+        let v = parts.headers.get("idempotency-key").ok_or_else(|| {
+            ApiError::invalid(
+                "idempotency_key_missing",
+                "This request needs an Idempotency-Key header.",
+            )
+        })?;
+        let s = v.to_str().map_err(|_| {
+            ApiError::invalid(
+                "idempotency_key_invalid",
+                "The Idempotency-Key must be printable ASCII.",
+            )
+        })?;
         if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
             return Err(ApiError::invalid(
                 "idempotency_key_invalid",

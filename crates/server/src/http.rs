@@ -5,11 +5,11 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{CustomerAuth, IdempotencyKey, Json, Path, TerminalAuth};
 use crate::processor::CardDetails;
 use crate::state::AppState;
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
-use axum::Router;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -20,7 +20,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/openapi.json", get(openapi))
-        .route("/docs", get(|| async { Html(include_str!("../assets/docs.html")) }))
+        .route(
+            "/docs",
+            get(|| async { Html(include_str!("../assets/docs.html")) }),
+        )
         .route("/v1/signup", post(sign_up))
         .route("/v1/sessions", post(log_in))
         .route("/v1/sessions/current", delete(log_out))
@@ -47,10 +50,9 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn ready(State(s): State<AppState>) -> Response {
-    let ok: Result<i64, ApiError> = s
-        .db
-        .read(|c| Ok(c.query_one("SELECT 1", konbini_store::params![])?.int(0)?))
-        .await;
+    let ok: Result<i64, ApiError> =
+        s.db.read(|c| Ok(c.query_one("SELECT 1", konbini_store::params![])?.int(0)?))
+            .await;
     match ok {
         Ok(_) => "ready".into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response(),
@@ -73,7 +75,10 @@ struct SignUp {
     password: String,
 }
 
-async fn sign_up(State(s): State<AppState>, Json(b): Json<SignUp>) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+async fn sign_up(
+    State(s): State<AppState>,
+    Json(b): Json<SignUp>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     let out = accounts::sign_up(&s, &b.email, &b.phone, &b.password).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(out)))
 }
@@ -87,7 +92,10 @@ struct LogIn {
     device_name: Option<String>,
 }
 
-async fn log_in(State(s): State<AppState>, Json(b): Json<LogIn>) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+async fn log_in(
+    State(s): State<AppState>,
+    Json(b): Json<LogIn>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     let out = accounts::log_in(&s, &b.email, &b.password, b.device, b.device_name).await?;
     Ok((StatusCode::CREATED, axum::Json(out)))
 }
@@ -97,24 +105,44 @@ async fn log_out(State(s): State<AppState>, auth: CustomerAuth) -> ApiResult<Sta
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_devices(State(s): State<AppState>, auth: CustomerAuth) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(accounts::list_devices(&s, auth.customer_id, auth.device_id).await?))
+async fn list_devices(
+    State(s): State<AppState>,
+    auth: CustomerAuth,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(
+        accounts::list_devices(&s, auth.customer_id, auth.device_id).await?,
+    ))
 }
 
-async fn revoke_device(State(s): State<AppState>, auth: CustomerAuth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn revoke_device(
+    State(s): State<AppState>,
+    auth: CustomerAuth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     accounts::revoke_device(&s, auth.customer_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn link_card(State(s): State<AppState>, auth: CustomerAuth, Json(card): Json<CardDetails>) -> ApiResult<(StatusCode, axum::Json<Value>)> {
-    Ok((StatusCode::CREATED, axum::Json(funding::link_card(&s, auth.customer_id, card).await?)))
+async fn link_card(
+    State(s): State<AppState>,
+    auth: CustomerAuth,
+    Json(card): Json<CardDetails>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(funding::link_card(&s, auth.customer_id, card).await?),
+    ))
 }
 
 async fn list_cards(State(s): State<AppState>, auth: CustomerAuth) -> ApiResult<axum::Json<Value>> {
     Ok(axum::Json(funding::list_cards(&s, auth.customer_id).await?))
 }
 
-async fn remove_card(State(s): State<AppState>, auth: CustomerAuth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn remove_card(
+    State(s): State<AppState>,
+    auth: CustomerAuth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     funding::remove_card(&s, auth.customer_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -130,11 +158,22 @@ struct Funding {
     card_id: Option<String>,
 }
 
-async fn set_funding(State(s): State<AppState>, auth: CustomerAuth, Json(b): Json<Funding>) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(funding::set_funding(&s, auth.customer_id, b.source, b.card_id).await?))
+async fn set_funding(
+    State(s): State<AppState>,
+    auth: CustomerAuth,
+    Json(b): Json<Funding>,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(
+        funding::set_funding(&s, auth.customer_id, b.source, b.card_id).await?,
+    ))
 }
 
-async fn top_up(State(s): State<AppState>, auth: CustomerAuth, key: IdempotencyKey, Json(b): Json<funding::TopupRequest>) -> ApiResult<Stored> {
+async fn top_up(
+    State(s): State<AppState>,
+    auth: CustomerAuth,
+    key: IdempotencyKey,
+    Json(b): Json<funding::TopupRequest>,
+) -> ApiResult<Stored> {
     funding::top_up(&s, auth.customer_id, key.0, b).await
 }
 
@@ -145,44 +184,97 @@ struct Page {
     cursor: Option<String>,
 }
 
-async fn transactions(State(s): State<AppState>, auth: CustomerAuth, q: Result<Query<Page>, axum::extract::rejection::QueryRejection>) -> ApiResult<axum::Json<Value>> {
-    let Query(q) = q.map_err(|_| ApiError::invalid("invalid_query", "Use ?limit=1..100&cursor=..."))?;
-    Ok(axum::Json(funding::transactions(&s, auth.customer_id, q.limit, q.cursor).await?))
+async fn transactions(
+    State(s): State<AppState>,
+    auth: CustomerAuth,
+    q: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<axum::Json<Value>> {
+    let Query(q) =
+        q.map_err(|_| ApiError::invalid("invalid_query", "Use ?limit=1..100&cursor=..."))?;
+    Ok(axum::Json(
+        funding::transactions(&s, auth.customer_id, q.limit, q.cursor).await?,
+    ))
 }
 
-async fn issue_code(State(s): State<AppState>, auth: CustomerAuth) -> ApiResult<(StatusCode, axum::Json<Value>)> {
-    Ok((StatusCode::CREATED, axum::Json(paycodes::issue(&s, auth.device_id).await?)))
+async fn issue_code(
+    State(s): State<AppState>,
+    auth: CustomerAuth,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(paycodes::issue(&s, auth.device_id).await?),
+    ))
 }
 
-async fn pending_payments(State(s): State<AppState>, auth: CustomerAuth) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(pos::pending_for_customer(&s, auth.customer_id).await?))
+async fn pending_payments(
+    State(s): State<AppState>,
+    auth: CustomerAuth,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(
+        pos::pending_for_customer(&s, auth.customer_id).await?,
+    ))
 }
 
-async fn confirm_payment(State(s): State<AppState>, auth: CustomerAuth, Path(id): Path<String>) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(pos::decide_pending(&s, auth.customer_id, id, true).await?))
+async fn confirm_payment(
+    State(s): State<AppState>,
+    auth: CustomerAuth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(
+        pos::decide_pending(&s, auth.customer_id, id, true).await?,
+    ))
 }
 
-async fn reject_payment(State(s): State<AppState>, auth: CustomerAuth, Path(id): Path<String>) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(pos::decide_pending(&s, auth.customer_id, id, false).await?))
+async fn reject_payment(
+    State(s): State<AppState>,
+    auth: CustomerAuth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(
+        pos::decide_pending(&s, auth.customer_id, id, false).await?,
+    ))
 }
 
-async fn create_payment(State(s): State<AppState>, t: TerminalAuth, key: IdempotencyKey, Json(b): Json<pos::PaymentRequest>) -> ApiResult<Stored> {
+async fn create_payment(
+    State(s): State<AppState>,
+    t: TerminalAuth,
+    key: IdempotencyKey,
+    Json(b): Json<pos::PaymentRequest>,
+) -> ApiResult<Stored> {
     pos::create_payment(&s, t.terminal_id, t.store_id, key.0, b).await
 }
 
-async fn get_payment(State(s): State<AppState>, t: TerminalAuth, Path(id): Path<String>) -> ApiResult<axum::Json<Value>> {
+async fn get_payment(
+    State(s): State<AppState>,
+    t: TerminalAuth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
     Ok(axum::Json(pos::get_payment(&s, t.store_id, id).await?))
 }
 
-async fn cancel_payment(State(s): State<AppState>, t: TerminalAuth, key: IdempotencyKey, Path(id): Path<String>) -> ApiResult<Stored> {
+async fn cancel_payment(
+    State(s): State<AppState>,
+    t: TerminalAuth,
+    key: IdempotencyKey,
+    Path(id): Path<String>,
+) -> ApiResult<Stored> {
     pos::cancel(&s, t.terminal_id, t.store_id, id, key.0).await
 }
 
-async fn refund_payment(State(s): State<AppState>, t: TerminalAuth, key: IdempotencyKey, Path(id): Path<String>, body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>) -> ApiResult<Stored> {
+async fn refund_payment(
+    State(s): State<AppState>,
+    t: TerminalAuth,
+    key: IdempotencyKey,
+    Path(id): Path<String>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<Stored> {
     // Read by hand (the body is optional), so its rejections get our error object too.
     let body = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError { status: StatusCode::PAYLOAD_TOO_LARGE, ..ApiError::invalid("body_too_large", "The request body is too large.") }
+            ApiError {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                ..ApiError::invalid("body_too_large", "The request body is too large.")
+            }
         } else {
             ApiError::invalid("invalid_request", "The request body could not be read.")
         }
@@ -191,8 +283,12 @@ async fn refund_payment(State(s): State<AppState>, t: TerminalAuth, key: Idempot
     let req = if body.iter().all(u8::is_ascii_whitespace) {
         pos::RefundRequest { amount: None }
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("invalid_request", crate::extract::redact_digits(&e.to_string())))?
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::invalid(
+                "invalid_request",
+                crate::extract::redact_digits(&e.to_string()),
+            )
+        })?
     };
     pos::refund(&s, t.terminal_id, t.store_id, id, key.0, req).await
 }
-

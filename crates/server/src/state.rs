@@ -28,10 +28,12 @@ impl AppState {
         secret: MasterSecret,
     ) -> Result<AppState, String> {
         let processor = match &config.processor {
-            ProcessorConfig::Simulator { slow_ms } => Processor::Simulator(Simulator::new(*slow_ms)),
-            ProcessorConfig::Http { url, timeout_ms } => Processor::Http(
-                HttpProcessor::new(url, *timeout_ms).map_err(|e| e.to_string())?,
-            ),
+            ProcessorConfig::Simulator { slow_ms } => {
+                Processor::Simulator(Simulator::new(*slow_ms))
+            }
+            ProcessorConfig::Http { url, timeout_ms } => {
+                Processor::Http(HttpProcessor::new(url, *timeout_ms).map_err(|e| e.to_string())?)
+            }
         };
         let dummy = crate::app::accounts::hash_password(&konbini_core::encoding::hex(
             &crate::secrets::random_bytes::<16>(),

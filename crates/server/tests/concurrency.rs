@@ -18,21 +18,48 @@ async fn the_same_code_at_two_tills_succeeds_once() {
         for round in 0..5u8 {
             let code = app.offline_code(&c, round);
             let (ka, kb) = (format!("a{round}"), format!("b{round}"));
-            let (a, b) = tokio::join!(app.pay(&t1, &code, 1_000, &ka), app.pay(&t2, &code, 1_000, &kb));
-            assert_eq!((a.status, b.status), (201, 201), "{l}: {} / {}", a.text, b.text);
+            let (a, b) = tokio::join!(
+                app.pay(&t1, &code, 1_000, &ka),
+                app.pay(&t2, &code, 1_000, &kb)
+            );
+            assert_eq!(
+                (a.status, b.status),
+                (201, 201),
+                "{l}: {} / {}",
+                a.text,
+                b.text
+            );
             let mut outcomes = [
-                (a.body["status"].as_str().unwrap_or("").to_string(), a.body["decline_code"].as_str().unwrap_or("").to_string()),
-                (b.body["status"].as_str().unwrap_or("").to_string(), b.body["decline_code"].as_str().unwrap_or("").to_string()),
+                (
+                    a.body["status"].as_str().unwrap_or("").to_string(),
+                    a.body["decline_code"].as_str().unwrap_or("").to_string(),
+                ),
+                (
+                    b.body["status"].as_str().unwrap_or("").to_string(),
+                    b.body["decline_code"].as_str().unwrap_or("").to_string(),
+                ),
             ];
             outcomes.sort();
             assert_eq!(
                 outcomes,
-                [("declined".to_string(), "invalid_code".to_string()), ("succeeded".to_string(), String::new())],
+                [
+                    ("declined".to_string(), "invalid_code".to_string()),
+                    ("succeeded".to_string(), String::new())
+                ],
                 "{l}: round {round}"
             );
-            assert_eq!(app.balance(&c).await, 10_000 - 1_000 * (i64::from(round) + 1), "{l}: round {round}");
+            assert_eq!(
+                app.balance(&c).await,
+                10_000 - 1_000 * (i64::from(round) + 1),
+                "{l}: round {round}"
+            );
         }
-        assert_eq!(app.count("SELECT COUNT(*) FROM payments WHERE status = 'succeeded'").await, 5, "{l}");
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM payments WHERE status = 'succeeded'")
+                .await,
+            5,
+            "{l}"
+        );
         app.ledger_ok().await;
     }
 }
@@ -62,7 +89,10 @@ async fn thirty_payments_race_for_one_wallet() {
         }
         let slots: std::collections::HashSet<u32> = devices.iter().map(|d| d.slot).collect();
         assert_eq!(slots.len(), 30, "{l}: 30 distinct slots");
-        assert!(devices.iter().all(|d| d.customer_id == first.customer_id), "{l}");
+        assert!(
+            devices.iter().all(|d| d.customer_id == first.customer_id),
+            "{l}"
+        );
 
         app.clock.advance_ms(1_000);
         let mut pays = tokio::task::JoinSet::new();
@@ -76,13 +106,26 @@ async fn thirty_payments_race_for_one_wallet() {
         while let Some(r) = pays.join_next().await {
             let r = r.expect("pay task");
             assert_eq!(r.status, 201, "{l}: {}", r.text);
-            let key = format!("{}/{}", r.body["status"].as_str().unwrap_or("?"), r.body["decline_code"].as_str().unwrap_or("-"));
+            let key = format!(
+                "{}/{}",
+                r.body["status"].as_str().unwrap_or("?"),
+                r.body["decline_code"].as_str().unwrap_or("-")
+            );
             *outcomes.entry(key).or_default() += 1;
         }
-        let expected: HashMap<String, usize> = [("succeeded/-".to_string(), 10), ("declined/insufficient_funds".to_string(), 20)].into();
+        let expected: HashMap<String, usize> = [
+            ("succeeded/-".to_string(), 10),
+            ("declined/insufficient_funds".to_string(), 20),
+        ]
+        .into();
         assert_eq!(outcomes, expected, "{l}");
         assert_eq!(app.balances(&first).await, (0, 0, 0), "{l}");
-        assert_eq!(app.count("SELECT COUNT(*) FROM accounts WHERE balance < 0 AND kind = 'wallet'").await, 0, "{l}");
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM accounts WHERE balance < 0 AND kind = 'wallet'")
+                .await,
+            0,
+            "{l}"
+        );
         assert_eq!(app.count("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM payments WHERE status = 'succeeded'").await, 10_000, "{l}");
         app.ledger_ok().await;
     }
@@ -113,7 +156,10 @@ async fn concurrent_duplicates_of_one_request_charge_once() {
             }
         }
         assert!(!bodies.is_empty(), "{l}");
-        assert!(bodies.iter().all(|b| b == &bodies[0]), "{l}: every 201 is the same answer: {bodies:?}");
+        assert!(
+            bodies.iter().all(|b| b == &bodies[0]),
+            "{l}: every 201 is the same answer: {bodies:?}"
+        );
         assert!(bodies[0].contains("\"succeeded\""), "{l}: {}", bodies[0]);
         assert_eq!(app.balance(&c).await, 9_300, "{l}: charged once");
         assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 1, "{l}");
@@ -135,7 +181,14 @@ async fn concurrent_refunds_never_exceed_the_payment() {
         for i in 0..10 {
             let (app, term, id) = (app.clone(), term.clone(), id.clone());
             set.spawn(async move {
-                app.send("POST", &format!("/v1/pos/payments/{id}/refunds"), Some(&term), Some(&format!("r{i}")), Some(json!({"amount": 1_000}))).await
+                app.send(
+                    "POST",
+                    &format!("/v1/pos/payments/{id}/refunds"),
+                    Some(&term),
+                    Some(&format!("r{i}")),
+                    Some(json!({"amount": 1_000})),
+                )
+                .await
             });
         }
         let (mut ok, mut over) = (0, 0);
@@ -144,13 +197,23 @@ async fn concurrent_refunds_never_exceed_the_payment() {
             if r.status == 201 {
                 ok += 1;
             } else {
-                assert_error(l, &r, 422, "invalid_request_error", "refund_exceeds_payment");
+                assert_error(
+                    l,
+                    &r,
+                    422,
+                    "invalid_request_error",
+                    "refund_exceeds_payment",
+                );
                 over += 1;
             }
         }
         assert_eq!((ok, over), (3, 7), "{l}");
         assert_eq!(app.balance(&c).await, 10_000, "{l}");
-        assert_eq!(app.get_payment(&term, &id).await.body["refunded"], 3_000, "{l}");
+        assert_eq!(
+            app.get_payment(&term, &id).await.body["refunded"],
+            3_000,
+            "{l}"
+        );
         app.ledger_ok().await;
     }
 }
@@ -164,21 +227,47 @@ async fn cancel_and_refund_race_returns_money_once() {
         let (_, term) = app.store_with_terminal("st_1").await;
         app.clock.advance_ms(1_000);
         for round in 0..8u8 {
-            let p = app.pay(&term, &app.offline_code(&c, round), 1_000, &format!("p{round}")).await;
+            let p = app
+                .pay(
+                    &term,
+                    &app.offline_code(&c, round),
+                    1_000,
+                    &format!("p{round}"),
+                )
+                .await;
             assert_eq!(p.body["status"], "succeeded", "{l}: {}", p.text);
             let id = id_of(&p);
-            let (cancel_url, refund_url) = (format!("/v1/pos/payments/{id}/cancel"), format!("/v1/pos/payments/{id}/refunds"));
+            let (cancel_url, refund_url) = (
+                format!("/v1/pos/payments/{id}/cancel"),
+                format!("/v1/pos/payments/{id}/refunds"),
+            );
             let (ck, rk) = (format!("c{round}"), format!("r{round}"));
             let (cancel, refund) = tokio::join!(
                 app.send("POST", &cancel_url, Some(&term), Some(&ck), None),
                 app.send("POST", &refund_url, Some(&term), Some(&rk), None),
             );
             match (cancel.status, refund.status) {
-                (200, _) => assert_error(l, &refund, 409, "invalid_request_error", "payment_not_refundable"),
-                (_, 201) => assert_error(l, &cancel, 409, "invalid_request_error", "payment_not_cancelable"),
+                (200, _) => assert_error(
+                    l,
+                    &refund,
+                    409,
+                    "invalid_request_error",
+                    "payment_not_refundable",
+                ),
+                (_, 201) => assert_error(
+                    l,
+                    &cancel,
+                    409,
+                    "invalid_request_error",
+                    "payment_not_cancelable",
+                ),
                 _ => panic!("{l}: neither won: {} / {}", cancel.text, refund.text),
             }
-            assert_eq!(app.balance(&c).await, 10_000, "{l}: round {round}: returned exactly once");
+            assert_eq!(
+                app.balance(&c).await,
+                10_000,
+                "{l}: round {round}: returned exactly once"
+            );
         }
         app.ledger_ok().await;
     }
@@ -203,7 +292,14 @@ async fn concurrent_top_ups_respect_the_daily_limit() {
             if r.status == 201 {
                 ok += 1;
             } else {
-                assert_error_param(l, &r, 402, "payment_error", "daily_topup_limit_exceeded", "amount");
+                assert_error_param(
+                    l,
+                    &r,
+                    402,
+                    "payment_error",
+                    "daily_topup_limit_exceeded",
+                    "amount",
+                );
             }
         }
         assert_eq!(ok, 2, "{l}");

@@ -13,25 +13,65 @@ async fn walk_through() {
         assert_eq!(w["balance"], 5_000, "{}", app.label);
         app.clock.advance_ms(1_000);
         let (_store, term) = app.store_with_terminal("st_1").await;
-        let r = app.send("POST", "/v1/payment-codes", Some(&c.token), None, None).await;
+        let r = app
+            .send("POST", "/v1/payment-codes", Some(&c.token), None, None)
+            .await;
         assert_eq!(r.status, 201, "{}", r.text);
         let code = r.body["code"].as_str().expect("code").to_string();
         assert_eq!(code.len(), 20);
-        assert!(r.body["barcode_svg"].as_str().is_some_and(|s| s.contains("<svg")));
+        assert!(
+            r.body["barcode_svg"]
+                .as_str()
+                .is_some_and(|s| s.contains("<svg"))
+        );
         let p = app.pay(&term, &code, 1_200, "k1").await;
         assert_eq!(p.status, 201, "{}: {}", app.label, p.text);
         assert_eq!(p.body["status"], "succeeded", "{}", p.text);
         assert_eq!(app.wallet(&c).await["balance"], 3_800);
         let pid = p.body["id"].as_str().expect("id").to_string();
         app.clock.advance_ms(1_000);
-        let r = app.send("POST", &format!("/v1/pos/payments/{pid}/refunds"), Some(&term), Some("r1"), Some(json!({"amount": 200}))).await;
+        let r = app
+            .send(
+                "POST",
+                &format!("/v1/pos/payments/{pid}/refunds"),
+                Some(&term),
+                Some("r1"),
+                Some(json!({"amount": 200})),
+            )
+            .await;
         assert_eq!(r.status, 201, "{}", r.text);
         assert_eq!(app.wallet(&c).await["balance"], 4_000);
-        let r = app.send("POST", &format!("/v1/pos/payments/{pid}/refunds"), Some(&term), Some("r2"), Some(json!({"amount": 1_001}))).await;
-        assert_eq!((r.status, r.error_code()), (422, "refund_exceeds_payment"), "{}", r.text);
-        let h = app.send("GET", "/v1/transactions?limit=10", Some(&c.token), None, None).await;
+        let r = app
+            .send(
+                "POST",
+                &format!("/v1/pos/payments/{pid}/refunds"),
+                Some(&term),
+                Some("r2"),
+                Some(json!({"amount": 1_001})),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.error_code()),
+            (422, "refund_exceeds_payment"),
+            "{}",
+            r.text
+        );
+        let h = app
+            .send(
+                "GET",
+                "/v1/transactions?limit=10",
+                Some(&c.token),
+                None,
+                None,
+            )
+            .await;
         assert_eq!(h.status, 200);
-        let kinds: Vec<&str> = h.body["data"].as_array().expect("data").iter().map(|x| x["type"].as_str().unwrap_or("")).collect();
+        let kinds: Vec<&str> = h.body["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|x| x["type"].as_str().unwrap_or(""))
+            .collect();
         assert_eq!(kinds, vec!["refund", "payment", "topup"], "{}", app.label);
         app.ledger_ok().await;
     }

@@ -15,7 +15,6 @@ pub struct Customer {
     pub created_ms: i64,
 }
 
-
 fn customer(r: &Row) -> Result<Customer, StoreError> {
     Ok(Customer {
         id: r.text(0)?,
@@ -129,18 +128,34 @@ pub fn device_by_slot(conn: &mut dyn Conn, slot: i64) -> Result<Option<Device>, 
     .transpose()
 }
 
-/// The live device holding a slot together with what a payment needs of its customer:
-/// (device, customer status, funding source, funding card id). One query on the hot path.
-pub fn device_and_customer_by_slot(
+/// A live device with what a payment needs to know of its customer.
+#[derive(Debug, Clone)]
+pub struct PayingDevice {
+    pub device: Device,
+    pub customer_status: String,
+    pub funding: String,
+    pub funding_card_id: Option<String>,
+}
+
+/// The live device holding a slot, with its customer's status and funding choice, in one
+/// query on the hot path.
+pub fn paying_device_by_slot(
     conn: &mut dyn Conn,
     slot: i64,
-) -> Result<Option<(Device, String, String, Option<String>)>, StoreError> {
+) -> Result<Option<PayingDevice>, StoreError> {
     conn.query_opt(
         "SELECT d.id, d.customer_id, d.slot, d.key_generation, d.secret_hash, d.name, d.status, d.last_code_counter, d.created_ms, \
          c.status, c.funding, c.funding_card_id FROM devices d JOIN customers c ON c.id = d.customer_id WHERE d.slot = $1 AND d.status = 'bound'",
         params![slot],
     )?
-    .map(|r| Ok((device(&r)?, r.text(9)?, r.text(10)?, r.opt_text(11)?)))
+    .map(|r| {
+        Ok(PayingDevice {
+            device: device(&r)?,
+            customer_status: r.text(9)?,
+            funding: r.text(10)?,
+            funding_card_id: r.opt_text(11)?,
+        })
+    })
     .transpose()
 }
 
@@ -165,7 +180,12 @@ pub fn consume_code(conn: &mut dyn Conn, slot: i64, counter: i64) -> Result<bool
 }
 
 /// Revokes a device and ends its sessions; its slot (and so its codes) dies with it.
-pub fn revoke_device(conn: &mut dyn Conn, customer_id: &str, device_id: &str, now_ms: i64) -> Result<bool, StoreError> {
+pub fn revoke_device(
+    conn: &mut dyn Conn,
+    customer_id: &str,
+    device_id: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
     let n = conn.exec(
         "UPDATE devices SET status = 'revoked', revoked_ms = $1 WHERE id = $2 AND customer_id = $3 AND status <> 'revoked'",
         params![now_ms, device_id, customer_id],
@@ -228,7 +248,12 @@ pub fn session(conn: &mut dyn Conn, token_hash: &[u8]) -> Result<Option<Session>
 
 /// Records activity on a session (for the idle timeout). Only written when the stored value
 /// is older than `min_interval_ms`, so a busy session does not write on every request.
-pub fn touch_session(conn: &mut dyn Conn, token_hash: &[u8], now_ms: i64, min_interval_ms: i64) -> Result<(), StoreError> {
+pub fn touch_session(
+    conn: &mut dyn Conn,
+    token_hash: &[u8],
+    now_ms: i64,
+    min_interval_ms: i64,
+) -> Result<(), StoreError> {
     conn.exec(
         "UPDATE sessions SET last_seen_ms = $1 WHERE token_hash = $2 AND last_seen_ms < $3",
         params![now_ms, token_hash, now_ms - min_interval_ms],
@@ -236,7 +261,11 @@ pub fn touch_session(conn: &mut dyn Conn, token_hash: &[u8], now_ms: i64, min_in
     Ok(())
 }
 
-pub fn revoke_session(conn: &mut dyn Conn, token_hash: &[u8], now_ms: i64) -> Result<(), StoreError> {
+pub fn revoke_session(
+    conn: &mut dyn Conn,
+    token_hash: &[u8],
+    now_ms: i64,
+) -> Result<(), StoreError> {
     conn.exec(
         "UPDATE sessions SET revoked_ms = $1 WHERE token_hash = $2 AND revoked_ms IS NULL",
         params![now_ms, token_hash],
@@ -296,7 +325,11 @@ pub fn cards_of(conn: &mut dyn Conn, customer_id: &str) -> Result<Vec<Card>, Sto
 }
 
 /// One active card, only if it belongs to `customer_id` (another customer's id reads as absent).
-pub fn card_of(conn: &mut dyn Conn, customer_id: &str, card_id: &str) -> Result<Option<Card>, StoreError> {
+pub fn card_of(
+    conn: &mut dyn Conn,
+    customer_id: &str,
+    card_id: &str,
+) -> Result<Option<Card>, StoreError> {
     conn.query_opt(
         "SELECT id, customer_id, processor_token, brand, last4, exp_month, exp_year, fingerprint, status, created_ms \
          FROM cards WHERE id = $1 AND customer_id = $2 AND status = 'active'",
@@ -306,7 +339,11 @@ pub fn card_of(conn: &mut dyn Conn, customer_id: &str, card_id: &str) -> Result<
     .transpose()
 }
 
-pub fn remove_card(conn: &mut dyn Conn, customer_id: &str, card_id: &str) -> Result<bool, StoreError> {
+pub fn remove_card(
+    conn: &mut dyn Conn,
+    customer_id: &str,
+    card_id: &str,
+) -> Result<bool, StoreError> {
     let n = conn.exec(
         "UPDATE cards SET status = 'removed' WHERE id = $1 AND customer_id = $2 AND status = 'active'",
         params![card_id, customer_id],
@@ -319,7 +356,10 @@ pub fn remove_card(conn: &mut dyn Conn, customer_id: &str, card_id: &str) -> Res
 }
 
 /// How many distinct customers have linked a card with this fingerprint (a risk signal).
-pub fn customers_with_fingerprint(conn: &mut dyn Conn, fingerprint: &[u8]) -> Result<i64, StoreError> {
+pub fn customers_with_fingerprint(
+    conn: &mut dyn Conn,
+    fingerprint: &[u8],
+) -> Result<i64, StoreError> {
     conn.query_one(
         "SELECT COUNT(DISTINCT customer_id) FROM cards WHERE fingerprint = $1",
         params![fingerprint],

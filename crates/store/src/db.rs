@@ -1,9 +1,9 @@
 //! [`Db`]: the handle the rest of the system uses to run transactions on either backend.
 
+use crate::StoreError;
 use crate::postgres::{self as pg, PgConn, PgJob};
 use crate::sqlite::{self, ReadJob, SqliteConn, WriteJob};
 use crate::value::Conn;
-use crate::StoreError;
 use std::sync::Arc;
 
 /// Which database a [`Db`] talks to.
@@ -28,7 +28,10 @@ impl DbConfig {
     pub fn new(url: &str) -> DbConfig {
         DbConfig {
             url: url.to_string(),
-            pg_pool_size: std::env::var("KONBINI_PG_POOL").ok().and_then(|v| v.parse().ok()).unwrap_or(16),
+            pg_pool_size: std::env::var("KONBINI_PG_POOL")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(16),
             sqlite_readers: 2,
         }
     }
@@ -95,8 +98,7 @@ impl Db {
                 }),
                 backend: Backend::Sqlite,
             })
-        } else if config.url.starts_with("postgres://") || config.url.starts_with("postgresql://")
-        {
+        } else if config.url.starts_with("postgres://") || config.url.starts_with("postgresql://") {
             let mut first = PgConn::connect(&config.url)?;
             crate::migrations::run_postgres(&mut first)?;
             let (tx, rx) = crossbeam_channel::bounded::<PgJob>(QUEUE_BOUND);

@@ -52,7 +52,13 @@ pub fn claim(
 }
 
 /// Stores the response of a claimed key.
-pub fn complete(conn: &mut dyn Conn, scope: &str, key: &str, status: u16, body: &str) -> Result<(), StoreError> {
+pub fn complete(
+    conn: &mut dyn Conn,
+    scope: &str,
+    key: &str,
+    status: u16,
+    body: &str,
+) -> Result<(), StoreError> {
     conn.exec(
         "UPDATE idempotency SET status_code = $1, body = $2 WHERE scope = $3 AND key = $4",
         params![i64::from(status), body, scope, key],

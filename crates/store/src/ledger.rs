@@ -100,7 +100,13 @@ pub fn post(
         // The common two-line entry in one statement.
         conn.exec(
             "INSERT INTO postings (entry_id, account_id, amount) VALUES ($1, $2, $3), ($1, $4, $5)",
-            params![entry_id, &a.account_id, a.amount_minor, &b.account_id, b.amount_minor],
+            params![
+                entry_id,
+                &a.account_id,
+                a.amount_minor,
+                &b.account_id,
+                b.amount_minor
+            ],
         )?;
     } else {
         for p in entry.postings() {
@@ -143,7 +149,11 @@ pub fn hold(conn: &mut dyn Conn, h: &NewHold<'_>, now_ms: i64) -> Result<bool, S
 
 /// Ends a pending hold (to `posted` or `voided`) and releases its amount. Returns false when
 /// the hold was not pending (already ended), so each hold ends exactly once.
-pub fn release_hold(conn: &mut dyn Conn, hold_id: &str, to_state: &str) -> Result<bool, StoreError> {
+pub fn release_hold(
+    conn: &mut dyn Conn,
+    hold_id: &str,
+    to_state: &str,
+) -> Result<bool, StoreError> {
     let Some(row) = conn.query_opt(
         "SELECT account_id, amount FROM holds WHERE id = $1 AND state = 'pending'",
         params![hold_id],
@@ -166,7 +176,11 @@ pub fn release_hold(conn: &mut dyn Conn, hold_id: &str, to_state: &str) -> Resul
 }
 
 /// Pending holds that have expired, oldest first (at most `limit`).
-pub fn expired_holds(conn: &mut dyn Conn, now_ms: i64, limit: i64) -> Result<Vec<(String, String)>, StoreError> {
+pub fn expired_holds(
+    conn: &mut dyn Conn,
+    now_ms: i64,
+    limit: i64,
+) -> Result<Vec<(String, String)>, StoreError> {
     conn.query(
         "SELECT id, ref_id FROM holds WHERE state = 'pending' AND expires_ms <= $1 ORDER BY expires_ms LIMIT $2",
         params![now_ms, limit],
@@ -195,9 +209,15 @@ impl VerifyReport {
 /// Checks every ledger invariant on the live database.
 pub fn verify(conn: &mut dyn Conn) -> Result<VerifyReport, StoreError> {
     let mut r = VerifyReport {
-        entries: conn.query_one("SELECT COUNT(*) FROM entries", params![])?.int(0)?,
-        postings: conn.query_one("SELECT COUNT(*) FROM postings", params![])?.int(0)?,
-        accounts: conn.query_one("SELECT COUNT(*) FROM accounts", params![])?.int(0)?,
+        entries: conn
+            .query_one("SELECT COUNT(*) FROM entries", params![])?
+            .int(0)?,
+        postings: conn
+            .query_one("SELECT COUNT(*) FROM postings", params![])?
+            .int(0)?,
+        accounts: conn
+            .query_one("SELECT COUNT(*) FROM accounts", params![])?
+            .int(0)?,
         problems: Vec::new(),
     };
     for row in conn.query(
@@ -305,7 +325,11 @@ pub struct SettlementLine {
 }
 
 /// Per-store totals of succeeded payments and refunds created in `[from_ms, to_ms)`.
-pub fn settlement(conn: &mut dyn Conn, from_ms: i64, to_ms: i64) -> Result<Vec<SettlementLine>, StoreError> {
+pub fn settlement(
+    conn: &mut dyn Conn,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<SettlementLine>, StoreError> {
     let mut lines: Vec<SettlementLine> = Vec::new();
     for row in conn.query(
         "SELECT store_id, currency, COUNT(*), CAST(SUM(amount) AS BIGINT) FROM payments \

@@ -43,7 +43,11 @@ pub fn finish_topup(
 }
 
 /// Sum and count of a customer's top-ups (pending or succeeded) since `since_ms`, for limits.
-pub fn topups_since(conn: &mut dyn Conn, customer_id: &str, since_ms: i64) -> Result<(i64, i64), StoreError> {
+pub fn topups_since(
+    conn: &mut dyn Conn,
+    customer_id: &str,
+    since_ms: i64,
+) -> Result<(i64, i64), StoreError> {
     let r = conn.query_one(
         "SELECT COUNT(*), CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM topups WHERE customer_id = $1 AND created_ms >= $2 AND status <> 'failed'",
         params![customer_id, since_ms],
@@ -109,7 +113,11 @@ pub fn insert_payment(conn: &mut dyn Conn, p: &Payment) -> Result<(), StoreError
 }
 
 /// A payment, only if it was taken at `store_id` (a terminal of another store sees nothing).
-pub fn payment_in_store(conn: &mut dyn Conn, id: &str, store_id: &str) -> Result<Option<Payment>, StoreError> {
+pub fn payment_in_store(
+    conn: &mut dyn Conn,
+    id: &str,
+    store_id: &str,
+) -> Result<Option<Payment>, StoreError> {
     conn.query_opt(
         "SELECT id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms \
          FROM payments WHERE id = $1 AND store_id = $2",
@@ -131,7 +139,13 @@ pub fn payment_by_id(conn: &mut dyn Conn, id: &str) -> Result<Option<Payment>, S
 }
 
 /// Changes a payment's status only if it is still `from` (each transition happens once).
-pub fn transition_payment(conn: &mut dyn Conn, id: &str, from: &str, to: &str, now_ms: i64) -> Result<bool, StoreError> {
+pub fn transition_payment(
+    conn: &mut dyn Conn,
+    id: &str,
+    from: &str,
+    to: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
     Ok(conn.exec(
         "UPDATE payments SET status = $1, updated_ms = $2 WHERE id = $3 AND status = $4",
         params![to, now_ms, id, from],
@@ -139,7 +153,12 @@ pub fn transition_payment(conn: &mut dyn Conn, id: &str, from: &str, to: &str, n
 }
 
 /// Adds `amount` to a payment's refunded total only if the total stays within the paid amount.
-pub fn add_refunded(conn: &mut dyn Conn, id: &str, amount: i64, now_ms: i64) -> Result<bool, StoreError> {
+pub fn add_refunded(
+    conn: &mut dyn Conn,
+    id: &str,
+    amount: i64,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
     Ok(conn.exec(
         "UPDATE payments SET refunded = refunded + $1, updated_ms = $2 WHERE id = $3 AND status = 'succeeded' AND refunded + $1 <= amount",
         params![amount, now_ms, id],
@@ -226,7 +245,11 @@ pub fn activity_page(
 }
 
 /// A customer's payments waiting for confirmation that have not expired, oldest first.
-pub fn pending_for_customer(conn: &mut dyn Conn, customer_id: &str, now_ms: i64) -> Result<Vec<Payment>, StoreError> {
+pub fn pending_for_customer(
+    conn: &mut dyn Conn,
+    customer_id: &str,
+    now_ms: i64,
+) -> Result<Vec<Payment>, StoreError> {
     conn.query(
         "SELECT id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms \
          FROM payments WHERE customer_id = $1 AND status = 'pending_confirmation' AND expires_ms > $2 ORDER BY created_ms, id LIMIT 50",
@@ -238,7 +261,11 @@ pub fn pending_for_customer(conn: &mut dyn Conn, customer_id: &str, now_ms: i64)
 }
 
 /// A payment, only if it belongs to `customer_id` (another customer's id reads as absent).
-pub fn payment_of_customer(conn: &mut dyn Conn, id: &str, customer_id: &str) -> Result<Option<Payment>, StoreError> {
+pub fn payment_of_customer(
+    conn: &mut dyn Conn,
+    id: &str,
+    customer_id: &str,
+) -> Result<Option<Payment>, StoreError> {
     conn.query_opt(
         "SELECT id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms \
          FROM payments WHERE id = $1 AND customer_id = $2",

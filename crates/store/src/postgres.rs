@@ -120,10 +120,14 @@ fn decode(row: &postgres::Row) -> Result<Row, StoreError> {
                 .try_get::<_, Option<bool>>(i)
                 .map_err(d)?
                 .map(|x| Value::Int(i64::from(x))),
-            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
-                row.try_get::<_, Option<String>>(i).map_err(d)?.map(Value::Text)
-            }
-            Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(i).map_err(d)?.map(Value::Bytes),
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => row
+                .try_get::<_, Option<String>>(i)
+                .map_err(d)?
+                .map(Value::Text),
+            Type::BYTEA => row
+                .try_get::<_, Option<Vec<u8>>>(i)
+                .map_err(d)?
+                .map(Value::Bytes),
             ref other => {
                 return Err(StoreError::Decode(format!(
                     "column {} has unsupported type {other}",

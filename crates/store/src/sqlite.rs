@@ -63,7 +63,6 @@ impl SqliteConn {
     pub(crate) fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
         self.conn.execute_batch(sql).map_err(map_err)
     }
-
 }
 
 fn bind(stmt: &mut rusqlite::CachedStatement<'_>, params: &[Value]) -> Result<(), StoreError> {

@@ -65,7 +65,10 @@ pub fn insert_terminal(conn: &mut dyn Conn, t: &Terminal) -> Result<(), StoreErr
 }
 
 /// The active terminal whose key hashes to `key_hash`.
-pub fn terminal_by_key_hash(conn: &mut dyn Conn, key_hash: &[u8]) -> Result<Option<Terminal>, StoreError> {
+pub fn terminal_by_key_hash(
+    conn: &mut dyn Conn,
+    key_hash: &[u8],
+) -> Result<Option<Terminal>, StoreError> {
     conn.query_opt(
         "SELECT id, store_id, key_hash, label, status, created_ms FROM terminals WHERE key_hash = $1 AND status = 'active'",
         params![key_hash],

@@ -20,7 +20,9 @@ fn unique_name() -> String {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    b.copy_from_slice(&(t ^ (u64::from(std::process::id()) << 32) ^ n.rotate_left(48)).to_be_bytes());
+    b.copy_from_slice(
+        &(t ^ (u64::from(std::process::id()) << 32) ^ n.rotate_left(48)).to_be_bytes(),
+    );
     format!("t{}", konbini_core::encoding::hex(&b))
 }
 
@@ -48,8 +50,9 @@ pub fn postgres_url() -> Option<String> {
     let (b, s) = (base.clone(), schema.clone());
     // A plain thread: the blocking client must not run inside an async runtime.
     std::thread::spawn(move || {
-        let mut admin = postgres::Client::connect(&b, postgres::NoTls)
-            .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL at KONBINI_TEST_PG_URL: {e}"));
+        let mut admin = postgres::Client::connect(&b, postgres::NoTls).unwrap_or_else(|e| {
+            panic!("cannot reach the test PostgreSQL at KONBINI_TEST_PG_URL: {e}")
+        });
         admin
             .batch_execute(&format!("CREATE SCHEMA {s}"))
             .unwrap_or_else(|e| panic!("cannot create a test schema: {e}"));

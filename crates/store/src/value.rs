@@ -87,7 +87,9 @@ impl Row {
     pub fn int(&self, i: usize) -> Result<i64, StoreError> {
         match self.get(i)? {
             Value::Int(v) => Ok(*v),
-            other => Err(StoreError::Decode(format!("column {i}: expected int, got {other:?}"))),
+            other => Err(StoreError::Decode(format!(
+                "column {i}: expected int, got {other:?}"
+            ))),
         }
     }
     /// An integer column that may be NULL.
@@ -101,7 +103,9 @@ impl Row {
     pub fn text(&self, i: usize) -> Result<String, StoreError> {
         match self.get(i)? {
             Value::Text(v) => Ok(v.clone()),
-            other => Err(StoreError::Decode(format!("column {i}: expected text, got {other:?}"))),
+            other => Err(StoreError::Decode(format!(
+                "column {i}: expected text, got {other:?}"
+            ))),
         }
     }
     /// A text column that may be NULL.
@@ -115,7 +119,9 @@ impl Row {
     pub fn bytes(&self, i: usize) -> Result<Vec<u8>, StoreError> {
         match self.get(i)? {
             Value::Bytes(v) => Ok(v.clone()),
-            other => Err(StoreError::Decode(format!("column {i}: expected bytes, got {other:?}"))),
+            other => Err(StoreError::Decode(format!(
+                "column {i}: expected bytes, got {other:?}"
+            ))),
         }
     }
 }
@@ -128,7 +134,11 @@ pub trait Conn {
     /// Runs a query and returns all its rows.
     fn query(&mut self, sql: &'static str, params: &[Value]) -> Result<Vec<Row>, StoreError>;
     /// Runs a query expected to return at most one row.
-    fn query_opt(&mut self, sql: &'static str, params: &[Value]) -> Result<Option<Row>, StoreError> {
+    fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: &[Value],
+    ) -> Result<Option<Row>, StoreError> {
         Ok(self.query(sql, params)?.into_iter().next())
     }
     /// Runs a query expected to return exactly one row.

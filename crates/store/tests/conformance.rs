@@ -52,7 +52,13 @@ fn device(id: &str, customer_id: &str, slot: i64) -> Device {
 
 fn fund(conn: &mut dyn Conn, wallet: &str, amount: i64, n: &str) -> R<()> {
     let c = Currency::JPY;
-    ledger::ensure_account(conn, "clearing:card:00:JPY", AccountKind::CardClearing, c, 1)?;
+    ledger::ensure_account(
+        conn,
+        "clearing:card:00:JPY",
+        AccountKind::CardClearing,
+        c,
+        1,
+    )?;
     ledger::ensure_account(conn, wallet, AccountKind::Wallet, c, 1)?;
     let e = Entry::transfer(
         "clearing:card:00:JPY",
@@ -60,7 +66,10 @@ fn fund(conn: &mut dyn Conn, wallet: &str, amount: i64, n: &str) -> R<()> {
         konbini_core::Amount::new(amount, c).expect("amount"),
     )
     .expect("entry");
-    assert_eq!(ledger::post(conn, &format!("ent_{n}"), "topup", n, &e, 1)?, Posted::Ok);
+    assert_eq!(
+        ledger::post(conn, &format!("ent_{n}"), "topup", n, &e, 1)?,
+        Posted::Ok
+    );
     Ok(())
 }
 
@@ -77,9 +86,8 @@ fn migrations_are_idempotent() {
 fn customers_are_unique_by_email() {
     each(|t| {
         rt().block_on(async {
-            let ok: R<(bool, bool)> = t
-                .db
-                .write(|c| {
+            let ok: R<(bool, bool)> =
+                t.db.write(|c| {
                     Ok((
                         customers::insert(c, &customer("cus_1", "a@example.com"))?,
                         customers::insert(c, &customer("cus_2", "a@example.com"))?,
@@ -89,7 +97,10 @@ fn customers_are_unique_by_email() {
             assert_eq!(ok.expect("write"), (true, false), "{}", t.label);
             let found: R<Option<Customer>> =
                 t.db.read(|c| customers::by_email(c, "a@example.com")).await;
-            assert_eq!(found.expect("read").map(|c| c.id), Some("cus_1".to_string()));
+            assert_eq!(
+                found.expect("read").map(|c| c.id),
+                Some("cus_1".to_string())
+            );
         })
     });
 }
@@ -98,9 +109,8 @@ fn customers_are_unique_by_email() {
 fn payment_code_counters_are_one_time_and_monotonic() {
     each(|t| {
         rt().block_on(async {
-            let r: R<Vec<bool>> = t
-                .db
-                .write(|c| {
+            let r: R<Vec<bool>> =
+                t.db.write(|c| {
                     customers::insert(c, &customer("cus_1", "a@example.com"))?;
                     assert!(customers::insert_device(c, &device("dev_1", "cus_1", 77))?);
                     // A second live device cannot take the same slot.
@@ -114,11 +124,15 @@ fn payment_code_counters_are_one_time_and_monotonic() {
                     ])
                 })
                 .await;
-            assert_eq!(r.expect("write"), vec![true, false, false, true, false], "{}", t.label);
+            assert_eq!(
+                r.expect("write"),
+                vec![true, false, false, true, false],
+                "{}",
+                t.label
+            );
             // A revoked device's slot accepts nothing and can be reused by a new device.
-            let r: R<(bool, bool, bool)> = t
-                .db
-                .write(|c| {
+            let r: R<(bool, bool, bool)> =
+                t.db.write(|c| {
                     let revoked = customers::revoke_device(c, "cus_1", "dev_1", 5)?;
                     let dead = customers::consume_code(c, 77, 1000)?;
                     let reused = customers::insert_device(c, &device("dev_3", "cus_1", 77))?;
@@ -138,9 +152,8 @@ fn concurrent_scans_of_one_code_spend_it_once() {
             .build()
             .expect("rt");
         runtime.block_on(async {
-            let _: () = t
-                .db
-                .write(|c| {
+            let _: () =
+                t.db.write(|c| {
                     customers::insert(c, &customer("cus_1", "a@example.com"))?;
                     customers::insert_device(c, &device("dev_1", "cus_1", 5))?;
                     Ok::<_, StoreError>(())
@@ -169,11 +182,16 @@ fn concurrent_scans_of_one_code_spend_it_once() {
 fn ledger_posts_balanced_entries_and_refuses_overdraft() {
     each(|t| {
         rt().block_on(async {
-            let r: R<()> = t
-                .db
-                .write(|c| {
+            let r: R<()> =
+                t.db.write(|c| {
                     fund(c, "wallet:cus_1:JPY", 1000, "top_1")?;
-                    ledger::ensure_account(c, "settlement:st_1:JPY", AccountKind::StoreSettlement, Currency::JPY, 1)?;
+                    ledger::ensure_account(
+                        c,
+                        "settlement:st_1:JPY",
+                        AccountKind::StoreSettlement,
+                        Currency::JPY,
+                        1,
+                    )?;
                     let pay = |x: i64| {
                         Entry::transfer(
                             "wallet:cus_1:JPY",
@@ -182,7 +200,10 @@ fn ledger_posts_balanced_entries_and_refuses_overdraft() {
                         )
                         .expect("entry")
                     };
-                    assert_eq!(ledger::post(c, "ent_p1", "payment", "pay_1", &pay(600), 2)?, Posted::Ok);
+                    assert_eq!(
+                        ledger::post(c, "ent_p1", "payment", "pay_1", &pay(600), 2)?,
+                        Posted::Ok
+                    );
                     assert_eq!(
                         ledger::post(c, "ent_p2", "payment", "pay_2", &pay(500), 2)?,
                         Posted::InsufficientFunds
@@ -190,7 +211,12 @@ fn ledger_posts_balanced_entries_and_refuses_overdraft() {
                     assert_eq!(ledger::balance(c, "wallet:cus_1:JPY")?, (400, 0));
                     assert_eq!(ledger::balance(c, "settlement:st_1:JPY")?, (600, 0));
                     // Nothing of the refused entry was written.
-                    let n = c.query_one("SELECT COUNT(*) FROM entries WHERE id = 'ent_p2'", params![])?.int(0)?;
+                    let n = c
+                        .query_one(
+                            "SELECT COUNT(*) FROM entries WHERE id = 'ent_p2'",
+                            params![],
+                        )?
+                        .int(0)?;
                     assert_eq!(n, 0);
                     // Holds reserve money; a second hold cannot exceed what is available.
                     let h = |id: &'static str, amt: i64| NewHold {
@@ -203,10 +229,16 @@ fn ledger_posts_balanced_entries_and_refuses_overdraft() {
                     };
                     assert!(ledger::hold(c, &h("hold_1", 300), 3)?);
                     assert!(!ledger::hold(c, &h("hold_2", 200), 3)?);
-                    assert_eq!(ledger::post(c, "ent_p3", "payment", "pay_3", &pay(200), 3)?, Posted::InsufficientFunds);
+                    assert_eq!(
+                        ledger::post(c, "ent_p3", "payment", "pay_3", &pay(200), 3)?,
+                        Posted::InsufficientFunds
+                    );
                     assert_eq!(ledger::expired_holds(c, 100, 10)?.len(), 1);
                     assert!(ledger::release_hold(c, "hold_1", "voided")?);
-                    assert!(!ledger::release_hold(c, "hold_1", "voided")?, "a hold ends once");
+                    assert!(
+                        !ledger::release_hold(c, "hold_1", "voided")?,
+                        "a hold ends once"
+                    );
                     assert_eq!(ledger::balance(c, "wallet:cus_1:JPY")?, (400, 0));
                     Ok(())
                 })
@@ -224,44 +256,76 @@ fn ledger_posts_balanced_entries_and_refuses_overdraft() {
 fn ledger_verify_detects_corruption_and_postings_are_append_only() {
     each(|t| {
         rt().block_on(async {
-            let _: () = t.db.write(|c| fund(c, "wallet:cus_1:JPY", 1000, "top_1")).await.expect("fund");
+            let _: () =
+                t.db.write(|c| fund(c, "wallet:cus_1:JPY", 1000, "top_1"))
+                    .await
+                    .expect("fund");
             // Append-only: the database itself refuses to edit or delete postings.
-            let edit: R<u64> = t
-                .db
-                .write(|c| c.exec("UPDATE postings SET amount = amount + 1", params![]))
-                .await;
+            let edit: R<u64> =
+                t.db.write(|c| c.exec("UPDATE postings SET amount = amount + 1", params![]))
+                    .await;
             assert!(edit.is_err(), "{}: postings were editable", t.label);
-            let del: R<u64> = t.db.write(|c| c.exec("DELETE FROM entries", params![])).await;
+            let del: R<u64> =
+                t.db.write(|c| c.exec("DELETE FROM entries", params![]))
+                    .await;
             assert!(del.is_err(), "{}: entries were deletable", t.label);
             // Corrupt a cached balance behind the ledger's back.
-            let _: u64 = t
-                .db
-                .write(|c| c.exec("UPDATE accounts SET balance = balance + 5 WHERE id = 'wallet:cus_1:JPY'", params![]))
+            let _: u64 =
+                t.db.write(|c| {
+                    c.exec(
+                        "UPDATE accounts SET balance = balance + 5 WHERE id = 'wallet:cus_1:JPY'",
+                        params![],
+                    )
+                })
                 .await
                 .expect("corrupt");
             let report: ledger::VerifyReport = t.db.read(ledger::verify).await.expect("verify");
             assert!(!report.ok());
             assert!(
-                report.problems.iter().any(|p| p.contains("wallet:cus_1:JPY") && p.contains("1005")),
+                report
+                    .problems
+                    .iter()
+                    .any(|p| p.contains("wallet:cus_1:JPY") && p.contains("1005")),
                 "{}: {:?}",
                 t.label,
                 report.problems
             );
             // A succeeded payment without its entry is reported too.
-            let _: () = t
-                .db
-                .write(|c| {
-                    payments::insert_payment(c, &payments::Payment {
-                        id: "pay_orphan".into(), customer_id: None, device_id: None, store_id: "st".into(),
-                        terminal_id: "term".into(), amount: 10, currency: "JPY".into(), status: "succeeded".into(),
-                        decline_code: None, funding: None, card_id: None, processor_auth: None, order_ref: "o".into(),
-                        basket: "[]".into(), refunded: 0, hold_id: None, expires_ms: None, created_ms: 1, updated_ms: 1,
-                    })
+            let _: () =
+                t.db.write(|c| {
+                    payments::insert_payment(
+                        c,
+                        &payments::Payment {
+                            id: "pay_orphan".into(),
+                            customer_id: None,
+                            device_id: None,
+                            store_id: "st".into(),
+                            terminal_id: "term".into(),
+                            amount: 10,
+                            currency: "JPY".into(),
+                            status: "succeeded".into(),
+                            decline_code: None,
+                            funding: None,
+                            card_id: None,
+                            processor_auth: None,
+                            order_ref: "o".into(),
+                            basket: "[]".into(),
+                            refunded: 0,
+                            hold_id: None,
+                            expires_ms: None,
+                            created_ms: 1,
+                            updated_ms: 1,
+                        },
+                    )
                 })
                 .await
                 .expect("orphan");
             let report: ledger::VerifyReport = t.db.read(ledger::verify).await.expect("verify");
-            assert!(report.problems.iter().any(|p| p.contains("pay_orphan")), "{:?}", report.problems);
+            assert!(
+                report.problems.iter().any(|p| p.contains("pay_orphan")),
+                "{:?}",
+                report.problems
+            );
         })
     });
 }
@@ -269,13 +333,21 @@ fn ledger_verify_detects_corruption_and_postings_are_append_only() {
 #[test]
 fn concurrent_debits_never_overdraw_a_wallet() {
     each(|t| {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(4).build().expect("rt");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .build()
+            .expect("rt");
         runtime.block_on(async {
-            let _: () = t
-                .db
-                .write(|c| {
+            let _: () =
+                t.db.write(|c| {
                     fund(c, "wallet:cus_1:JPY", 2000, "top_1")?;
-                    ledger::ensure_account(c, "settlement:st_1:JPY", AccountKind::StoreSettlement, Currency::JPY, 1)
+                    ledger::ensure_account(
+                        c,
+                        "settlement:st_1:JPY",
+                        AccountKind::StoreSettlement,
+                        Currency::JPY,
+                        1,
+                    )
                 })
                 .await
                 .expect("seed");
@@ -290,7 +362,14 @@ fn concurrent_debits_never_overdraw_a_wallet() {
                             konbini_core::Amount::new(100, Currency::JPY).expect("amount"),
                         )
                         .expect("entry");
-                        ledger::post(c, &format!("ent_{i}"), "payment", &format!("pay_{i}"), &e, 2)
+                        ledger::post(
+                            c,
+                            &format!("ent_{i}"),
+                            "payment",
+                            &format!("pay_{i}"),
+                            &e,
+                            2,
+                        )
                     })
                     .await
                 }));
@@ -313,14 +392,20 @@ fn concurrent_debits_never_overdraw_a_wallet() {
 #[test]
 fn a_failed_job_rolls_back_without_harming_its_batch_neighbours() {
     each(|t| {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(4).build().expect("rt");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .build()
+            .expect("rt");
         runtime.block_on(async {
             let mut tasks = Vec::new();
             for i in 0..40 {
                 let db = t.db.clone();
                 tasks.push(tokio::spawn(async move {
                     db.write(move |c| {
-                        customers::insert(c, &customer(&format!("cus_{i}"), &format!("{i}@example.com")))?;
+                        customers::insert(
+                            c,
+                            &customer(&format!("cus_{i}"), &format!("{i}@example.com")),
+                        )?;
                         if i % 2 == 1 {
                             // Fails after writing: the customer insert above must vanish.
                             c.exec("INSERT INTO no_such_table VALUES (1)", params![])?;
@@ -338,12 +423,18 @@ fn a_failed_job_rolls_back_without_harming_its_batch_neighbours() {
                 }
             }
             assert_eq!(ok, 20);
-            let n: i64 = t
-                .db
-                .read(|c| c.query_one("SELECT COUNT(*) FROM customers", params![])?.int(0))
+            let n: i64 =
+                t.db.read(|c| {
+                    c.query_one("SELECT COUNT(*) FROM customers", params![])?
+                        .int(0)
+                })
                 .await
                 .expect("count");
-            assert_eq!(n, 20, "{}: exactly the successful jobs are committed", t.label);
+            assert_eq!(
+                n, 20,
+                "{}: exactly the successful jobs are committed",
+                t.label
+            );
         })
     });
 }
@@ -352,9 +443,8 @@ fn a_failed_job_rolls_back_without_harming_its_batch_neighbours() {
 fn idempotency_claims() {
     each(|t| {
         rt().block_on(async {
-            let r: R<Vec<idempotency::Claim>> = t
-                .db
-                .write(|c| {
+            let r: R<Vec<idempotency::Claim>> =
+                t.db.write(|c| {
                     let a = idempotency::claim(c, "cus_1", "k1", b"hash-a", 1)?;
                     let b = idempotency::claim(c, "cus_1", "k1", b"hash-a", 1)?;
                     idempotency::complete(c, "cus_1", "k1", 201, "{\"id\":1}")?;
@@ -367,7 +457,16 @@ fn idempotency_claims() {
             use idempotency::Claim::*;
             assert_eq!(
                 r.expect("write"),
-                vec![New, InFlight, Replay { status: 201, body: "{\"id\":1}".into() }, Mismatch, New],
+                vec![
+                    New,
+                    InFlight,
+                    Replay {
+                        status: 201,
+                        body: "{\"id\":1}".into()
+                    },
+                    Mismatch,
+                    New
+                ],
                 "{}",
                 t.label
             );
@@ -379,24 +478,37 @@ fn idempotency_claims() {
 fn outbox_and_activity_pages() {
     each(|t| {
         rt().block_on(async {
-            let r: R<()> = t
-                .db
-                .write(|c| {
+            let r: R<()> =
+                t.db.write(|c| {
                     for i in 0..5 {
-                        outbox::enqueue(c, &format!("evt_{i}"), "payment.succeeded", "pay_1", "{}", i)?;
-                        payments::insert_activity(c, &payments::Activity {
-                            id: format!("pay_{i}"), customer_id: "cus_1".into(), kind: "payment".into(),
-                            amount: -100, currency: "JPY".into(), status: "succeeded".into(),
-                            description: "lunch".into(), created_ms: 10 + i / 2,
-                        })?;
+                        outbox::enqueue(
+                            c,
+                            &format!("evt_{i}"),
+                            "payment.succeeded",
+                            "pay_1",
+                            "{}",
+                            i,
+                        )?;
+                        payments::insert_activity(
+                            c,
+                            &payments::Activity {
+                                id: format!("pay_{i}"),
+                                customer_id: "cus_1".into(),
+                                kind: "payment".into(),
+                                amount: -100,
+                                currency: "JPY".into(),
+                                status: "succeeded".into(),
+                                description: "lunch".into(),
+                                created_ms: 10 + i / 2,
+                            },
+                        )?;
                     }
                     Ok(())
                 })
                 .await;
             r.expect("write");
-            let r: R<(Vec<outbox::Event>, Vec<String>)> = t
-                .db
-                .read(|c| {
+            let r: R<(Vec<outbox::Event>, Vec<String>)> =
+                t.db.read(|c| {
                     let ev = outbox::pending(c, 3)?;
                     let mut seen = Vec::new();
                     let mut cursor = None;
@@ -415,7 +527,12 @@ fn outbox_and_activity_pages() {
             let (ev, seen) = r.expect("read");
             assert_eq!(ev.len(), 3);
             assert_eq!(ev[0].id, "evt_0");
-            assert_eq!(seen, vec!["pay_4", "pay_3", "pay_2", "pay_1", "pay_0"], "{}", t.label);
+            assert_eq!(
+                seen,
+                vec!["pay_4", "pay_3", "pay_2", "pay_1", "pay_0"],
+                "{}",
+                t.label
+            );
         })
     });
 }

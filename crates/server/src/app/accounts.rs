@@ -84,7 +84,12 @@ pub fn check_password(password: &str) -> ApiResult<()> {
 
 /// Signs a customer up. Answers the same whether or not the email is registered; the owner of
 /// an existing address is told by message (an outbox event) instead.
-pub async fn sign_up(state: &AppState, email: &str, phone: &str, password: &str) -> ApiResult<serde_json::Value> {
+pub async fn sign_up(
+    state: &AppState,
+    email: &str,
+    phone: &str,
+    password: &str,
+) -> ApiResult<serde_json::Value> {
     let email = normalize_email(email)?;
     let phone = normalize_phone(phone)?;
     check_password(password)?;
@@ -104,7 +109,13 @@ pub async fn sign_up(state: &AppState, email: &str, phone: &str, password: &str)
         .db
         .write(move |c| {
             if customers::insert(c, &customer)? {
-                super::emit(c, "customer.created", &customer.id, &json!({"customer_id": customer.id}), now)?;
+                super::emit(
+                    c,
+                    "customer.created",
+                    &customer.id,
+                    &json!({"customer_id": customer.id}),
+                    now,
+                )?;
             } else if let Some(existing) = customers::by_email(c, &customer.email)? {
                 super::emit(
                     c,
@@ -143,7 +154,10 @@ pub async fn log_in(
     let email = normalize_email(email).map_err(|_| ApiError::invalid_credentials())?;
     let found = {
         let email = email.clone();
-        state.db.read(move |c| customers::by_email(c, &email)).await?
+        state
+            .db
+            .read(move |c| customers::by_email(c, &email))
+            .await?
     };
     // Verify against a dummy hash when the account does not exist, so timing does not tell.
     let (hash, customer) = match found {
@@ -159,7 +173,10 @@ pub async fn log_in(
         _ => return Err(ApiError::invalid_credentials()),
     };
     if customer.status != "active" {
-        return Err(ApiError::forbidden("account_frozen", "This account is frozen; contact support."));
+        return Err(ApiError::forbidden(
+            "account_frozen",
+            "This account is frozen; contact support.",
+        ));
     }
     let now = state.now_ms();
     let token = new_token("ks");
@@ -167,7 +184,12 @@ pub async fn log_in(
     let expires = now + state.config.session_absolute_ms;
     let secret = state.secret.clone();
     let name = device_name
-        .map(|n| n.chars().filter(|c| !c.is_control()).take(64).collect::<String>())
+        .map(|n| {
+            n.chars()
+                .filter(|c| !c.is_control())
+                .take(64)
+                .collect::<String>()
+        })
         .unwrap_or_else(|| "phone".into());
     let customer_id = customer.id.clone();
     let (device_out, device_id) = state
@@ -209,7 +231,11 @@ pub async fn log_in(
     }))
 }
 
-fn known_device(c: &mut dyn Conn, customer_id: &str, cred: &DeviceCredential) -> Result<Option<Device>, StoreError> {
+fn known_device(
+    c: &mut dyn Conn,
+    customer_id: &str,
+    cred: &DeviceCredential,
+) -> Result<Option<Device>, StoreError> {
     let Some(d) = customers::device_by_id(c, &cred.id)? else {
         return Ok(None);
     };
@@ -220,7 +246,12 @@ fn known_device(c: &mut dyn Conn, customer_id: &str, cred: &DeviceCredential) ->
 }
 
 /// Binds a new device with a fresh random slot; returns it with its secret (shown once).
-fn bind_new_device(c: &mut dyn Conn, customer_id: &str, name: &str, now: i64) -> Result<(Device, String), StoreError> {
+fn bind_new_device(
+    c: &mut dyn Conn,
+    customer_id: &str,
+    name: &str,
+    now: i64,
+) -> Result<(Device, String), StoreError> {
     let secret = new_token("kd");
     // Slots are random, so they say nothing about the account or the order of sign-ups. A
     // collision with a live slot (rare below tens of millions of devices) draws again.
@@ -253,8 +284,15 @@ pub async fn log_out(state: &AppState, token_hash: Vec<u8>) -> ApiResult<()> {
     Ok(())
 }
 
-pub async fn list_devices(state: &AppState, customer_id: String, current: String) -> ApiResult<serde_json::Value> {
-    let devices = state.db.read(move |c| customers::devices_of(c, &customer_id)).await?;
+pub async fn list_devices(
+    state: &AppState,
+    customer_id: String,
+    current: String,
+) -> ApiResult<serde_json::Value> {
+    let devices = state
+        .db
+        .read(move |c| customers::devices_of(c, &customer_id))
+        .await?;
     Ok(json!({
         "data": devices.iter().filter(|d| d.status == "bound").map(|d| json!({
             "id": d.id, "name": d.name, "created_ms": d.created_ms, "current": d.id == current
@@ -263,17 +301,29 @@ pub async fn list_devices(state: &AppState, customer_id: String, current: String
 }
 
 /// Revokes one of the customer's devices: its sessions end and its payment codes die.
-pub async fn revoke_device(state: &AppState, customer_id: String, device_id: String) -> ApiResult<()> {
+pub async fn revoke_device(
+    state: &AppState,
+    customer_id: String,
+    device_id: String,
+) -> ApiResult<()> {
     let now = state.now_ms();
-    let done = state
+    state
         .db
         .write(move |c| {
-            let done = customers::revoke_device(c, &customer_id, &device_id, now)?;
-            if done {
-                super::emit(c, "device.revoked", &customer_id, &json!({"customer_id": customer_id, "device_id": device_id}), now)?;
+            // The store also ends the device's sessions whether or not the device is this
+            // customer's: only an error here rolls that back, so that another customer's
+            // device id (or an already revoked one) changes nothing.
+            if !customers::revoke_device(c, &customer_id, &device_id, now)? {
+                return Err(ApiError::not_found("device"));
             }
-            Ok::<_, ApiError>(done)
+            super::emit(
+                c,
+                "device.revoked",
+                &customer_id,
+                &json!({"customer_id": customer_id, "device_id": device_id}),
+                now,
+            )?;
+            Ok(())
         })
-        .await?;
-    if done { Ok(()) } else { Err(ApiError::not_found("device")) }
+        .await
 }

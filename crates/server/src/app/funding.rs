@@ -8,10 +8,10 @@ use crate::state::AppState;
 use axum::http::StatusCode;
 use konbini_core::ledger::{self as rules, AccountKind, Entry};
 use konbini_core::{Amount, Currency};
+use konbini_store::Conn;
 use konbini_store::customers::{self, Card};
 use konbini_store::ledger::{self, Posted};
 use konbini_store::payments::{self, Activity, Topup};
-use konbini_store::Conn;
 use serde_json::json;
 
 /// Japan's business day: limits reset at midnight JST (UTC+9).
@@ -25,8 +25,9 @@ pub fn day_start_ms(now_ms: i64) -> i64 {
 
 /// Parses an amount in the platform currency.
 pub fn parse_amount(state: &AppState, amount: i64, currency: &str) -> ApiResult<Amount> {
-    let cur = Currency::parse(currency)
-        .map_err(|_| ApiError::invalid_param("invalid_currency", "currency", "Unknown currency code."))?;
+    let cur = Currency::parse(currency).map_err(|_| {
+        ApiError::invalid_param("invalid_currency", "currency", "Unknown currency code.")
+    })?;
     if cur != state.config.currency {
         return Err(ApiError::invalid_param(
             "currency_not_supported",
@@ -34,7 +35,9 @@ pub fn parse_amount(state: &AppState, amount: i64, currency: &str) -> ApiResult<
             format!("This platform handles {} only.", state.config.currency),
         ));
     }
-    Amount::new(amount, cur).map_err(|e| ApiError::invalid_param("invalid_amount", "amount", format!("Invalid amount: {e}.")))
+    Amount::new(amount, cur).map_err(|e| {
+        ApiError::invalid_param("invalid_amount", "amount", format!("Invalid amount: {e}."))
+    })
 }
 
 fn card_json(c: &Card) -> serde_json::Value {
@@ -55,13 +58,20 @@ fn processor_down(e: &ProcessorError) -> ApiError {
     tracing::warn!(error = %e, "card processor unavailable");
     ApiError {
         status: StatusCode::BAD_GATEWAY,
-        ..ApiError::unavailable("processor_unavailable", "The card processor did not answer; nothing was charged. Try again.")
+        ..ApiError::unavailable(
+            "processor_unavailable",
+            "The card processor did not answer; nothing was charged. Try again.",
+        )
     }
 }
 
 /// Links a card: the number goes to the processor only; Konbini keeps its token, brand, last
 /// four digits, expiry and a keyed fingerprint.
-pub async fn link_card(state: &AppState, customer_id: String, card: CardDetails) -> ApiResult<serde_json::Value> {
+pub async fn link_card(
+    state: &AppState,
+    customer_id: String,
+    card: CardDetails,
+) -> ApiResult<serde_json::Value> {
     let digits: String = card.number.chars().filter(char::is_ascii_digit).collect();
     let fingerprint = state.secret.card_fingerprint(&digits);
     drop(digits);
@@ -88,7 +98,13 @@ pub async fn link_card(state: &AppState, customer_id: String, card: CardDetails)
         .db
         .write(move |c| {
             customers::insert_card(c, &row)?;
-            super::emit(c, "card.linked", &row.id, &json!({"customer_id": row.customer_id, "card_id": row.id, "last4": row.last4}), now)?;
+            super::emit(
+                c,
+                "card.linked",
+                &row.id,
+                &json!({"customer_id": row.customer_id, "card_id": row.id, "last4": row.last4}),
+                now,
+            )?;
             Ok::<_, ApiError>(())
         })
         .await?;
@@ -96,7 +112,10 @@ pub async fn link_card(state: &AppState, customer_id: String, card: CardDetails)
 }
 
 pub async fn list_cards(state: &AppState, customer_id: String) -> ApiResult<serde_json::Value> {
-    let cards = state.db.read(move |c| customers::cards_of(c, &customer_id)).await?;
+    let cards = state
+        .db
+        .read(move |c| customers::cards_of(c, &customer_id))
+        .await?;
     Ok(json!({"data": cards.iter().map(card_json).collect::<Vec<_>>()}))
 }
 
@@ -107,16 +126,31 @@ pub async fn remove_card(state: &AppState, customer_id: String, card_id: String)
         .write(move |c| {
             let removed = customers::remove_card(c, &customer_id, &card_id)?;
             if removed {
-                super::emit(c, "card.removed", &card_id, &json!({"customer_id": customer_id, "card_id": card_id}), now)?;
+                super::emit(
+                    c,
+                    "card.removed",
+                    &card_id,
+                    &json!({"customer_id": customer_id, "card_id": card_id}),
+                    now,
+                )?;
             }
             Ok::<_, ApiError>(removed)
         })
         .await?;
-    if removed { Ok(()) } else { Err(ApiError::not_found("card")) }
+    if removed {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("card"))
+    }
 }
 
 /// Chooses how POS payments are funded: `wallet`, or `card` with one of the customer's cards.
-pub async fn set_funding(state: &AppState, customer_id: String, source: String, card_id: Option<String>) -> ApiResult<serde_json::Value> {
+pub async fn set_funding(
+    state: &AppState,
+    customer_id: String,
+    source: String,
+    card_id: Option<String>,
+) -> ApiResult<serde_json::Value> {
     match (source.as_str(), &card_id) {
         ("wallet", None) | ("card", Some(_)) => {}
         _ => {
@@ -159,7 +193,7 @@ fn topup_json(t: &Topup) -> serde_json::Value {
 
 enum Phase1 {
     Replay(Stored),
-    Charge { topup: Topup, token: String },
+    Charge { topup: Box<Topup>, token: String },
 }
 
 /// Tops the wallet up from a linked card, within the limits.
@@ -169,11 +203,20 @@ enum Phase1 {
 /// its idempotency reference (so a retry after a timeout never charges twice) and then
 /// capture; the second transaction credits the wallet through the ledger, or records the
 /// failure. The wallet is never credited for money the processor did not confirm.
-pub async fn top_up(state: &AppState, customer_id: String, key: String, req: TopupRequest) -> ApiResult<Stored> {
+pub async fn top_up(
+    state: &AppState,
+    customer_id: String,
+    key: String,
+    req: TopupRequest,
+) -> ApiResult<Stored> {
     let amount = parse_amount(state, req.amount, &req.currency)?;
     let limits = state.config.limits.clone();
     if amount.minor() > limits.per_topup_minor {
-        return Err(ApiError::payment("topup_limit_exceeded", format!("A single top-up may be at most {}.", limits.per_topup_minor)).with_param("amount"));
+        return Err(ApiError::payment(
+            "topup_limit_exceeded",
+            format!("A single top-up may be at most {}.", limits.per_topup_minor),
+        )
+        .with_param("amount"));
     }
     let idem = Idem::new(&customer_id, &key, "POST /v1/topups", &req);
     let now = state.now_ms();
@@ -190,13 +233,25 @@ pub async fn top_up(state: &AppState, customer_id: String, key: String, req: Top
                     .ok_or_else(|| ApiError::not_found("card").with_param("card_id"))?;
                 let (_, today) = payments::topups_since(c, &customer_id, day_start_ms(now))?;
                 if today.saturating_add(amount.minor()) > limits.daily_topup_minor {
-                    return Err(ApiError::payment("daily_topup_limit_exceeded", format!("Top-ups are limited to {} a day.", limits.daily_topup_minor)).with_param("amount"));
+                    return Err(ApiError::payment(
+                        "daily_topup_limit_exceeded",
+                        format!("Top-ups are limited to {} a day.", limits.daily_topup_minor),
+                    )
+                    .with_param("amount"));
                 }
                 let wallet = rules::wallet_account(&customer_id, amount.currency());
                 let (balance, _) = ledger::balance(c, &wallet)?;
                 let pending = pending_topups(c, &customer_id)?;
-                if balance.saturating_add(pending).saturating_add(amount.minor()) > limits.max_balance_minor {
-                    return Err(ApiError::payment("balance_limit_exceeded", format!("The wallet may hold at most {}.", limits.max_balance_minor)).with_param("amount"));
+                if balance
+                    .saturating_add(pending)
+                    .saturating_add(amount.minor())
+                    > limits.max_balance_minor
+                {
+                    return Err(ApiError::payment(
+                        "balance_limit_exceeded",
+                        format!("The wallet may hold at most {}.", limits.max_balance_minor),
+                    )
+                    .with_param("amount"));
                 }
                 let topup = Topup {
                     id: new_id("top"),
@@ -212,23 +267,29 @@ pub async fn top_up(state: &AppState, customer_id: String, key: String, req: Top
                     created_ms: now,
                 };
                 payments::insert_topup(c, &topup)?;
-                payments::insert_activity(c, &Activity {
-                    id: topup.id.clone(),
-                    customer_id: customer_id.clone(),
-                    kind: "topup".into(),
-                    amount: amount.minor(),
-                    currency: topup.currency.clone(),
-                    status: "pending".into(),
-                    description: format!("Top-up from {} ****{}", card.brand, card.last4),
-                    created_ms: now,
-                })?;
-                Ok(Phase1::Charge { topup, token: card.processor_token })
+                payments::insert_activity(
+                    c,
+                    &Activity {
+                        id: topup.id.clone(),
+                        customer_id: customer_id.clone(),
+                        kind: "topup".into(),
+                        amount: amount.minor(),
+                        currency: topup.currency.clone(),
+                        status: "pending".into(),
+                        description: format!("Top-up from {} ****{}", card.brand, card.last4),
+                        created_ms: now,
+                    },
+                )?;
+                Ok(Phase1::Charge {
+                    topup: Box::new(topup),
+                    token: card.processor_token,
+                })
             })
             .await?
     };
     let (mut topup, token) = match phase1 {
         Phase1::Replay(s) => return Ok(s),
-        Phase1::Charge { topup, token } => (topup, token),
+        Phase1::Charge { topup, token } => (*topup, token),
     };
 
     let outcome = charge(state, &token, amount, &topup.id).await;
@@ -271,7 +332,10 @@ pub async fn top_up(state: &AppState, customer_id: String, key: String, req: Top
 /// SQLite runs one write transaction at a time, so there is nothing to lock.
 fn lock_customer(c: &mut dyn Conn, customer_id: &str) -> ApiResult<()> {
     if c.backend() == konbini_store::Backend::Postgres {
-        c.query("SELECT id FROM customers WHERE id = $1 FOR UPDATE", konbini_store::params![customer_id])?;
+        c.query(
+            "SELECT id FROM customers WHERE id = $1 FOR UPDATE",
+            konbini_store::params![customer_id],
+        )?;
     }
     Ok(())
 }
@@ -287,11 +351,19 @@ fn pending_topups(c: &mut dyn Conn, customer_id: &str) -> ApiResult<i64> {
 /// Authorizes and captures on the processor. Retries once after a timeout or an outage with
 /// the same reference (the processor deduplicates it), then asks what happened; an
 /// authorization that cannot be captured is voided. Returns the authorization id.
-pub async fn charge(state: &AppState, token: &str, amount: Amount, reference: &str) -> Result<String, ApiError> {
+pub async fn charge(
+    state: &AppState,
+    token: &str,
+    amount: Amount,
+    reference: &str,
+) -> Result<String, ApiError> {
     let p = &state.processor;
     let cur = amount.currency().code();
     let mut outcome = p.authorize(token, amount.minor(), cur, reference).await;
-    if matches!(outcome, Err(ProcessorError::Timeout | ProcessorError::Unavailable(_))) {
+    if matches!(
+        outcome,
+        Err(ProcessorError::Timeout | ProcessorError::Unavailable(_))
+    ) {
         outcome = p.authorize(token, amount.minor(), cur, reference).await;
     }
     let outcome = match outcome {
@@ -303,16 +375,18 @@ pub async fn charge(state: &AppState, token: &str, amount: Amount, reference: &s
     };
     match outcome {
         AuthOutcome::Declined { code } => Err(decline_error(code)),
-        AuthOutcome::Approved { authorization_id } => match p.capture(&authorization_id, amount.minor()).await {
-            Ok(()) => Ok(authorization_id),
-            Err(e) => {
-                // Release the customer's card: nothing will be credited for this authorization.
-                if let Err(v) = p.void(&authorization_id).await {
-                    tracing::error!(error = %v, "void after failed capture failed; the processor will expire the authorization");
+        AuthOutcome::Approved { authorization_id } => {
+            match p.capture(&authorization_id, amount.minor()).await {
+                Ok(()) => Ok(authorization_id),
+                Err(e) => {
+                    // Release the customer's card: nothing will be credited for this authorization.
+                    if let Err(v) = p.void(&authorization_id).await {
+                        tracing::error!(error = %v, "void after failed capture failed; the processor will expire the authorization");
+                    }
+                    Err(processor_down(&e))
                 }
-                Err(processor_down(&e))
             }
-        },
+        }
     }
 }
 
@@ -325,8 +399,10 @@ pub async fn wallet(state: &AppState, customer_id: String) -> ApiResult<serde_js
         .db
         .read(move |c| {
             let (balance, held) = ledger::balance(c, &rules::wallet_account(&customer_id, cur))?;
-            let (count_today, sum_today) = payments::topups_since(c, &customer_id, day_start_ms(now))?;
-            let customer = customers::by_id(c, &customer_id)?.ok_or_else(ApiError::unauthenticated)?;
+            let (count_today, sum_today) =
+                payments::topups_since(c, &customer_id, day_start_ms(now))?;
+            let customer =
+                customers::by_id(c, &customer_id)?.ok_or_else(ApiError::unauthenticated)?;
             Ok::<_, ApiError>(json!({
                 "currency": cur,
                 "balance": balance,
@@ -350,14 +426,25 @@ pub async fn wallet(state: &AppState, customer_id: String) -> ApiResult<serde_js
 pub const MAX_PAGE: i64 = 100;
 
 /// A page of the customer's history, newest first. The cursor is opaque to clients.
-pub async fn transactions(state: &AppState, customer_id: String, limit: Option<i64>, cursor: Option<String>) -> ApiResult<serde_json::Value> {
+pub async fn transactions(
+    state: &AppState,
+    customer_id: String,
+    limit: Option<i64>,
+    cursor: Option<String>,
+) -> ApiResult<serde_json::Value> {
     let limit = limit.unwrap_or(20);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::invalid_param("invalid_limit", "limit", format!("limit must be 1 to {MAX_PAGE}.")));
+        return Err(ApiError::invalid_param(
+            "invalid_limit",
+            "limit",
+            format!("limit must be 1 to {MAX_PAGE}."),
+        ));
     }
     let before = match cursor {
         None => None,
-        Some(c) => Some(parse_cursor(&c).ok_or_else(|| ApiError::invalid_param("invalid_cursor", "cursor", "Unknown cursor."))?),
+        Some(c) => Some(parse_cursor(&c).ok_or_else(|| {
+            ApiError::invalid_param("invalid_cursor", "cursor", "Unknown cursor.")
+        })?),
     };
     let page = state
         .db
@@ -365,7 +452,11 @@ pub async fn transactions(state: &AppState, customer_id: String, limit: Option<i
         .await?;
     let has_more = page.len() as i64 > limit;
     let items: Vec<&Activity> = page.iter().take(limit as usize).collect();
-    let next = if has_more { items.last().map(|a| format!("{}.{}", a.created_ms, a.id)) } else { None };
+    let next = if has_more {
+        items.last().map(|a| format!("{}.{}", a.created_ms, a.id))
+    } else {
+        None
+    };
     Ok(json!({
         "data": items.iter().map(|a| json!({
             "id": a.id, "type": a.kind, "amount": a.amount, "currency": a.currency,

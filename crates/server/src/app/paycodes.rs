@@ -32,7 +32,8 @@ pub async fn issue(state: &AppState, device_id: String) -> ApiResult<serde_json:
                 status: axum::http::StatusCode::TOO_MANY_REQUESTS,
                 kind: "rate_limit_error",
                 code: "payment_code_limit",
-                message: "Ten codes were used in the last 30 seconds; wait for the next one.".into(),
+                message: "Ten codes were used in the last 30 seconds; wait for the next one."
+                    .into(),
                 param: None,
                 retry_after_s: None,
             }

@@ -57,23 +57,52 @@ fn printable(s: &str, max: usize) -> bool {
 /// Checks the basket: bounded, well-formed, and adding up to the charged amount exactly.
 fn check_basket(basket: &[BasketLine], amount: Amount) -> ApiResult<()> {
     if basket.is_empty() || basket.len() > MAX_BASKET_LINES {
-        return Err(ApiError::invalid_param("invalid_basket", "basket", format!("A basket has 1 to {MAX_BASKET_LINES} lines.")));
+        return Err(ApiError::invalid_param(
+            "invalid_basket",
+            "basket",
+            format!("A basket has 1 to {MAX_BASKET_LINES} lines."),
+        ));
     }
     let mut total: i64 = 0;
     for (i, l) in basket.iter().enumerate() {
         let p = format!("basket[{i}]");
         if !printable(&l.sku, 64) {
-            return Err(ApiError::invalid_param("invalid_basket", &format!("{p}.sku"), "sku must be 1 to 64 printable ASCII characters."));
+            return Err(ApiError::invalid_param(
+                "invalid_basket",
+                &format!("{p}.sku"),
+                "sku must be 1 to 64 printable ASCII characters.",
+            ));
         }
-        if l.category.is_empty() || l.category.len() > 32 || !l.category.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-            return Err(ApiError::invalid_param("invalid_basket", &format!("{p}.category"), "category must be 1 to 32 of a-z and _."));
+        if l.category.is_empty()
+            || l.category.len() > 32
+            || !l
+                .category
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_')
+        {
+            return Err(ApiError::invalid_param(
+                "invalid_basket",
+                &format!("{p}.category"),
+                "category must be 1 to 32 of a-z and _.",
+            ));
         }
         if !(1..=MAX_QUANTITY).contains(&l.quantity) {
-            return Err(ApiError::invalid_param("invalid_basket", &format!("{p}.quantity"), format!("quantity must be 1 to {MAX_QUANTITY}.")));
+            return Err(ApiError::invalid_param(
+                "invalid_basket",
+                &format!("{p}.quantity"),
+                format!("quantity must be 1 to {MAX_QUANTITY}."),
+            ));
         }
-        let line = konbini_core::money::line_total(l.unit_price, l.quantity)
-            .map_err(|e| ApiError::invalid_param("invalid_basket", &format!("{p}.unit_price"), format!("Invalid line: {e}.")))?;
-        total = total.checked_add(line).ok_or_else(|| ApiError::invalid_param("invalid_basket", "basket", "Basket total overflows."))?;
+        let line = konbini_core::money::line_total(l.unit_price, l.quantity).map_err(|e| {
+            ApiError::invalid_param(
+                "invalid_basket",
+                &format!("{p}.unit_price"),
+                format!("Invalid line: {e}."),
+            )
+        })?;
+        total = total.checked_add(line).ok_or_else(|| {
+            ApiError::invalid_param("invalid_basket", "basket", "Basket total overflows.")
+        })?;
     }
     if total != amount.minor() {
         return Err(ApiError::invalid_param(
@@ -99,7 +128,10 @@ enum Decided {
     /// Finished in one transaction (wallet funding, or a decline): the stored response.
     Done(Stored),
     /// Card funding: the processor must be asked, then [`finish_card_payment`].
-    Card { payment: Payment, token: String },
+    Card {
+        payment: Box<Payment>,
+        token: String,
+    },
 }
 
 /// Charges a scanned code.
@@ -109,15 +141,26 @@ enum Decided {
 /// and older codes of that device die); then move the money from the wallet to the store's
 /// settlement account, or place a hold when the customer must confirm. A declined payment is
 /// committed too: its code stays spent.
-pub async fn create_payment(state: &AppState, terminal_id: String, store_id: String, key: String, req: PaymentRequest) -> ApiResult<Stored> {
+pub async fn create_payment(
+    state: &AppState,
+    terminal_id: String,
+    store_id: String,
+    key: String,
+    req: PaymentRequest,
+) -> ApiResult<Stored> {
     let amount = parse_amount(state, req.amount, &req.currency)?;
     check_basket(&req.basket, amount)?;
     if !printable(&req.order_ref, 64) {
-        return Err(ApiError::invalid_param("invalid_order_ref", "order_ref", "order_ref must be 1 to 64 printable ASCII characters."));
+        return Err(ApiError::invalid_param(
+            "invalid_order_ref",
+            "order_ref",
+            "order_ref must be 1 to 64 printable ASCII characters.",
+        ));
     }
     // A mistyped code is refused before any lookup.
-    let code = PaymentCode::parse(&req.code)
-        .map_err(|_| ApiError::invalid_param("invalid_code", "code", "This is not a valid payment code."))?;
+    let code = PaymentCode::parse(&req.code).map_err(|_| {
+        ApiError::invalid_param("invalid_code", "code", "This is not a valid payment code.")
+    })?;
     let idem = Idem::new(&terminal_id, &key, "POST /v1/pos/payments", &req);
     let now = state.now_ms();
     let secret = state.secret.clone();
@@ -160,7 +203,8 @@ pub async fn create_payment(state: &AppState, terminal_id: String, store_id: Str
             };
             p.customer_id = Some(device.customer_id.clone());
             p.device_id = Some(device.id.clone());
-            let customer = customers::by_id(c, &device.customer_id)?.ok_or_else(ApiError::internal)?;
+            let customer =
+                customers::by_id(c, &device.customer_id)?.ok_or_else(ApiError::internal)?;
             if customer.status != "active" {
                 p.decline_code = Some("account_unavailable".into());
                 return finish_decided(c, &idem, p, now).map(Decided::Done);
@@ -173,20 +217,37 @@ pub async fn create_payment(state: &AppState, terminal_id: String, store_id: Str
                 p.card_id = Some(card.id.clone());
                 p.status = "processing".into();
                 payments::insert_payment(c, &p)?;
-                return Ok(Decided::Card { payment: p, token: card.processor_token });
+                return Ok(Decided::Card {
+                    payment: Box::new(p),
+                    token: card.processor_token,
+                });
             }
             p.funding = Some("wallet".into());
             let wallet = rules::wallet_account(&customer.id, amount.currency());
             let settlement = rules::store_settlement_account(&store_id, amount.currency());
-            ledger::ensure_account(c, &settlement, AccountKind::StoreSettlement, amount.currency(), now)?;
+            ledger::ensure_account(
+                c,
+                &settlement,
+                AccountKind::StoreSettlement,
+                amount.currency(),
+                now,
+            )?;
             if amount.minor() >= cfg.limits.confirm_at_or_above_minor {
                 // Large payment: reserve the money and wait for the customer's confirmation.
                 let hold_id = new_id("hold");
                 let expires = now + cfg.confirmation_timeout_ms;
-                let held = ledger::hold(c, &NewHold {
-                    id: &hold_id, account_id: &wallet, amount_minor: amount.minor(), currency: amount.currency(),
-                    ref_id: &p.id, expires_ms: expires,
-                }, now)?;
+                let held = ledger::hold(
+                    c,
+                    &NewHold {
+                        id: &hold_id,
+                        account_id: &wallet,
+                        amount_minor: amount.minor(),
+                        currency: amount.currency(),
+                        ref_id: &p.id,
+                        expires_ms: expires,
+                    },
+                    now,
+                )?;
                 if held {
                     p.status = "pending_confirmation".into();
                     p.hold_id = Some(hold_id);
@@ -196,7 +257,8 @@ pub async fn create_payment(state: &AppState, terminal_id: String, store_id: Str
                 }
                 return finish_decided(c, &idem, p, now).map(Decided::Done);
             }
-            let entry = Entry::transfer(&wallet, &settlement, amount).map_err(|_| ApiError::internal())?;
+            let entry =
+                Entry::transfer(&wallet, &settlement, amount).map_err(|_| ApiError::internal())?;
             match ledger::post(c, &new_id("ent"), "payment", &p.id, &entry, now)? {
                 Posted::Ok => p.status = "succeeded".into(),
                 Posted::InsufficientFunds => p.decline_code = Some("insufficient_funds".into()),
@@ -206,14 +268,19 @@ pub async fn create_payment(state: &AppState, terminal_id: String, store_id: Str
         .await?;
     match decided {
         Decided::Done(s) => Ok(s),
-        Decided::Card { payment, token } => finish_card_payment(state, payment, token, key).await,
+        Decided::Card { payment, token } => finish_card_payment(state, *payment, token, key).await,
     }
 }
 
 /// Finds the live device of the code's slot, checks the one-time value and spends the code.
 /// `None` for every kind of bad code (unknown slot, wrong value, expired, reused): the caller
 /// answers them all alike.
-fn spend_code(c: &mut dyn Conn, secret: &crate::secrets::MasterSecret, code: &PaymentCode, now: i64) -> Result<Option<customers::Device>, StoreError> {
+fn spend_code(
+    c: &mut dyn Conn,
+    secret: &crate::secrets::MasterSecret,
+    code: &PaymentCode,
+    now: i64,
+) -> Result<Option<customers::Device>, StoreError> {
     let Some(device) = customers::device_by_slot(c, i64::from(code.slot()))? else {
         return Ok(None);
     };
@@ -240,25 +307,39 @@ fn finish_decided(c: &mut dyn Conn, idem: &Idem, p: Payment, now: i64) -> ApiRes
 /// The customer's activity line and the outbox event for a payment's current state.
 fn record(c: &mut dyn Conn, p: &Payment, now: i64) -> Result<(), StoreError> {
     if let Some(customer_id) = &p.customer_id {
-        payments::insert_activity(c, &Activity {
-            id: p.id.clone(),
-            customer_id: customer_id.clone(),
-            kind: "payment".into(),
-            amount: -p.amount,
-            currency: p.currency.clone(),
-            status: p.status.clone(),
-            description: format!("Payment at store {}", p.store_id),
-            created_ms: now,
-        })?;
+        payments::insert_activity(
+            c,
+            &Activity {
+                id: p.id.clone(),
+                customer_id: customer_id.clone(),
+                kind: "payment".into(),
+                amount: -p.amount,
+                currency: p.currency.clone(),
+                status: p.status.clone(),
+                description: format!("Payment at store {}", p.store_id),
+                created_ms: now,
+            },
+        )?;
     }
-    super::emit(c, &format!("payment.{}", p.status), &p.id, &json!({
-        "payment_id": p.id, "customer_id": p.customer_id, "store_id": p.store_id, "amount": p.amount,
-        "currency": p.currency, "status": p.status, "decline_code": p.decline_code
-    }), now)
+    super::emit(
+        c,
+        &format!("payment.{}", p.status),
+        &p.id,
+        &json!({
+            "payment_id": p.id, "customer_id": p.customer_id, "store_id": p.store_id, "amount": p.amount,
+            "currency": p.currency, "status": p.status, "decline_code": p.decline_code
+        }),
+        now,
+    )
 }
 
 /// Second half of a card-funded payment: authorize and capture, then post the entry.
-async fn finish_card_payment(state: &AppState, mut p: Payment, token: String, key: String) -> ApiResult<Stored> {
+async fn finish_card_payment(
+    state: &AppState,
+    mut p: Payment,
+    token: String,
+    key: String,
+) -> ApiResult<Stored> {
     let currency = Currency::parse(&p.currency).map_err(|_| ApiError::internal())?;
     let amount = Amount::new(p.amount, currency).map_err(|_| ApiError::internal())?;
     let outcome = charge(state, &token, amount, &p.id).await;
@@ -269,21 +350,48 @@ async fn finish_card_payment(state: &AppState, mut p: Payment, token: String, ke
         .write(move |c| {
             match &outcome {
                 Ok(auth) => {
-                    let clearing = rules::card_clearing_account(p.customer_id.as_deref().unwrap_or(""), currency);
+                    let clearing = rules::card_clearing_account(
+                        p.customer_id.as_deref().unwrap_or(""),
+                        currency,
+                    );
                     let settlement = rules::store_settlement_account(&p.store_id, currency);
                     ledger::ensure_account(c, &clearing, AccountKind::CardClearing, currency, now)?;
                     // The store's first payment may be this one: its account may not exist yet.
-                    ledger::ensure_account(c, &settlement, AccountKind::StoreSettlement, currency, now)?;
-                    let entry = Entry::transfer(&clearing, &settlement, amount).map_err(|_| ApiError::internal())?;
-                    if ledger::post(c, &new_id("ent"), "payment", &p.id, &entry, now)? != Posted::Ok {
+                    ledger::ensure_account(
+                        c,
+                        &settlement,
+                        AccountKind::StoreSettlement,
+                        currency,
+                        now,
+                    )?;
+                    let entry = Entry::transfer(&clearing, &settlement, amount)
+                        .map_err(|_| ApiError::internal())?;
+                    if ledger::post(c, &new_id("ent"), "payment", &p.id, &entry, now)? != Posted::Ok
+                    {
                         return Err(ApiError::internal());
                     }
-                    payments::finish_payment(c, &p.id, "processing", "succeeded", None, Some(auth), now)?;
+                    payments::finish_payment(
+                        c,
+                        &p.id,
+                        "processing",
+                        "succeeded",
+                        None,
+                        Some(auth),
+                        now,
+                    )?;
                     p.status = "succeeded".into();
                     p.processor_auth = Some(auth.clone());
                 }
                 Err(e) => {
-                    payments::finish_payment(c, &p.id, "processing", "declined", Some(e.code), None, now)?;
+                    payments::finish_payment(
+                        c,
+                        &p.id,
+                        "processing",
+                        "declined",
+                        Some(e.code),
+                        None,
+                        now,
+                    )?;
                     p.status = "declined".into();
                     p.decline_code = Some(e.code.into());
                 }
@@ -291,7 +399,11 @@ async fn finish_card_payment(state: &AppState, mut p: Payment, token: String, ke
             record(c, &p, now)?;
             let stored = Stored::json(StatusCode::CREATED, &payment_json(&p));
             // The key was claimed in the first transaction under the terminal's scope.
-            let idem = Idem { scope: idem_scope.clone(), key: key.clone(), request_hash: Vec::new() };
+            let idem = Idem {
+                scope: idem_scope.clone(),
+                key: key.clone(),
+                request_hash: Vec::new(),
+            };
             idem::finish(c, &idem, &stored)?;
             Ok(stored)
         })
@@ -300,7 +412,11 @@ async fn finish_card_payment(state: &AppState, mut p: Payment, token: String, ke
 
 /// A payment as the terminal's store sees it (another store's payment is "not found").
 /// A pending payment past its deadline is expired on the spot.
-pub async fn get_payment(state: &AppState, store_id: String, id: String) -> ApiResult<serde_json::Value> {
+pub async fn get_payment(
+    state: &AppState,
+    store_id: String,
+    id: String,
+) -> ApiResult<serde_json::Value> {
     let now = state.now_ms();
     let (sid, pid) = (store_id.clone(), id.clone());
     let p = state
@@ -327,7 +443,9 @@ pub async fn expire_payment(state: &AppState, payment_id: String) -> ApiResult<(
         .db
         .write(move |c| {
             lock_payment(c, &payment_id)?;
-            let Some(p) = payments::payment_by_id(c, &payment_id)? else { return Ok(()) };
+            let Some(p) = payments::payment_by_id(c, &payment_id)? else {
+                return Ok(());
+            };
             if p.status != "pending_confirmation" || p.expires_ms.is_none_or(|e| e > now) {
                 return Ok(());
             }
@@ -337,15 +455,35 @@ pub async fn expire_payment(state: &AppState, payment_id: String) -> ApiResult<(
 }
 
 /// Voids the hold of a pending payment and moves it to a final non-paid state.
-fn end_pending(c: &mut dyn Conn, mut p: Payment, to: &str, decline_code: Option<&str>, now: i64) -> ApiResult<()> {
+fn end_pending(
+    c: &mut dyn Conn,
+    mut p: Payment,
+    to: &str,
+    decline_code: Option<&str>,
+    now: i64,
+) -> ApiResult<()> {
     if let Some(h) = &p.hold_id {
         ledger::release_hold(c, h, "voided")?;
     }
-    if payments::finish_payment(c, &p.id, "pending_confirmation", to, decline_code, None, now)? {
+    if payments::finish_payment(
+        c,
+        &p.id,
+        "pending_confirmation",
+        to,
+        decline_code,
+        None,
+        now,
+    )? {
         p.status = to.into();
         p.decline_code = decline_code.map(Into::into);
         payments::set_activity_status(c, &p.id, to)?;
-        super::emit(c, &format!("payment.{to}"), &p.id, &json!({"payment_id": p.id, "customer_id": p.customer_id, "status": to}), now)?;
+        super::emit(
+            c,
+            &format!("payment.{to}"),
+            &p.id,
+            &json!({"payment_id": p.id, "customer_id": p.customer_id, "status": to}),
+            now,
+        )?;
     }
     Ok(())
 }
@@ -354,7 +492,10 @@ fn end_pending(c: &mut dyn Conn, mut p: Payment, to: &str, decline_code: Option<
 /// run so one sweep never holds the writer for long.
 pub async fn expire_due(state: &AppState) -> ApiResult<usize> {
     let now = state.now_ms();
-    let due = state.db.read(move |c| ledger::expired_holds(c, now, 100)).await?;
+    let due = state
+        .db
+        .read(move |c| ledger::expired_holds(c, now, 100))
+        .await?;
     let n = due.len();
     for (_, payment_id) in due {
         expire_payment(state, payment_id).await?;
@@ -363,9 +504,15 @@ pub async fn expire_due(state: &AppState) -> ApiResult<usize> {
 }
 
 /// Payments waiting for this customer's confirmation.
-pub async fn pending_for_customer(state: &AppState, customer_id: String) -> ApiResult<serde_json::Value> {
+pub async fn pending_for_customer(
+    state: &AppState,
+    customer_id: String,
+) -> ApiResult<serde_json::Value> {
     let now = state.now_ms();
-    let list = state.db.read(move |c| payments::pending_for_customer(c, &customer_id, now)).await?;
+    let list = state
+        .db
+        .read(move |c| payments::pending_for_customer(c, &customer_id, now))
+        .await?;
     Ok(json!({"data": list.iter().map(|p| {
         let mut j = payment_json(p);
         j["basket"] = serde_json::from_str(&p.basket).unwrap_or(serde_json::Value::Null);
@@ -374,7 +521,12 @@ pub async fn pending_for_customer(state: &AppState, customer_id: String) -> ApiR
 }
 
 /// The customer confirms (or rejects) a pending payment from the wallet.
-pub async fn decide_pending(state: &AppState, customer_id: String, payment_id: String, confirm: bool) -> ApiResult<serde_json::Value> {
+pub async fn decide_pending(
+    state: &AppState,
+    customer_id: String,
+    payment_id: String,
+    confirm: bool,
+) -> ApiResult<serde_json::Value> {
     let now = state.now_ms();
     // The outer result is the transaction's (an `Err` rolls it back); the inner one is the
     // answer, so that expiring a payment found past its deadline is committed even though the
@@ -427,19 +579,38 @@ pub async fn decide_pending(state: &AppState, customer_id: String, payment_id: S
 /// payment as `succeeded` before either commits could both pay the money back. SQLite has a
 /// single writer, where this is a no-op.)
 fn lock_payment(c: &mut dyn Conn, id: &str) -> Result<(), StoreError> {
-    c.exec("UPDATE payments SET updated_ms = updated_ms WHERE id = $1", konbini_store::params![id])?;
+    c.exec(
+        "UPDATE payments SET updated_ms = updated_ms WHERE id = $1",
+        konbini_store::params![id],
+    )?;
     Ok(())
 }
 
 /// Card work to do after a refund or cancel has committed.
 enum CardFollowUp {
     None,
-    Refund { auth: String, amount: i64, reference: String },
+    Refund {
+        auth: String,
+        amount: i64,
+        reference: String,
+    },
 }
 
 /// Refunds all or part of a succeeded payment, never more than what remains.
-pub async fn refund(state: &AppState, terminal_id: String, store_id: String, payment_id: String, key: String, req: RefundRequest) -> ApiResult<Stored> {
-    let idem = Idem::new(&terminal_id, &key, &format!("POST /v1/pos/payments/{payment_id}/refunds"), &req);
+pub async fn refund(
+    state: &AppState,
+    terminal_id: String,
+    store_id: String,
+    payment_id: String,
+    key: String,
+    req: RefundRequest,
+) -> ApiResult<Stored> {
+    let idem = Idem::new(
+        &terminal_id,
+        &key,
+        &format!("POST /v1/pos/payments/{payment_id}/refunds"),
+        &req,
+    );
     let now = state.now_ms();
     let (stored, follow) = state
         .db
@@ -504,7 +675,11 @@ pub async fn refund(state: &AppState, terminal_id: String, store_id: String, pay
 /// card clearing) is already committed; a processor failure here is logged for operations
 /// to retry with the same reference, which the processor deduplicates.
 async fn card_follow_up(state: &AppState, follow: CardFollowUp) {
-    if let CardFollowUp::Refund { auth, amount, reference } = follow
+    if let CardFollowUp::Refund {
+        auth,
+        amount,
+        reference,
+    } = follow
         && let Err(e) = state.processor.refund(&auth, amount, &reference).await
     {
         tracing::error!(error = %e, refund = %reference, "card refund not yet confirmed by the processor");
@@ -513,8 +688,19 @@ async fn card_follow_up(state: &AppState, follow: CardFollowUp) {
 
 /// Cancels a payment: a pending one releases its hold; a succeeded one with nothing refunded
 /// is reversed in full.
-pub async fn cancel(state: &AppState, terminal_id: String, store_id: String, payment_id: String, key: String) -> ApiResult<Stored> {
-    let idem = Idem::new(&terminal_id, &key, &format!("POST /v1/pos/payments/{payment_id}/cancel"), &());
+pub async fn cancel(
+    state: &AppState,
+    terminal_id: String,
+    store_id: String,
+    payment_id: String,
+    key: String,
+) -> ApiResult<Stored> {
+    let idem = Idem::new(
+        &terminal_id,
+        &key,
+        &format!("POST /v1/pos/payments/{payment_id}/cancel"),
+        &(),
+    );
     let now = state.now_ms();
     let (stored, follow) = state
         .db

@@ -54,7 +54,9 @@ pub async fn start(label: &'static str, db: Db, url: String, cfg: Config) -> Tes
     let clock = ManualClock::new(T0_MS);
     let secret = MasterSecret::new(vec![7u8; 32]).expect("secret");
     let state = AppState::new(db.clone(), cfg, Arc::new(clock.clone()), secret).expect("state");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -95,7 +97,12 @@ impl Resp {
             .to_string();
         let text = r.text().await.expect("body");
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Resp { status, body, text, content_type }
+        Resp {
+            status,
+            body,
+            text,
+            content_type,
+        }
     }
 
     pub fn error_code(&self) -> &str {
@@ -104,7 +111,14 @@ impl Resp {
 }
 
 impl TestApp {
-    pub async fn send(&self, method: &str, path: &str, bearer: Option<&str>, idem: Option<&str>, body: Option<Value>) -> Resp {
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        idem: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut rq = self.http.request(m, format!("{}{}", self.base, path));
         if let Some(b) = bearer {
@@ -120,9 +134,21 @@ impl TestApp {
         Resp::read(r).await
     }
 
-    pub async fn raw(&self, method: &str, path: &str, bearer: Option<&str>, idem: Option<&str>, content_type: &str, body: Vec<u8>) -> Resp {
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        idem: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Resp {
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut rq = self.http.request(m, format!("{}{}", self.base, path)).header("content-type", content_type).body(body);
+        let mut rq = self
+            .http
+            .request(m, format!("{}{}", self.base, path))
+            .header("content-type", content_type)
+            .body(body);
         if let Some(b) = bearer {
             rq = rq.bearer_auth(b);
         }
@@ -136,7 +162,15 @@ impl TestApp {
     /// Signs up and logs in a customer; returns it with its bound device.
     pub async fn customer(&self, email: &str) -> Customer {
         let password = "correct horse battery staple";
-        let r = self.send("POST", "/v1/signup", None, None, Some(json!({"email": email, "phone": "+819012345678", "password": password}))).await;
+        let r = self
+            .send(
+                "POST",
+                "/v1/signup",
+                None,
+                None,
+                Some(json!({"email": email, "phone": "+819012345678", "password": password})),
+            )
+            .await;
         assert_eq!(r.status, 202, "{}: signup {}", self.label, r.text);
         self.log_in(email, password).await
     }
@@ -148,7 +182,15 @@ impl TestApp {
     }
 
     async fn log_in(&self, email: &str, password: &str) -> Customer {
-        let r = self.send("POST", "/v1/sessions", None, None, Some(json!({"email": email, "password": password}))).await;
+        let r = self
+            .send(
+                "POST",
+                "/v1/sessions",
+                None,
+                None,
+                Some(json!({"email": email, "password": password})),
+            )
+            .await;
         assert_eq!(r.status, 201, "{}: login {}", self.label, r.text);
         let d = &r.body["device"];
         let key_hex = d["payment_code"]["key"].as_str().expect("code key");
@@ -173,7 +215,15 @@ impl TestApp {
         let mut i = 0;
         while left > 0 {
             let amt = left.min(30_000);
-            let r = self.send("POST", "/v1/topups", Some(&c.token), Some(&format!("fund-{i}")), Some(json!({"amount": amt, "currency": "JPY", "card_id": card}))).await;
+            let r = self
+                .send(
+                    "POST",
+                    "/v1/topups",
+                    Some(&c.token),
+                    Some(&format!("fund-{i}")),
+                    Some(json!({"amount": amt, "currency": "JPY", "card_id": card})),
+                )
+                .await;
             assert_eq!(r.status, 201, "{}: topup {}", self.label, r.text);
             left -= amt;
             i += 1;
@@ -182,7 +232,15 @@ impl TestApp {
     }
 
     pub async fn link_card(&self, c: &Customer, number: &str) -> String {
-        let r = self.send("POST", "/v1/cards", Some(&c.token), None, Some(json!({"number": number, "exp_month": 12, "exp_year": 2030, "cvc": "123"}))).await;
+        let r = self
+            .send(
+                "POST",
+                "/v1/cards",
+                Some(&c.token),
+                None,
+                Some(json!({"number": number, "exp_month": 12, "exp_year": 2030, "cvc": "123"})),
+            )
+            .await;
         assert_eq!(r.status, 201, "{}: link card {}", self.label, r.text);
         r.body["id"].as_str().expect("card id").to_string()
     }
@@ -196,8 +254,26 @@ impl TestApp {
         let _: () = self
             .db
             .write(move |c| {
-                stores::insert_store(c, &Store { id: sid.clone(), name: format!("Store {sid}"), region: "tokyo".into(), created_ms: now })?;
-                stores::insert_terminal(c, &Terminal { id: format!("term_{sid}"), store_id: sid.clone(), key_hash: hash.clone(), label: "till 1".into(), status: "active".into(), created_ms: now })?;
+                stores::insert_store(
+                    c,
+                    &Store {
+                        id: sid.clone(),
+                        name: format!("Store {sid}"),
+                        region: "tokyo".into(),
+                        created_ms: now,
+                    },
+                )?;
+                stores::insert_terminal(
+                    c,
+                    &Terminal {
+                        id: format!("term_{sid}"),
+                        store_id: sid.clone(),
+                        key_hash: hash.clone(),
+                        label: "till 1".into(),
+                        status: "active".into(),
+                        created_ms: now,
+                    },
+                )?;
                 Ok::<_, StoreError>(())
             })
             .await
@@ -224,20 +300,32 @@ impl TestApp {
     }
 
     pub async fn wallet(&self, c: &Customer) -> Value {
-        let r = self.send("GET", "/v1/wallet", Some(&c.token), None, None).await;
+        let r = self
+            .send("GET", "/v1/wallet", Some(&c.token), None, None)
+            .await;
         assert_eq!(r.status, 200, "{}", r.text);
         r.body
     }
 
     /// Tops up `amount` from `card` with idempotency key `key`.
     pub async fn top_up(&self, c: &Customer, card: &str, amount: i64, key: &str) -> Resp {
-        self.send("POST", "/v1/topups", Some(&c.token), Some(key), Some(json!({"amount": amount, "currency": "JPY", "card_id": card}))).await
+        self.send(
+            "POST",
+            "/v1/topups",
+            Some(&c.token),
+            Some(key),
+            Some(json!({"amount": amount, "currency": "JPY", "card_id": card})),
+        )
+        .await
     }
 
     /// The wallet's (balance, held, available).
     pub async fn balances(&self, c: &Customer) -> (i64, i64, i64) {
         let w = self.wallet(c).await;
-        let n = |k: &str| w[k].as_i64().unwrap_or_else(|| panic!("{}: wallet.{k} in {w}", self.label));
+        let n = |k: &str| {
+            w[k].as_i64()
+                .unwrap_or_else(|| panic!("{}: wallet.{k} in {w}", self.label))
+        };
         (n("balance"), n("held"), n("available"))
     }
 
@@ -247,7 +335,9 @@ impl TestApp {
 
     /// A code issued online by `POST /v1/payment-codes` for the customer's session device.
     pub async fn online_code(&self, c: &Customer) -> String {
-        let r = self.send("POST", "/v1/payment-codes", Some(&c.token), None, None).await;
+        let r = self
+            .send("POST", "/v1/payment-codes", Some(&c.token), None, None)
+            .await;
         assert_eq!(r.status, 201, "{}: issue code {}", self.label, r.text);
         r.body["code"].as_str().expect("code").to_string()
     }
@@ -256,7 +346,13 @@ impl TestApp {
     pub async fn send_raw_auth(&self, method: &str, path: &str, authorization: &[u8]) -> Resp {
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let v = reqwest::header::HeaderValue::from_bytes(authorization).expect("header value");
-        let r = self.http.request(m, format!("{}{}", self.base, path)).header(reqwest::header::AUTHORIZATION, v).send().await.expect("request");
+        let r = self
+            .http
+            .request(m, format!("{}{}", self.base, path))
+            .header(reqwest::header::AUTHORIZATION, v)
+            .send()
+            .await
+            .expect("request");
         Resp::read(r).await
     }
 
@@ -270,12 +366,28 @@ impl TestApp {
 
     /// `GET /v1/pos/payments/{id}` as `terminal_key`.
     pub async fn get_payment(&self, terminal_key: &str, id: &str) -> Resp {
-        self.send("GET", &format!("/v1/pos/payments/{id}"), Some(terminal_key), None, None).await
+        self.send(
+            "GET",
+            &format!("/v1/pos/payments/{id}"),
+            Some(terminal_key),
+            None,
+            None,
+        )
+        .await
     }
 
     pub async fn ledger_ok(&self) {
-        let report = self.db.read(konbini_store::ledger::verify).await.expect("verify");
-        assert!(report.ok(), "{}: ledger verify failed: {:?}", self.label, report.problems);
+        let report = self
+            .db
+            .read(konbini_store::ledger::verify)
+            .await
+            .expect("verify");
+        assert!(
+            report.ok(),
+            "{}: ledger verify failed: {:?}",
+            self.label,
+            report.problems
+        );
     }
 }
 
@@ -302,7 +414,10 @@ pub fn payment_body(code: &str, amount: i64, order_ref: &str) -> Value {
 
 /// The id of a created object.
 pub fn id_of(r: &Resp) -> String {
-    r.body["id"].as_str().unwrap_or_else(|| panic!("no id in {}", r.text)).to_string()
+    r.body["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {}", r.text))
+        .to_string()
 }
 
 const ERROR_TYPES: &[&str] = &[
@@ -317,34 +432,82 @@ const ERROR_TYPES: &[&str] = &[
 /// Asserts that `r` is an error answered with the public error object, exactly:
 /// `{"error": {"type", "code", "message"[, "param"]}}`, all strings, nothing else, as JSON.
 pub fn assert_error_shape(label: &str, r: &Resp) {
-    assert!(r.status >= 400, "{label}: expected an error status, got {}: {}", r.status, r.text);
-    assert!(r.content_type.starts_with("application/json"), "{label}: error content-type {:?} for {} {}", r.content_type, r.status, r.text);
-    let top = r.body.as_object().unwrap_or_else(|| panic!("{label}: error body is not a JSON object: {} {:?}", r.status, r.text));
-    assert_eq!(top.len(), 1, "{label}: error body has extra keys: {}", r.text);
-    let e = top.get("error").and_then(Value::as_object).unwrap_or_else(|| panic!("{label}: no error object: {}", r.text));
+    assert!(
+        r.status >= 400,
+        "{label}: expected an error status, got {}: {}",
+        r.status,
+        r.text
+    );
+    assert!(
+        r.content_type.starts_with("application/json"),
+        "{label}: error content-type {:?} for {} {}",
+        r.content_type,
+        r.status,
+        r.text
+    );
+    let top = r.body.as_object().unwrap_or_else(|| {
+        panic!(
+            "{label}: error body is not a JSON object: {} {:?}",
+            r.status, r.text
+        )
+    });
+    assert_eq!(
+        top.len(),
+        1,
+        "{label}: error body has extra keys: {}",
+        r.text
+    );
+    let e = top
+        .get("error")
+        .and_then(Value::as_object)
+        .unwrap_or_else(|| panic!("{label}: no error object: {}", r.text));
     for k in e.keys() {
-        assert!(["type", "code", "message", "param"].contains(&k.as_str()), "{label}: unexpected key {k} in {}", r.text);
+        assert!(
+            ["type", "code", "message", "param"].contains(&k.as_str()),
+            "{label}: unexpected key {k} in {}",
+            r.text
+        );
     }
     for k in ["type", "code", "message"] {
-        let v = e.get(k).and_then(Value::as_str).unwrap_or_else(|| panic!("{label}: error.{k} missing or not a string: {}", r.text));
+        let v = e
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("{label}: error.{k} missing or not a string: {}", r.text));
         assert!(!v.is_empty(), "{label}: error.{k} empty: {}", r.text);
     }
     if let Some(p) = e.get("param") {
-        assert!(p.as_str().is_some_and(|p| !p.is_empty()), "{label}: error.param not a string: {}", r.text);
+        assert!(
+            p.as_str().is_some_and(|p| !p.is_empty()),
+            "{label}: error.param not a string: {}",
+            r.text
+        );
     }
     let kind = e["type"].as_str().unwrap_or("");
-    assert!(ERROR_TYPES.contains(&kind), "{label}: unknown error type {kind}: {}", r.text);
+    assert!(
+        ERROR_TYPES.contains(&kind),
+        "{label}: unknown error type {kind}: {}",
+        r.text
+    );
 }
 
 /// Asserts the error object's shape, status, type and code.
 pub fn assert_error(label: &str, r: &Resp, status: u16, kind: &str, code: &str) {
     assert_error_shape(label, r);
-    let got = (r.status, r.body["error"]["type"].as_str().unwrap_or(""), r.error_code());
+    let got = (
+        r.status,
+        r.body["error"]["type"].as_str().unwrap_or(""),
+        r.error_code(),
+    );
     assert_eq!(got, (status, kind, code), "{label}: {}", r.text);
 }
 
 /// Like [`assert_error`], and the error names `param`.
 pub fn assert_error_param(label: &str, r: &Resp, status: u16, kind: &str, code: &str, param: &str) {
     assert_error(label, r, status, kind, code);
-    assert_eq!(r.body["error"]["param"].as_str(), Some(param), "{label}: param in {}", r.text);
+    assert_eq!(
+        r.body["error"]["param"].as_str(),
+        Some(param),
+        "{label}: param in {}",
+        r.text
+    );
 }

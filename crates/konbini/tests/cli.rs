@@ -1,0 +1,387 @@
+//! The `konbini` binary as an operator uses it: provisioning, `serve` as a real process,
+//! `ledger verify` catching corruption, two nodes on one PostgreSQL, and no card number in
+//! the logs or the database files.
+
+use serde_json::{Value, json};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_konbini");
+const SECRET: &str = "0101010101010101010101010101010101010101010101010101010101010101";
+const PAN: &str = "4242424242424242";
+
+fn workdir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "konbini-cli-{}-{}",
+        std::process::id(),
+        konbini_core::encoding::hex(&konbini_server::secrets::random_bytes::<4>())
+    ));
+    std::fs::create_dir_all(&d).expect("workdir");
+    d
+}
+
+fn konbini(dir: &Path, db: &str, args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN)
+        .current_dir(dir)
+        .env("KONBINI_DATABASE_URL", db)
+        .env("KONBINI_SECRET_KEY", SECRET)
+        .args(args)
+        .output()
+        .expect("run konbini");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+/// A `konbini serve` process; killed on drop. Its stdout+stderr go to `log`.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// The child is waited for in `Server`'s Drop, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
+fn serve(dir: &Path, db: &str, name: &str) -> Server {
+    let port = free_port();
+    let log = dir.join(format!("{name}.log"));
+    let f = std::fs::File::create(&log).expect("log");
+    let mut child = Command::new(BIN)
+        .current_dir(dir)
+        .env("KONBINI_DATABASE_URL", db)
+        .env("KONBINI_SECRET_KEY", SECRET)
+        .env("KONBINI_LOG", "debug")
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .stdout(f.try_clone().expect("log"))
+        .stderr(f)
+        .spawn()
+        .expect("spawn serve");
+    let base = format!("http://127.0.0.1:{port}");
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Server { child, base };
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "konbini serve exited with {status}: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "konbini serve did not start: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
+
+async fn call(
+    base: &str,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    idem: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let c = reqwest::Client::new();
+    let mut rq = c.request(
+        reqwest::Method::from_bytes(method.as_bytes()).expect("m"),
+        format!("{base}{path}"),
+    );
+    if let Some(b) = bearer {
+        rq = rq.bearer_auth(b);
+    }
+    if let Some(k) = idem {
+        rq = rq.header("Idempotency-Key", k);
+    }
+    if let Some(b) = body {
+        rq = rq.json(&b);
+    }
+    let r = rq.send().await.expect("request");
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Signs up, logs in, links the test card and tops up; returns (token, customer id).
+async fn funded(base: &str, email: &str, amount: i64) -> String {
+    let pw = "correct horse battery staple";
+    let (s, _) = call(
+        base,
+        "POST",
+        "/v1/signup",
+        None,
+        None,
+        Some(json!({"email": email, "phone": "+819012345678", "password": pw})),
+    )
+    .await;
+    assert_eq!(s, 202);
+    let (s, login) = call(
+        base,
+        "POST",
+        "/v1/sessions",
+        None,
+        None,
+        Some(json!({"email": email, "password": pw})),
+    )
+    .await;
+    assert_eq!(s, 201, "{login}");
+    let tok = login["token"].as_str().expect("token").to_string();
+    let (s, card) = call(
+        base,
+        "POST",
+        "/v1/cards",
+        Some(&tok),
+        None,
+        Some(json!({"number": PAN, "exp_month": 12, "exp_year": 2030, "cvc": "123"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{card}");
+    let (s, t) = call(
+        base,
+        "POST",
+        "/v1/topups",
+        Some(&tok),
+        Some("t1"),
+        Some(json!({"amount": amount, "currency": "JPY", "card_id": card["id"]})),
+    )
+    .await;
+    assert_eq!(s, 201, "{t}");
+    tok
+}
+
+fn terminal_key(output: &str) -> String {
+    output
+        .split_whitespace()
+        .find(|w| w.starts_with("kt_"))
+        .unwrap_or_else(|| panic!("no terminal key in: {output}"))
+        .to_string()
+}
+
+async fn pay(base: &str, key: &str, code: &str, amount: i64, idem: &str) -> (u16, Value) {
+    call(
+        base,
+        "POST",
+        "/v1/pos/payments",
+        Some(key),
+        Some(idem),
+        Some(json!({
+            "code": code, "amount": amount, "currency": "JPY", "order_ref": idem,
+            "basket": [{"sku": "1", "category": "food", "quantity": 1, "unit_price": amount}]
+        })),
+    )
+    .await
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_flow_on_sqlite_and_ledger_verify_catches_corruption() {
+    let dir = workdir();
+    let db = "sqlite://ops.db";
+    let (code, out) = konbini(
+        &dir,
+        db,
+        &[
+            "store", "add", "--id", "ST1", "--name", "Shibuya", "--region", "tokyo",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = konbini(
+        &dir,
+        db,
+        &["store", "add", "--id", "ST1", "--name", "again"],
+    );
+    assert_ne!(code, 0, "a duplicate store must be refused: {out}");
+    let (code, out) = konbini(&dir, db, &["terminal", "add", "--store", "NOPE"]);
+    assert_ne!(code, 0, "{out}");
+    let (code, out) = konbini(&dir, db, &["terminal", "add", "--store", "ST1"]);
+    assert_eq!(code, 0, "{out}");
+    let key = terminal_key(&out);
+
+    let server = serve(&dir, db, "node");
+    let tok = funded(&server.base, "ops@example.com", 3_000).await;
+    let (s, c) = call(
+        &server.base,
+        "POST",
+        "/v1/payment-codes",
+        Some(&tok),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, 201);
+    let (s, p) = pay(
+        &server.base,
+        &key,
+        c["code"].as_str().expect("code"),
+        1_000,
+        "p1",
+    )
+    .await;
+    assert_eq!((s, p["status"].as_str()), (201, Some("succeeded")), "{p}");
+    let (s, _) = call(&server.base, "GET", "/readyz", None, None, None).await;
+    assert_eq!(s, 200);
+    drop(server);
+
+    // The card number is nowhere: not in the logs (debug level), not in the database files.
+    let log = std::fs::read(dir.join("node.log")).expect("log");
+    assert!(contains(&log, b"konbini serving"), "the log was captured");
+    assert!(
+        !contains(&log, PAN.as_bytes()),
+        "the card number leaked into the log"
+    );
+    for f in ["ops.db", "ops.db-wal"] {
+        if let Ok(bytes) = std::fs::read(dir.join(f)) {
+            assert!(
+                !contains(&bytes, PAN.as_bytes()),
+                "the card number is stored in {f}"
+            );
+            assert!(
+                !contains(&bytes, key.as_bytes()),
+                "the terminal key is stored in {f}"
+            );
+        }
+    }
+
+    let (code, out) = konbini(&dir, db, &["ledger", "verify"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("OK"), "{out}");
+    let (code, out) = konbini(&dir, db, &["report", "settlement", "--date", "2026-11-25"]);
+    assert_eq!(code, 0, "{out}");
+
+    // Corrupt one cached balance behind the ledger's back: verify must fail and say where.
+    {
+        let conn = rusqlite::Connection::open(dir.join("ops.db")).expect("open");
+        let n = conn
+            .execute(
+                "UPDATE accounts SET balance = balance + 1 WHERE id LIKE 'wallet:%'",
+                [],
+            )
+            .expect("corrupt");
+        assert_eq!(n, 1);
+    }
+    let (code, out) = konbini(&dir, db, &["ledger", "verify"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAILED") && out.contains("wallet:"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_one_postgres() {
+    let Some(url) = konbini_store::testing::postgres_url() else {
+        eprintln!("KONBINI_TEST_PG_URL not set: skipping the two-node PostgreSQL test");
+        return;
+    };
+    let dir = workdir();
+    let (code, out) = konbini(
+        &dir,
+        &url,
+        &["store", "add", "--id", "ST1", "--name", "one"],
+    );
+    assert_eq!(code, 0, "{out}");
+    let (_, out) = konbini(
+        &dir,
+        &url,
+        &["store", "add", "--id", "ST2", "--name", "two"],
+    );
+    let (_, out1) = konbini(&dir, &url, &["terminal", "add", "--store", "ST1"]);
+    let (_, out2) = konbini(&dir, &url, &["terminal", "add", "--store", "ST2"]);
+    let (k1, k2) = (terminal_key(&out1), terminal_key(&out2));
+    let _ = out;
+    let a = serve(&dir, &url, "a");
+    let b = serve(&dir, &url, "b");
+    let tok = funded(&a.base, "two@example.com", 10_000).await;
+
+    // One code scanned at both nodes at once: exactly one payment.
+    let (_, c) = call(&b.base, "POST", "/v1/payment-codes", Some(&tok), None, None).await;
+    let code = c["code"].as_str().expect("code").to_string();
+    let (ra, rb) = tokio::join!(
+        pay(&a.base, &k1, &code, 1_000, "x1"),
+        pay(&b.base, &k2, &code, 1_000, "x2")
+    );
+    let statuses = [
+        ra.1["status"].as_str().unwrap_or(""),
+        rb.1["status"].as_str().unwrap_or(""),
+    ];
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "succeeded").count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "declined").count(),
+        1,
+        "{statuses:?}"
+    );
+
+    // The same idempotency key replayed on the other node returns the first answer.
+    let (_, c2) = call(&a.base, "POST", "/v1/payment-codes", Some(&tok), None, None).await;
+    let code2 = c2["code"].as_str().expect("code").to_string();
+    let (s1, p1) = pay(&a.base, &k1, &code2, 500, "same-key").await;
+    let (s2, p2) = pay(&b.base, &k1, &code2, 500, "same-key").await;
+    assert_eq!((s1, s2), (201, 201));
+    assert_eq!(p1["id"], p2["id"], "the replay must be the same payment");
+
+    let (_, w) = call(&b.base, "GET", "/v1/wallet", Some(&tok), None, None).await;
+    assert_eq!(w["balance"], 8_500, "{w}");
+    drop(a);
+    drop(b);
+    let (code, out) = konbini(&dir, &url, &["ledger", "verify"]);
+    assert_eq!(code, 0, "{out}");
+    let mut s = String::new();
+    let _ = std::fs::File::open(dir.join("a.log")).and_then(|mut f| f.read_to_string(&mut s));
+    assert!(!s.contains(PAN), "card number in node a's log");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn demo_walkthrough_runs_end_to_end() {
+    let dir = workdir();
+    let out = Command::new(BIN)
+        .current_dir(&dir)
+        .args(["demo", "--bind", "127.0.0.1:0", "--exit-after-walkthrough"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("demo");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "sign up",
+        "link card",
+        "top up",
+        "pay at till",
+        "succeeded",
+        "refund",
+        "ledger verify",
+        "OK",
+    ] {
+        assert!(text.contains(needle), "missing '{needle}' in:\n{text}");
+    }
+    assert!(!text.contains(PAN), "the demo printed a card number");
+    let _ = std::fs::remove_dir_all(&dir);
+}
