@@ -184,6 +184,38 @@ impl FromRequestParts<AppState> for TerminalAuth {
     }
 }
 
+/// A terminal key that is well-formed but not yet looked up: the payment hot path resolves
+/// it inside its own transaction ([`resolve_terminal`]) instead of spending a separate read.
+#[derive(Debug, Clone)]
+pub struct TerminalKey {
+    pub key_hash: Vec<u8>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for TerminalKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let key = bearer(parts)
+            .filter(|t| t.starts_with("kt_"))
+            .ok_or_else(ApiError::unauthenticated)?;
+        Ok(TerminalKey {
+            key_hash: token_hash(key),
+        })
+    }
+}
+
+/// The active terminal a key belongs to, or 401.
+pub fn resolve_terminal(
+    c: &mut dyn konbini_store::Conn,
+    key_hash: &[u8],
+) -> Result<TerminalAuth, ApiError> {
+    let t = stores::terminal_by_key_hash(c, key_hash)?.ok_or_else(ApiError::unauthenticated)?;
+    Ok(TerminalAuth {
+        terminal_id: t.id,
+        store_id: t.store_id,
+    })
+}
+
 /// The `Idempotency-Key` header, required on every request that moves money.
 #[derive(Debug, Clone)]
 pub struct IdempotencyKey(pub String);

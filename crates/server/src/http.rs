@@ -2,7 +2,7 @@
 
 use crate::app::{accounts, funding, idem::Stored, paycodes, pos};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{CustomerAuth, IdempotencyKey, Json, Path, TerminalAuth};
+use crate::extract::{CustomerAuth, IdempotencyKey, Json, Path, TerminalAuth, TerminalKey};
 use crate::processor::CardDetails;
 use crate::state::AppState;
 use axum::Router;
@@ -237,11 +237,11 @@ async fn reject_payment(
 
 async fn create_payment(
     State(s): State<AppState>,
-    t: TerminalAuth,
+    t: TerminalKey,
     key: IdempotencyKey,
     Json(b): Json<pos::PaymentRequest>,
 ) -> ApiResult<Stored> {
-    pos::create_payment(&s, t.terminal_id, t.store_id, key.0, b).await
+    pos::create_payment(&s, t.key_hash, key.0, b).await
 }
 
 async fn get_payment(

@@ -51,6 +51,57 @@ pub fn claim(
     }
 }
 
+/// The stored row of a key, if any: (request hash, status, body); status and body are `None`
+/// while the first request is in flight.
+pub type Existing = (Vec<u8>, Option<i64>, Option<String>);
+
+/// Classifies an existing row against this request's hash (no row: `New`).
+pub fn judge(existing: Option<Existing>, request_hash: &[u8]) -> Claim {
+    let Some((hash, status, body)) = existing else {
+        return Claim::New;
+    };
+    if !konbini_core::encoding::constant_time_eq(&hash, request_hash) {
+        return Claim::Mismatch;
+    }
+    match (status, body) {
+        (Some(status), Some(body)) => Claim::Replay {
+            status: u16::try_from(status).unwrap_or(500),
+            body,
+        },
+        _ => Claim::InFlight,
+    }
+}
+
+pub fn lookup(conn: &mut dyn Conn, scope: &str, key: &str) -> Result<Option<Existing>, StoreError> {
+    conn.query_opt(
+        "SELECT request_hash, status_code, body FROM idempotency WHERE scope = $1 AND key = $2",
+        params![scope, key],
+    )?
+    .map(|r| Ok((r.bytes(0)?, r.opt_int(1)?, r.opt_text(2)?)))
+    .transpose()
+}
+
+/// Records a key with its response (or `None` while the work continues elsewhere) at the end
+/// of the work, in one statement. `false`: another request with the same key committed first;
+/// the caller must roll back and answer from [`lookup`].
+pub fn insert(
+    conn: &mut dyn Conn,
+    scope: &str,
+    key: &str,
+    request_hash: &[u8],
+    response: Option<(u16, &str)>,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let (status, body) = match response {
+        Some((s, b)) => (Some(i64::from(s)), Some(b)),
+        None => (None, None),
+    };
+    Ok(conn.exec(
+        "INSERT INTO idempotency (scope, key, request_hash, status_code, body, created_ms) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        params![scope, key, request_hash, status, body, now_ms],
+    )? == 1)
+}
+
 /// Stores the response of a claimed key.
 pub fn complete(
     conn: &mut dyn Conn,

@@ -92,6 +92,15 @@ pub fn post(
             params![&p.account_id, account_kind.as_str(), entry.currency().code(), p.amount_minor, now_ms],
         )?;
     }
+    if let ([a, b], crate::Backend::Postgres) = (entry.postings(), conn.backend()) {
+        // Entry and both postings in one round trip.
+        conn.exec(
+            "WITH e AS (INSERT INTO entries (id, kind, ref_id, currency, created_ms) VALUES ($1, $6, $7, $8, $9)) \
+             INSERT INTO postings (entry_id, account_id, amount) VALUES ($1, $2, $3), ($1, $4, $5)",
+            params![entry_id, &a.account_id, a.amount_minor, &b.account_id, b.amount_minor, kind, ref_id, entry.currency().code(), now_ms],
+        )?;
+        return Ok(Posted::Ok);
+    }
     conn.exec(
         "INSERT INTO entries (id, kind, ref_id, currency, created_ms) VALUES ($1, $2, $3, $4, $5)",
         params![entry_id, kind, ref_id, entry.currency().code(), now_ms],

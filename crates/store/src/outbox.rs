@@ -29,6 +29,16 @@ pub fn enqueue(
     Ok(())
 }
 
+/// An event to write.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    pub topic: String,
+    pub aggregate_id: String,
+    pub payload: String,
+    pub created_ms: i64,
+}
+
 /// Undelivered events, oldest first, at most `limit`.
 pub fn pending(conn: &mut dyn Conn, limit: i64) -> Result<Vec<Event>, StoreError> {
     conn.query(

@@ -92,3 +92,33 @@ pub fn revoke_terminal(conn: &mut dyn Conn, id: &str) -> Result<bool, StoreError
         params![id],
     )? == 1)
 }
+
+/// The active terminal of a key together with the idempotency record of `idem_key` under
+/// that terminal, in one round trip (the payment hot path).
+pub fn terminal_with_idempotency(
+    conn: &mut dyn Conn,
+    key_hash: &[u8],
+    idem_key: &str,
+) -> Result<Option<(Terminal, Option<crate::idempotency::Existing>)>, StoreError> {
+    conn.query_opt(
+        "SELECT t.id, t.store_id, t.key_hash, t.label, t.status, t.created_ms, i.request_hash, i.status_code, i.body \
+         FROM terminals t LEFT JOIN idempotency i ON i.scope = t.id AND i.key = $2 WHERE t.key_hash = $1 AND t.status = 'active'",
+        params![key_hash, idem_key],
+    )?
+    .map(|r| {
+        let t = Terminal {
+            id: r.text(0)?,
+            store_id: r.text(1)?,
+            key_hash: r.bytes(2)?,
+            label: r.text(3)?,
+            status: r.text(4)?,
+            created_ms: r.int(5)?,
+        };
+        let existing = match r.0.get(6) {
+            Some(crate::Value::Bytes(h)) => Some((h.clone(), r.opt_int(7)?, r.opt_text(8)?)),
+            _ => None,
+        };
+        Ok((t, existing))
+    })
+    .transpose()
+}

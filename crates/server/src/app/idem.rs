@@ -77,6 +77,46 @@ pub fn begin(c: &mut dyn Conn, idem: &Idem, now_ms: i64) -> ApiResult<Option<Sto
     }
 }
 
+/// Marker code of the error a use case returns when, at the end of its work, another request
+/// with the same key turned out to have committed first ([`record_at_end`] returned false).
+/// The work is rolled back and the caller answers from the stored response (see `pos::create_payment`).
+pub const RACE: &str = "idempotency_race";
+
+/// The answer for a key that already has a row: replay, mismatch (422) or in flight (409).
+pub fn answer_existing(existing: idempotency::Existing, request_hash: &[u8]) -> ApiResult<Stored> {
+    match idempotency::judge(Some(existing), request_hash) {
+        idempotency::Claim::Replay { status, body } => Ok(Stored { status, body }),
+        idempotency::Claim::Mismatch => Err(ApiError::idempotency(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "This Idempotency-Key was used with different request parameters.",
+        )),
+        _ => Err(ApiError::idempotency(
+            StatusCode::CONFLICT,
+            "idempotency_key_in_use",
+            "A request with this Idempotency-Key is still being processed; retry later.",
+        )),
+    }
+}
+
+/// Records the key with its response at the end of the work (one statement, no claim up
+/// front). `response` is `None` when the work continues in a second transaction.
+pub fn record_at_end(c: &mut dyn Conn, idem: &Idem, response: Option<&Stored>, now_ms: i64) -> ApiResult<()> {
+    let inserted = idempotency::insert(
+        c,
+        &idem.scope,
+        &idem.key,
+        &idem.request_hash,
+        response.map(|s| (s.status, s.body.as_str())),
+        now_ms,
+    )?;
+    if inserted {
+        Ok(())
+    } else {
+        Err(ApiError::idempotency(StatusCode::CONFLICT, RACE, "A concurrent request used this Idempotency-Key."))
+    }
+}
+
 /// Stores the response for replay, in the same transaction as the work.
 pub fn finish(c: &mut dyn Conn, idem: &Idem, stored: &Stored) -> ApiResult<()> {
     idempotency::complete(c, &idem.scope, &idem.key, stored.status, &stored.body)?;

@@ -143,8 +143,7 @@ enum Decided {
 /// committed too: its code stays spent.
 pub async fn create_payment(
     state: &AppState,
-    terminal_id: String,
-    store_id: String,
+    terminal_key_hash: Vec<u8>,
     key: String,
     req: PaymentRequest,
 ) -> ApiResult<Stored> {
@@ -161,7 +160,9 @@ pub async fn create_payment(
     let code = PaymentCode::parse(&req.code).map_err(|_| {
         ApiError::invalid_param("invalid_code", "code", "This is not a valid payment code.")
     })?;
-    let idem = Idem::new(&terminal_id, &key, "POST /v1/pos/payments", &req);
+    // The scope (the terminal) is filled in once the key is resolved in the transaction.
+    let mut idem = Idem::new("", &key, "POST /v1/pos/payments", &req);
+    let race_hash = (terminal_key_hash.clone(), idem.key.clone(), idem.request_hash.clone());
     let now = state.now_ms();
     let secret = state.secret.clone();
     let cfg = state.config.clone();
@@ -170,15 +171,25 @@ pub async fn create_payment(
     let decided = state
         .db
         .write(move |c| {
-            if let Some(s) = idem::begin(c, &idem, now)? {
-                return Ok(Decided::Done(s));
+            // One round trip finds the terminal and any earlier request with this key.
+            let (terminal, existing) =
+                konbini_store::stores::terminal_with_idempotency(c, &terminal_key_hash, &idem.key)?
+                    .ok_or_else(ApiError::unauthenticated)?;
+            idem.scope.clone_from(&terminal.id);
+            if let Some(e) = existing {
+                return idem::answer_existing(e, &idem.request_hash).map(Decided::Done);
             }
+            let terminal = crate::extract::TerminalAuth {
+                terminal_id: terminal.id,
+                store_id: terminal.store_id,
+            };
+            let store_id = terminal.store_id;
             let mut p = Payment {
                 id: new_id("pay"),
                 customer_id: None,
                 device_id: None,
                 store_id: store_id.clone(),
-                terminal_id: terminal_id.clone(),
+                terminal_id: terminal.terminal_id,
                 amount: amount.minor(),
                 currency: amount.currency().code().into(),
                 status: "declined".into(),
@@ -194,44 +205,39 @@ pub async fn create_payment(
                 created_ms: now,
                 updated_ms: now,
             };
-            let device = match spend_code(c, &secret, &code, now)? {
+            let paying = match spend_code(c, &secret, &code, now)? {
                 Some(d) => d,
                 None => {
                     p.decline_code = Some("invalid_code".into());
                     return finish_decided(c, &idem, p, now).map(Decided::Done);
                 }
             };
-            p.customer_id = Some(device.customer_id.clone());
-            p.device_id = Some(device.id.clone());
-            let customer =
-                customers::by_id(c, &device.customer_id)?.ok_or_else(ApiError::internal)?;
-            if customer.status != "active" {
+            let customer_id = paying.device.customer_id.clone();
+            p.customer_id = Some(customer_id.clone());
+            p.device_id = Some(paying.device.id.clone());
+            if paying.customer_status != "active" {
                 p.decline_code = Some("account_unavailable".into());
                 return finish_decided(c, &idem, p, now).map(Decided::Done);
             }
-            if customer.funding == "card"
-                && let Some(card_id) = &customer.funding_card_id
-                && let Some(card) = customers::card_of(c, &customer.id, card_id)?
+            if paying.funding == "card"
+                && let Some(card_id) = &paying.funding_card_id
+                && let Some(card) = customers::card_of(c, &customer_id, card_id)?
             {
                 p.funding = Some("card".into());
                 p.card_id = Some(card.id.clone());
                 p.status = "processing".into();
                 payments::insert_payment(c, &p)?;
+                // Claimed without a response: a duplicate meanwhile is told it is in flight.
+                idem::record_at_end(c, &idem, None, now)?;
                 return Ok(Decided::Card {
                     payment: Box::new(p),
                     token: card.processor_token,
                 });
             }
             p.funding = Some("wallet".into());
-            let wallet = rules::wallet_account(&customer.id, amount.currency());
+            let wallet = rules::wallet_account(&customer_id, amount.currency());
+            // The settlement account is created by the posting itself if it is new.
             let settlement = rules::store_settlement_account(&store_id, amount.currency());
-            ledger::ensure_account(
-                c,
-                &settlement,
-                AccountKind::StoreSettlement,
-                amount.currency(),
-                now,
-            )?;
             if amount.minor() >= cfg.limits.confirm_at_or_above_minor {
                 // Large payment: reserve the money and wait for the customer's confirmation.
                 let hold_id = new_id("hold");
@@ -265,7 +271,21 @@ pub async fn create_payment(
             }
             finish_decided(c, &idem, p, now).map(Decided::Done)
         })
-        .await?;
+        .await;
+    let decided = match decided {
+        Err(e) if e.code == idem::RACE => {
+            // A concurrent request with the same key committed first: answer what it stored.
+            let (key_hash, key, request_hash) = race_hash;
+            let existing = state
+                .db
+                .read(move |c| konbini_store::stores::terminal_with_idempotency(c, &key_hash, &key))
+                .await?
+                .and_then(|(_, e)| e)
+                .ok_or_else(ApiError::internal)?;
+            return idem::answer_existing(existing, &request_hash);
+        }
+        other => other?,
+    };
     match decided {
         Decided::Done(s) => Ok(s),
         Decided::Card { payment, token } => finish_card_payment(state, *payment, token, key).await,
@@ -280,10 +300,11 @@ fn spend_code(
     secret: &crate::secrets::MasterSecret,
     code: &PaymentCode,
     now: i64,
-) -> Result<Option<customers::Device>, StoreError> {
-    let Some(device) = customers::device_by_slot(c, i64::from(code.slot()))? else {
+) -> Result<Option<customers::PayingDevice>, StoreError> {
+    let Some(paying) = customers::paying_device_by_slot(c, i64::from(code.slot()))? else {
         return Ok(None);
     };
+    let device = &paying.device;
     let generation = u32::try_from(device.key_generation).unwrap_or(0);
     let key = secret.paycode_key(code.slot(), generation);
     let Ok(counter) = paycode::verify(&key, code, now) else {
@@ -292,16 +313,42 @@ fn spend_code(
     if !customers::consume_code(c, device.slot, counter)? {
         return Ok(None);
     }
-    Ok(Some(device))
+    Ok(Some(paying))
 }
 
 /// Inserts the decided payment with its activity line and event, and stores the response.
 fn finish_decided(c: &mut dyn Conn, idem: &Idem, p: Payment, now: i64) -> ApiResult<Stored> {
-    payments::insert_payment(c, &p)?;
-    record(c, &p, now)?;
+    let (activity, event) = activity_and_event(&p, now);
+    payments::insert_payment_recorded(c, &p, activity.as_ref(), &event)?;
     let stored = Stored::json(StatusCode::CREATED, &payment_json(&p));
-    idem::finish(c, idem, &stored)?;
+    idem::record_at_end(c, idem, Some(&stored), now)?;
     Ok(stored)
+}
+
+/// The customer's activity line (when the payer is known) and the outbox event of a payment.
+fn activity_and_event(p: &Payment, now: i64) -> (Option<Activity>, konbini_store::outbox::NewEvent) {
+    let activity = p.customer_id.as_ref().map(|customer_id| Activity {
+        id: p.id.clone(),
+        customer_id: customer_id.clone(),
+        kind: "payment".into(),
+        amount: -p.amount,
+        currency: p.currency.clone(),
+        status: p.status.clone(),
+        description: format!("Payment at store {}", p.store_id),
+        created_ms: now,
+    });
+    let event = konbini_store::outbox::NewEvent {
+        id: new_id("evt"),
+        topic: format!("payment.{}", p.status),
+        aggregate_id: p.id.clone(),
+        payload: json!({
+            "payment_id": p.id, "customer_id": p.customer_id, "store_id": p.store_id, "amount": p.amount,
+            "currency": p.currency, "status": p.status, "decline_code": p.decline_code
+        })
+        .to_string(),
+        created_ms: now,
+    };
+    (activity, event)
 }
 
 /// The customer's activity line and the outbox event for a payment's current state.
