@@ -44,8 +44,10 @@ pub fn run(bind: &str, exit_after: bool) -> Result<ExitCode, String> {
             r
         });
         let shutdown = async move {
+            // Only an explicit stop (after --exit-after-walkthrough) or a signal ends the
+            // demo; the walk-through finishing without sending keeps it serving.
             tokio::select! {
-                _ = stop_rx => {},
+                Ok(()) = stop_rx => {},
                 _ = crate::shutdown_signal() => {},
             }
         };

@@ -18,9 +18,20 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     b
 }
 
-/// A new opaque identifier such as `pay_3f9a…` (96 random bits, not a secret).
+/// A new opaque identifier such as `pay_019ab3…`.
+///
+/// The first 6 bytes are the wall-clock time in milliseconds, so new rows land at the right
+/// edge of each primary-key B-tree instead of at random pages: far fewer pages dirtied (and
+/// written to the WAL) per transaction. The 80 random bits that follow keep ids unguessable
+/// and unique across nodes. Ids are identifiers, not secrets.
 pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", hex(&random_bytes::<12>()))
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut b = [0u8; 16];
+    b[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    b[6..].copy_from_slice(&random_bytes::<10>());
+    format!("{prefix}_{}", hex(&b))
 }
 
 /// A new bearer secret such as `ks_…` (256 random bits).

@@ -126,13 +126,54 @@ pub fn insert_payment_recorded(
         if let Some(a) = activity {
             insert_activity(conn, a)?;
         }
-        return crate::outbox::enqueue(conn, &event.id, &event.topic, &event.aggregate_id, &event.payload, event.created_ms);
+        return crate::outbox::enqueue(
+            conn,
+            &event.id,
+            &event.topic,
+            &event.aggregate_id,
+            &event.payload,
+            event.created_ms,
+        );
     }
-    let mut params: Vec<crate::Value> = params![&p.id, p.customer_id.clone(), p.device_id.clone(), &p.store_id, &p.terminal_id, p.amount, &p.currency, &p.status, p.decline_code.clone(), p.funding.clone(), p.card_id.clone(), p.processor_auth.clone(), &p.order_ref, &p.basket, p.refunded, p.hold_id.clone(), p.expires_ms, p.created_ms, p.updated_ms,
-        &event.id, &event.topic, &event.aggregate_id, &event.payload, event.created_ms].to_vec();
+    let mut params: Vec<crate::Value> = params![
+        &p.id,
+        p.customer_id.clone(),
+        p.device_id.clone(),
+        &p.store_id,
+        &p.terminal_id,
+        p.amount,
+        &p.currency,
+        &p.status,
+        p.decline_code.clone(),
+        p.funding.clone(),
+        p.card_id.clone(),
+        p.processor_auth.clone(),
+        &p.order_ref,
+        &p.basket,
+        p.refunded,
+        p.hold_id.clone(),
+        p.expires_ms,
+        p.created_ms,
+        p.updated_ms,
+        &event.id,
+        &event.topic,
+        &event.aggregate_id,
+        &event.payload,
+        event.created_ms
+    ]
+    .to_vec();
     match activity {
         Some(a) => {
-            params.extend_from_slice(params![&a.id, &a.customer_id, &a.kind, a.amount, &a.currency, &a.status, &a.description, a.created_ms]);
+            params.extend_from_slice(params![
+                &a.id,
+                &a.customer_id,
+                &a.kind,
+                a.amount,
+                &a.currency,
+                &a.status,
+                &a.description,
+                a.created_ms
+            ]);
             conn.exec(
                 "WITH o AS (INSERT INTO outbox (id, topic, aggregate_id, payload, created_ms, attempts) VALUES ($20, $21, $22, $23, $24, 0)), \
                  a AS (INSERT INTO activity (id, customer_id, kind, amount, currency, status, description, created_ms) VALUES ($25, $26, $27, $28, $29, $30, $31, $32)) \

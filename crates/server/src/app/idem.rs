@@ -101,7 +101,12 @@ pub fn answer_existing(existing: idempotency::Existing, request_hash: &[u8]) -> 
 
 /// Records the key with its response at the end of the work (one statement, no claim up
 /// front). `response` is `None` when the work continues in a second transaction.
-pub fn record_at_end(c: &mut dyn Conn, idem: &Idem, response: Option<&Stored>, now_ms: i64) -> ApiResult<()> {
+pub fn record_at_end(
+    c: &mut dyn Conn,
+    idem: &Idem,
+    response: Option<&Stored>,
+    now_ms: i64,
+) -> ApiResult<()> {
     let inserted = idempotency::insert(
         c,
         &idem.scope,
@@ -113,7 +118,11 @@ pub fn record_at_end(c: &mut dyn Conn, idem: &Idem, response: Option<&Stored>, n
     if inserted {
         Ok(())
     } else {
-        Err(ApiError::idempotency(StatusCode::CONFLICT, RACE, "A concurrent request used this Idempotency-Key."))
+        Err(ApiError::idempotency(
+            StatusCode::CONFLICT,
+            RACE,
+            "A concurrent request used this Idempotency-Key.",
+        ))
     }
 }
 

@@ -162,7 +162,11 @@ pub async fn create_payment(
     })?;
     // The scope (the terminal) is filled in once the key is resolved in the transaction.
     let mut idem = Idem::new("", &key, "POST /v1/pos/payments", &req);
-    let race_hash = (terminal_key_hash.clone(), idem.key.clone(), idem.request_hash.clone());
+    let race_hash = (
+        terminal_key_hash.clone(),
+        idem.key.clone(),
+        idem.request_hash.clone(),
+    );
     let now = state.now_ms();
     let secret = state.secret.clone();
     let cfg = state.config.clone();
@@ -326,7 +330,10 @@ fn finish_decided(c: &mut dyn Conn, idem: &Idem, p: Payment, now: i64) -> ApiRes
 }
 
 /// The customer's activity line (when the payer is known) and the outbox event of a payment.
-fn activity_and_event(p: &Payment, now: i64) -> (Option<Activity>, konbini_store::outbox::NewEvent) {
+fn activity_and_event(
+    p: &Payment,
+    now: i64,
+) -> (Option<Activity>, konbini_store::outbox::NewEvent) {
     let activity = p.customer_id.as_ref().map(|customer_id| Activity {
         id: p.id.clone(),
         customer_id: customer_id.clone(),
