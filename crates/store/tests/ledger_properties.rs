@@ -31,8 +31,11 @@ fn op() -> impl Strategy<Value = Op> {
 
 static CASE: AtomicU64 = AtomicU64::new(0);
 
+/// (balance, held) of each account of a case.
+type Balances = Vec<(i64, i64)>;
+
 /// Applies `ops` to the database and to a model; returns (model balances, db balances).
-fn run_case(db: &Db, ops: Vec<Op>) -> Result<(Vec<(i64, i64)>, Vec<(i64, i64)>), StoreError> {
+fn run_case(db: &Db, ops: Vec<Op>) -> Result<(Balances, Balances), StoreError> {
     let case = CASE.fetch_add(1, Ordering::Relaxed);
     let jpy = Currency::JPY;
     let wallet = move |c: usize| format!("wallet:p{case}c{c}:JPY");
