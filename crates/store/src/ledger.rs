@@ -55,6 +55,11 @@ pub fn post(
     entry: &Entry,
     now_ms: i64,
 ) -> Result<Posted, StoreError> {
+    if conn.backend() == crate::Backend::Postgres
+        && let Some(posted) = post_wallet_debit_pg(conn, entry_id, kind, ref_id, entry, now_ms)?
+    {
+        return Ok(posted);
+    }
     // Pass 1: guarded debits of wallets, which may never go below their available balance.
     let mut guarded = 0;
     for p in entry.postings() {
@@ -126,6 +131,54 @@ pub fn post(
         }
     }
     Ok(Posted::Ok)
+}
+
+/// PostgreSQL fast path for the commonest entry, a wallet paying a non-wallet account (every
+/// wallet payment): the guarded debit, the credit (creating the account if new), the entry
+/// and both postings in ONE statement of data-modifying CTEs, all conditional on the debit.
+/// Returns `None` when the entry has another shape (the general path handles it).
+fn post_wallet_debit_pg(
+    conn: &mut dyn Conn,
+    entry_id: &str,
+    kind: &str,
+    ref_id: &str,
+    entry: &Entry,
+    now_ms: i64,
+) -> Result<Option<Posted>, StoreError> {
+    let [a, b] = entry.postings() else {
+        return Ok(None);
+    };
+    let (debit, credit) = if a.amount_minor < 0 { (a, b) } else { (b, a) };
+    if !is_wallet_account(&debit.account_id) || is_wallet_account(&credit.account_id) {
+        return Ok(None);
+    }
+    let credit_kind = AccountKind::of_account(&credit.account_id).ok_or_else(|| {
+        StoreError::Constraint(format!(
+            "account id {} has no known kind",
+            credit.account_id
+        ))
+    })?;
+    let row = conn.query_one(
+        "WITH w AS (UPDATE accounts SET balance = balance + $1::bigint WHERE id = $2::text AND balance - held + $1::bigint >= 0 RETURNING id), \
+         c AS (INSERT INTO accounts (id, kind, currency, balance, held, created_ms) \
+               SELECT $3::text, $4::text, $5::text, $6::bigint, 0, $7::bigint WHERE EXISTS (SELECT 1 FROM w) \
+               ON CONFLICT (id) DO UPDATE SET balance = accounts.balance + excluded.balance), \
+         e AS (INSERT INTO entries (id, kind, ref_id, currency, created_ms) \
+               SELECT $8::text, $9::text, $10::text, $5::text, $7::bigint WHERE EXISTS (SELECT 1 FROM w)), \
+         p AS (INSERT INTO postings (entry_id, account_id, amount) \
+               SELECT v.e, v.a, v.x FROM (VALUES ($8::text, $2::text, $1::bigint), ($8::text, $3::text, $6::bigint)) AS v(e, a, x) \
+               WHERE EXISTS (SELECT 1 FROM w)) \
+         SELECT COUNT(*) FROM w",
+        params![
+            debit.amount_minor, &debit.account_id, &credit.account_id, credit_kind.as_str(),
+            entry.currency().code(), credit.amount_minor, now_ms, entry_id, kind, ref_id
+        ],
+    )?;
+    Ok(Some(if row.int(0)? == 1 {
+        Posted::Ok
+    } else {
+        Posted::InsufficientFunds
+    }))
 }
 
 /// A two-phase hold to place on a wallet.
