@@ -18,7 +18,7 @@ pub enum Backend {
 pub struct DbConfig {
     /// `sqlite://path/to/file.db` or `postgres://user@host/db` (also `postgresql://`).
     pub url: String,
-    /// PostgreSQL connections (one worker thread each).
+    /// PostgreSQL connections (one worker thread each); `KONBINI_PG_POOL`, or 4 per core.
     pub pg_pool_size: usize,
     /// SQLite reader threads (the writer is always one).
     pub sqlite_readers: usize,
@@ -28,10 +28,14 @@ impl DbConfig {
     pub fn new(url: &str) -> DbConfig {
         DbConfig {
             url: url.to_string(),
+            // A few connections per core: more only adds context switches and lock
+            // contention inside PostgreSQL (measured in docs/benchmarks.md).
             pg_pool_size: std::env::var("KONBINI_PG_POOL")
                 .ok()
                 .and_then(|v| v.parse().ok())
-                .unwrap_or(16),
+                .unwrap_or_else(|| {
+                    4 * std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+                }),
             sqlite_readers: 2,
         }
     }
