@@ -94,6 +94,20 @@ impl Simulator {
         }
     }
 
+    /// How many authorizations the simulated bank has made (for tests: no double charge).
+    pub fn authorization_count(&self) -> usize {
+        self.state().authorizations.len()
+    }
+
+    /// What the simulated bank charged in total: captured minus refunded.
+    pub fn net_charged_minor(&self) -> i64 {
+        self.state()
+            .authorizations
+            .values()
+            .map(|a| a.captured.unwrap_or(0) - a.refunded)
+            .sum()
+    }
+
     fn state(&self) -> MutexGuard<'_, SimState> {
         // Every update below is completed before the guard is dropped, so a poisoned lock (a panic
         // elsewhere while holding it) still holds consistent state.

@@ -1,0 +1,192 @@
+//! The real network path to the card processor: the server talks to the simulator served over
+//! HTTP on a socket, with a short timeout, so timeouts, outages and retries are exercised for
+//! real. Money is never half-moved: a customer is charged once or not at all, and the wallet
+//! is credited exactly when the processor captured.
+
+mod common;
+use common::*;
+use konbini_server::config::ProcessorConfig;
+use konbini_server::processor::{Simulator, simulator_router};
+use serde_json::json;
+
+async fn simulator(slow_ms: u64) -> (Simulator, String) {
+    let sim = Simulator::new(slow_ms);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = simulator_router(sim.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (sim, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_authorization_is_retried_and_charged_once() {
+    let (sim, url) = simulator(1_500).await;
+    let u = url.clone();
+    for app in apps_with(move |c| {
+        c.processor = ProcessorConfig::Http {
+            url: u.clone(),
+            timeout_ms: 300,
+        }
+    })
+    .await
+    {
+        let l = app.label;
+        let before = (sim.authorization_count(), sim.net_charged_minor());
+        let c = app.customer(&format!("slow-{l}@example.com")).await;
+        let card = app.link_card(&c, "4000000000006975").await;
+        let r = app
+            .send(
+                "POST",
+                "/v1/topups",
+                Some(&c.token),
+                Some("slow-1"),
+                Some(json!({"amount": 2_000, "currency": "JPY", "card_id": card})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{l}: {}", r.text);
+        assert_eq!(r.body["status"], "succeeded", "{l}");
+        assert_eq!(app.wallet(&c).await["balance"], 2_000, "{l}");
+        assert_eq!(
+            sim.authorization_count() - before.0,
+            1,
+            "{l}: the retry reused the authorization"
+        );
+        assert_eq!(
+            sim.net_charged_minor() - before.1,
+            2_000,
+            "{l}: charged exactly once"
+        );
+        app.ledger_ok().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_processor_charges_nothing_and_credits_nothing() {
+    let (sim, url) = simulator(1_500).await;
+    let u = url.clone();
+    for app in apps_with(move |c| {
+        c.processor = ProcessorConfig::Http {
+            url: u.clone(),
+            timeout_ms: 300,
+        }
+    })
+    .await
+    {
+        let l = app.label;
+        let before = sim.net_charged_minor();
+        let c = app.customer(&format!("fail-{l}@example.com")).await;
+        let card = app.link_card(&c, "4000000000000119").await;
+        let r = app
+            .send(
+                "POST",
+                "/v1/topups",
+                Some(&c.token),
+                Some("fail-1"),
+                Some(json!({"amount": 2_000, "currency": "JPY", "card_id": card})),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.error_code()),
+            (502, "processor_unavailable"),
+            "{l}: {}",
+            r.text
+        );
+        assert_eq!(app.wallet(&c).await["balance"], 0, "{l}");
+        assert_eq!(sim.net_charged_minor(), before, "{l}: nothing charged");
+        // The same key replays the stored failure; it does not charge on a retry.
+        let again = app
+            .send(
+                "POST",
+                "/v1/topups",
+                Some(&c.token),
+                Some("fail-1"),
+                Some(json!({"amount": 2_000, "currency": "JPY", "card_id": card})),
+            )
+            .await;
+        assert_eq!(again.text, r.text, "{l}");
+        let h = app
+            .send("GET", "/v1/transactions", Some(&c.token), None, None)
+            .await;
+        assert_eq!(h.body["data"][0]["status"], "failed", "{l}: {}", h.text);
+        // Card-funded POS payment through the network client: charged once, refunded once.
+        let good = app.link_card(&c, "4242424242424242").await;
+        let f = app
+            .send(
+                "PUT",
+                "/v1/wallet/funding",
+                Some(&c.token),
+                None,
+                Some(json!({"source": "card", "card_id": good})),
+            )
+            .await;
+        assert_eq!(f.status, 200, "{l}: {}", f.text);
+        let (_, term) = app.store_with_terminal(&format!("st_{l}")).await;
+        let code = app.offline_code(&c, 0);
+        let p = app.pay(&term, &code, 1_500, "card-pay").await;
+        assert_eq!(p.body["status"], "succeeded", "{l}: {}", p.text);
+        assert_eq!(p.body["funding"], "card", "{l}");
+        assert_eq!(sim.net_charged_minor() - before, 1_500, "{l}");
+        let id = p.body["id"].as_str().expect("id");
+        let re = app
+            .send(
+                "POST",
+                &format!("/v1/pos/payments/{id}/refunds"),
+                Some(&term),
+                Some("card-refund"),
+                Some(json!({"amount": 500})),
+            )
+            .await;
+        assert_eq!(re.status, 201, "{l}: {}", re.text);
+        assert_eq!(
+            sim.net_charged_minor() - before,
+            1_000,
+            "{l}: the refund reached the card"
+        );
+        app.ledger_ok().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_processor_is_a_clear_error() {
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    for app in apps_with(move |c| {
+        c.processor = ProcessorConfig::Http {
+            url: format!("http://127.0.0.1:{port}"),
+            timeout_ms: 300,
+        }
+    })
+    .await
+    {
+        let c = app
+            .customer(&format!("down-{}@example.com", app.label))
+            .await;
+        let r = app
+            .send("POST", "/v1/cards", Some(&c.token), None, Some(json!({"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"})))
+            .await;
+        assert_eq!(
+            (r.status, r.error_code()),
+            (502, "processor_unavailable"),
+            "{}: {}",
+            app.label,
+            r.text
+        );
+        assert!(!r.text.contains("4242424242424242"), "{}", app.label);
+        let cards = app
+            .send("GET", "/v1/cards", Some(&c.token), None, None)
+            .await;
+        assert_eq!(
+            cards.body["data"].as_array().map(Vec::len),
+            Some(0),
+            "{}",
+            app.label
+        );
+    }
+}
