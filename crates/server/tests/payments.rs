@@ -73,6 +73,36 @@ async fn walk_through() {
             .map(|x| x["type"].as_str().unwrap_or(""))
             .collect();
         assert_eq!(kinds, vec!["refund", "payment", "topup"], "{}", app.label);
+        // Every money movement wrote its event in the same transaction (the outbox).
+        let events: Vec<String> = app
+            .db
+            .read({
+                let pid = pid.clone();
+                move |c| konbini_store::outbox::for_aggregate(c, &pid)
+            })
+            .await
+            .expect("outbox")
+            .into_iter()
+            .map(|e| e.topic)
+            .collect();
+        assert_eq!(
+            events,
+            vec!["payment.succeeded", "refund.succeeded"],
+            "{}",
+            app.label
+        );
+        let topups: i64 = app
+            .db
+            .read(|c| {
+                c.query_one(
+                    "SELECT COUNT(*) FROM outbox o JOIN topups t ON t.id = o.aggregate_id WHERE o.topic = 'topup.succeeded'",
+                    konbini_store::params![],
+                )?
+                .int(0)
+            })
+            .await
+            .expect("count");
+        assert_eq!(topups, 1, "{}", app.label);
         app.ledger_ok().await;
     }
 }
