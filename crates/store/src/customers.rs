@@ -70,6 +70,16 @@ pub fn set_funding(
     Ok(())
 }
 
+/// `SELECT <every device column> FROM devices <rest>`, as one static string.
+macro_rules! select_devices {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, customer_id, slot, key_generation, secret_hash, name, status, last_code_counter, created_ms FROM devices ",
+            $rest
+        )
+    };
+}
+
 /// A device bound to a customer.
 #[derive(Debug, Clone)]
 pub struct Device {
@@ -110,18 +120,15 @@ pub fn insert_device(conn: &mut dyn Conn, d: &Device) -> Result<bool, StoreError
 }
 
 pub fn device_by_id(conn: &mut dyn Conn, id: &str) -> Result<Option<Device>, StoreError> {
-    conn.query_opt(
-        "SELECT id, customer_id, slot, key_generation, secret_hash, name, status, last_code_counter, created_ms FROM devices WHERE id = $1",
-        params![id],
-    )?
-    .map(|r| device(&r))
-    .transpose()
+    conn.query_opt(select_devices!("WHERE id = $1"), params![id])?
+        .map(|r| device(&r))
+        .transpose()
 }
 
 /// The live (bound) device holding a payment-code slot.
 pub fn device_by_slot(conn: &mut dyn Conn, slot: i64) -> Result<Option<Device>, StoreError> {
     conn.query_opt(
-        "SELECT id, customer_id, slot, key_generation, secret_hash, name, status, last_code_counter, created_ms FROM devices WHERE slot = $1 AND status = 'bound'",
+        select_devices!("WHERE slot = $1 AND status = 'bound'"),
         params![slot],
     )?
     .map(|r| device(&r))
@@ -161,7 +168,7 @@ pub fn paying_device_by_slot(
 
 pub fn devices_of(conn: &mut dyn Conn, customer_id: &str) -> Result<Vec<Device>, StoreError> {
     conn.query(
-        "SELECT id, customer_id, slot, key_generation, secret_hash, name, status, last_code_counter, created_ms FROM devices WHERE customer_id = $1 ORDER BY created_ms, id",
+        select_devices!("WHERE customer_id = $1 ORDER BY created_ms, id"),
         params![customer_id],
     )?
     .iter()

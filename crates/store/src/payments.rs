@@ -2,6 +2,17 @@
 
 use crate::{Conn, Row, StoreError, params};
 
+/// `SELECT <every payment column> FROM payments <rest>`, as one static string.
+macro_rules! select_payments {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, \
+             card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms FROM payments ",
+            $rest
+        )
+    };
+}
+
 /// A top-up as stored.
 #[derive(Debug, Clone)]
 pub struct Topup {
@@ -201,8 +212,7 @@ pub fn payment_in_store(
     store_id: &str,
 ) -> Result<Option<Payment>, StoreError> {
     conn.query_opt(
-        "SELECT id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms \
-         FROM payments WHERE id = $1 AND store_id = $2",
+        select_payments!("WHERE id = $1 AND store_id = $2"),
         params![id, store_id],
     )?
     .map(|r| payment(&r))
@@ -211,13 +221,9 @@ pub fn payment_in_store(
 
 /// A payment by id, whatever its store (for internal sweeps).
 pub fn payment_by_id(conn: &mut dyn Conn, id: &str) -> Result<Option<Payment>, StoreError> {
-    conn.query_opt(
-        "SELECT id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms \
-         FROM payments WHERE id = $1",
-        params![id],
-    )?
-    .map(|r| payment(&r))
-    .transpose()
+    conn.query_opt(select_payments!("WHERE id = $1"), params![id])?
+        .map(|r| payment(&r))
+        .transpose()
 }
 
 /// Changes a payment's status only if it is still `from` (each transition happens once).
@@ -333,8 +339,7 @@ pub fn pending_for_customer(
     now_ms: i64,
 ) -> Result<Vec<Payment>, StoreError> {
     conn.query(
-        "SELECT id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms \
-         FROM payments WHERE customer_id = $1 AND status = 'pending_confirmation' AND expires_ms > $2 ORDER BY created_ms, id LIMIT 50",
+        select_payments!("WHERE customer_id = $1 AND status = 'pending_confirmation' AND expires_ms > $2 ORDER BY created_ms, id LIMIT 50"),
         params![customer_id, now_ms],
     )?
     .iter()
@@ -349,8 +354,7 @@ pub fn payment_of_customer(
     customer_id: &str,
 ) -> Result<Option<Payment>, StoreError> {
     conn.query_opt(
-        "SELECT id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms \
-         FROM payments WHERE id = $1 AND customer_id = $2",
+        select_payments!("WHERE id = $1 AND customer_id = $2"),
         params![id, customer_id],
     )?
     .map(|r| payment(&r))
