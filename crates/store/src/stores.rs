@@ -122,3 +122,71 @@ pub fn terminal_with_idempotency(
     })
     .transpose()
 }
+
+/// Everything a POS payment needs to read before it decides, in one round trip: the terminal
+/// of the key, an earlier request with the same idempotency key, and the live device holding
+/// the code's slot with its customer.
+#[derive(Debug, Clone)]
+pub struct PosContext {
+    pub terminal: Terminal,
+    pub existing: Option<crate::idempotency::Existing>,
+    pub paying: Option<crate::customers::PayingDevice>,
+}
+
+pub fn pos_context(
+    conn: &mut dyn Conn,
+    key_hash: &[u8],
+    idem_key: &str,
+    slot: i64,
+) -> Result<Option<PosContext>, StoreError> {
+    let Some(r) = conn.query_opt(
+        "SELECT t.id, t.store_id, t.key_hash, t.label, t.status, t.created_ms, i.request_hash, i.status_code, i.body, \
+                d.id, d.customer_id, d.slot, d.key_generation, d.secret_hash, d.name, d.status, d.last_code_counter, d.created_ms, \
+                c.status, c.funding, c.funding_card_id \
+         FROM terminals t \
+         LEFT JOIN idempotency i ON i.scope = t.id AND i.key = $2 \
+         LEFT JOIN devices d ON d.slot = $3 AND d.status = 'bound' \
+         LEFT JOIN customers c ON c.id = d.customer_id \
+         WHERE t.key_hash = $1 AND t.status = 'active'",
+        params![key_hash, idem_key, slot],
+    )?
+    else {
+        return Ok(None);
+    };
+    let terminal = Terminal {
+        id: r.text(0)?,
+        store_id: r.text(1)?,
+        key_hash: r.bytes(2)?,
+        label: r.text(3)?,
+        status: r.text(4)?,
+        created_ms: r.int(5)?,
+    };
+    let existing = match r.0.get(6) {
+        Some(crate::Value::Bytes(h)) => Some((h.clone(), r.opt_int(7)?, r.opt_text(8)?)),
+        _ => None,
+    };
+    let paying = match r.opt_text(9)? {
+        None => None,
+        Some(id) => Some(crate::customers::PayingDevice {
+            device: crate::customers::Device {
+                id,
+                customer_id: r.text(10)?,
+                slot: r.int(11)?,
+                key_generation: r.int(12)?,
+                secret_hash: r.bytes(13)?,
+                name: r.text(14)?,
+                status: r.text(15)?,
+                last_code_counter: r.int(16)?,
+                created_ms: r.int(17)?,
+            },
+            customer_status: r.text(18)?,
+            funding: r.text(19)?,
+            funding_card_id: r.opt_text(20)?,
+        }),
+    };
+    Ok(Some(PosContext {
+        terminal,
+        existing,
+        paying,
+    }))
+}

@@ -175,12 +175,18 @@ pub async fn create_payment(
     let decided = state
         .db
         .write(move |c| {
-            // One round trip finds the terminal and any earlier request with this key.
-            let (terminal, existing) =
-                konbini_store::stores::terminal_with_idempotency(c, &terminal_key_hash, &idem.key)?
-                    .ok_or_else(ApiError::unauthenticated)?;
+            // One round trip reads everything the decision needs: the terminal, an earlier
+            // request with this key, and the device holding the code's slot.
+            let ctx = konbini_store::stores::pos_context(
+                c,
+                &terminal_key_hash,
+                &idem.key,
+                i64::from(code.slot()),
+            )?
+            .ok_or_else(ApiError::unauthenticated)?;
+            let terminal = ctx.terminal;
             idem.scope.clone_from(&terminal.id);
-            if let Some(e) = existing {
+            if let Some(e) = ctx.existing {
                 return idem::answer_existing(e, &idem.request_hash).map(Decided::Done);
             }
             let terminal = crate::extract::TerminalAuth {
@@ -209,7 +215,7 @@ pub async fn create_payment(
                 created_ms: now,
                 updated_ms: now,
             };
-            let paying = match spend_code(c, &secret, &code, now)? {
+            let paying = match spend_code(c, &secret, &code, ctx.paying, now)? {
                 Some(d) => d,
                 None => {
                     p.decline_code = Some("invalid_code".into());
@@ -296,16 +302,17 @@ pub async fn create_payment(
     }
 }
 
-/// Finds the live device of the code's slot, checks the one-time value and spends the code.
+/// Given the live device of the code's slot, checks the one-time value and spends the code.
 /// `None` for every kind of bad code (unknown slot, wrong value, expired, reused): the caller
 /// answers them all alike.
 fn spend_code(
     c: &mut dyn Conn,
     secret: &crate::secrets::MasterSecret,
     code: &PaymentCode,
+    paying: Option<customers::PayingDevice>,
     now: i64,
 ) -> Result<Option<customers::PayingDevice>, StoreError> {
-    let Some(paying) = customers::paying_device_by_slot(c, i64::from(code.slot()))? else {
+    let Some(paying) = paying else {
         return Ok(None);
     };
     let device = &paying.device;
@@ -323,9 +330,27 @@ fn spend_code(
 /// Inserts the decided payment with its activity line and event, and stores the response.
 fn finish_decided(c: &mut dyn Conn, idem: &Idem, p: Payment, now: i64) -> ApiResult<Stored> {
     let (activity, event) = activity_and_event(&p, now);
-    payments::insert_payment_recorded(c, &p, activity.as_ref(), &event)?;
     let stored = Stored::json(StatusCode::CREATED, &payment_json(&p));
-    idem::record_at_end(c, idem, Some(&stored), now)?;
+    let recorded = payments::insert_payment_recorded(
+        c,
+        &p,
+        activity.as_ref(),
+        &event,
+        &payments::IdempotencyRecord {
+            scope: &idem.scope,
+            key: &idem.key,
+            request_hash: &idem.request_hash,
+            status: stored.status,
+            body: &stored.body,
+        },
+    )?;
+    if !recorded {
+        return Err(ApiError::idempotency(
+            StatusCode::CONFLICT,
+            idem::RACE,
+            "A concurrent request used this Idempotency-Key.",
+        ));
+    }
     Ok(stored)
 }
 

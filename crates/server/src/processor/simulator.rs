@@ -301,12 +301,6 @@ impl Simulator {
             .get(reference)
             .map(|r| r.outcome.clone()))
     }
-
-    /// Number of authorizations ever approved, to prove retries do not authorize twice.
-    #[cfg(test)]
-    pub(super) fn authorization_count(&self) -> usize {
-        self.state().authorizations.len()
-    }
 }
 
 fn check_amount(amount_minor: i64) -> Result<(), ProcessorError> {
