@@ -54,6 +54,13 @@ pub struct Config {
     pub confirmation_timeout_ms: i64,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// A card operation (top-up, card-funded payment) still unfinished after this long was cut
+    /// off by a crash or a lost answer; the reconciler asks the processor and finishes it.
+    /// Far above the longest live call (two authorize attempts and a capture, each bounded by
+    /// the processor timeout).
+    pub card_op_stuck_after_ms: i64,
+    /// How often the reconciler looks for such operations.
+    pub reconcile_interval_ms: u64,
     pub processor: ProcessorConfig,
 }
 
@@ -67,6 +74,8 @@ impl Default for Config {
             session_absolute_ms: 12 * 60 * 60 * 1000,
             confirmation_timeout_ms: 60_000,
             max_body_bytes: 16 * 1024,
+            card_op_stuck_after_ms: 120_000,
+            reconcile_interval_ms: 10_000,
             processor: ProcessorConfig::Simulator { slow_ms: 3_000 },
         }
     }

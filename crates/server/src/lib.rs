@@ -17,8 +17,8 @@ pub mod state;
 
 use std::time::Duration;
 
-/// Serves the API on `listener` until `shutdown` resolves, with the background sweeper that
-/// expires unconfirmed payments.
+/// Serves the API on `listener` until `shutdown` resolves, with the background tasks: the
+/// sweeper that expires unconfirmed payments and the reconciler of interrupted card operations.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: state::AppState,
@@ -34,6 +34,17 @@ pub async fn serve(
             }
         }
     });
+    let reconciler_state = state.clone();
+    let reconciler = tokio::spawn(async move {
+        let every = Duration::from_millis(reconciler_state.config.reconcile_interval_ms.max(10));
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            if let Err(e) = app::reconcile::run_once(&reconciler_state).await {
+                tracing::warn!(error = ?e.code, "card-operation reconciliation failed");
+            }
+        }
+    });
     let app = http::router(state).layer(
         tower_http::trace::TraceLayer::new_for_http()
             // Paths only: no query strings, headers or bodies in logs.
@@ -45,5 +56,6 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await;
     sweeper.abort();
+    reconciler.abort();
     r
 }

@@ -392,3 +392,90 @@ pub fn finish_payment(
         params![to, decline_code, processor_auth, now_ms, id, from],
     )? == 1)
 }
+
+/// A card operation between its two transactions.
+#[derive(Debug, Clone)]
+pub struct CardOp {
+    pub ref_id: String,
+    pub kind: String,
+    pub idem_scope: String,
+    pub idem_key: String,
+    pub created_ms: i64,
+}
+
+pub fn insert_card_op(conn: &mut dyn Conn, op: &CardOp) -> Result<(), StoreError> {
+    conn.exec(
+        "INSERT INTO card_ops (ref_id, kind, idem_scope, idem_key, created_ms) VALUES ($1, $2, $3, $4, $5)",
+        params![&op.ref_id, &op.kind, &op.idem_scope, &op.idem_key, op.created_ms],
+    )?;
+    Ok(())
+}
+
+/// Removes the marker and returns it; `None` when another party (the live request or the reconciler)
+/// already finished the operation — the caller must then leave it alone.
+pub fn take_card_op(conn: &mut dyn Conn, ref_id: &str) -> Result<Option<CardOp>, StoreError> {
+    let Some(r) = conn.query_opt(
+        "SELECT ref_id, kind, idem_scope, idem_key, created_ms FROM card_ops WHERE ref_id = $1",
+        params![ref_id],
+    )?
+    else {
+        return Ok(None);
+    };
+    if conn.exec("DELETE FROM card_ops WHERE ref_id = $1", params![ref_id])? != 1 {
+        return Ok(None);
+    }
+    Ok(Some(CardOp {
+        ref_id: r.text(0)?,
+        kind: r.text(1)?,
+        idem_scope: r.text(2)?,
+        idem_key: r.text(3)?,
+        created_ms: r.int(4)?,
+    }))
+}
+
+/// Card operations started before `before_ms` and never finished, oldest first.
+pub fn stuck_card_ops(
+    conn: &mut dyn Conn,
+    before_ms: i64,
+    limit: i64,
+) -> Result<Vec<CardOp>, StoreError> {
+    conn.query(
+        "SELECT ref_id, kind, idem_scope, idem_key, created_ms FROM card_ops WHERE created_ms < $1 ORDER BY created_ms LIMIT $2",
+        params![before_ms, limit],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(CardOp {
+            ref_id: r.text(0)?,
+            kind: r.text(1)?,
+            idem_scope: r.text(2)?,
+            idem_key: r.text(3)?,
+            created_ms: r.int(4)?,
+        })
+    })
+    .collect()
+}
+
+/// A top-up by id.
+pub fn topup_by_id(conn: &mut dyn Conn, id: &str) -> Result<Option<Topup>, StoreError> {
+    conn.query_opt(
+        "SELECT id, customer_id, source, card_id, store_id, amount, currency, status, decline_code, processor_auth, created_ms FROM topups WHERE id = $1",
+        params![id],
+    )?
+    .map(|r| {
+        Ok(Topup {
+            id: r.text(0)?,
+            customer_id: r.text(1)?,
+            source: r.text(2)?,
+            card_id: r.opt_text(3)?,
+            store_id: r.opt_text(4)?,
+            amount: r.int(5)?,
+            currency: r.text(6)?,
+            status: r.text(7)?,
+            decline_code: r.opt_text(8)?,
+            processor_auth: r.opt_text(9)?,
+            created_ms: r.int(10)?,
+        })
+    })
+    .transpose()
+}

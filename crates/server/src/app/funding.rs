@@ -44,7 +44,7 @@ fn card_json(c: &Card) -> serde_json::Value {
     json!({"id": c.id, "brand": c.brand, "last4": c.last4, "exp_month": c.exp_month, "exp_year": c.exp_year})
 }
 
-fn decline_error(code: DeclineCode) -> ApiError {
+pub(crate) fn decline_error(code: DeclineCode) -> ApiError {
     let msg = match code {
         DeclineCode::CardDeclined => "The card was declined.",
         DeclineCode::InsufficientFunds => "The card has insufficient funds.",
@@ -54,7 +54,7 @@ fn decline_error(code: DeclineCode) -> ApiError {
     ApiError::payment(code.as_str(), msg)
 }
 
-fn processor_down(e: &ProcessorError) -> ApiError {
+pub(crate) fn processor_down(e: &ProcessorError) -> ApiError {
     tracing::warn!(error = %e, "card processor unavailable");
     ApiError {
         status: StatusCode::BAD_GATEWAY,
@@ -280,6 +280,16 @@ pub async fn top_up(
                         created_ms: now,
                     },
                 )?;
+                payments::insert_card_op(
+                    c,
+                    &payments::CardOp {
+                        ref_id: topup.id.clone(),
+                        kind: "topup".into(),
+                        idem_scope: idem.scope.clone(),
+                        idem_key: idem.key.clone(),
+                        created_ms: now,
+                    },
+                )?;
                 Ok(Phase1::Charge {
                     topup: Box::new(topup),
                     token: card.processor_token,
@@ -287,43 +297,93 @@ pub async fn top_up(
             })
             .await?
     };
-    let (mut topup, token) = match phase1 {
+    let (topup, token) = match phase1 {
         Phase1::Replay(s) => return Ok(s),
         Phase1::Charge { topup, token } => (*topup, token),
     };
 
     let outcome = charge(state, &token, amount, &topup.id).await;
     let now = state.now_ms();
-    state
+    let id = topup.id.clone();
+    let settled = state
         .db
-        .write(move |c| {
-            let stored = match &outcome {
-                Ok(auth_id) => {
-                    let wallet = rules::wallet_account(&topup.customer_id, amount.currency());
-                    let clearing = rules::card_clearing_account(&topup.customer_id, amount.currency());
-                    ledger::ensure_account(c, &wallet, AccountKind::Wallet, amount.currency(), now)?;
-                    ledger::ensure_account(c, &clearing, AccountKind::CardClearing, amount.currency(), now)?;
-                    let entry = Entry::transfer(&clearing, &wallet, amount).map_err(|_| ApiError::internal())?;
-                    if ledger::post(c, &new_id("ent"), "topup", &topup.id, &entry, now)? != Posted::Ok {
-                        return Err(ApiError::internal());
-                    }
-                    payments::finish_topup(c, &topup.id, "succeeded", None, Some(auth_id), now)?;
-                    payments::set_activity_status(c, &topup.id, "succeeded")?;
-                    topup.status = "succeeded".into();
-                    super::emit(c, "topup.succeeded", &topup.id, &json!({"customer_id": topup.customer_id, "topup_id": topup.id, "amount": topup.amount, "currency": topup.currency}), now)?;
-                    Stored::json(StatusCode::CREATED, &topup_json(&topup))
-                }
-                Err(err) => {
-                    payments::finish_topup(c, &topup.id, "failed", Some(err.code), None, now)?;
-                    payments::set_activity_status(c, &topup.id, "failed")?;
-                    super::emit(c, "topup.failed", &topup.id, &json!({"customer_id": topup.customer_id, "topup_id": topup.id, "decline_code": err.code}), now)?;
-                    Stored { status: err.status.as_u16(), body: err.body().to_string() }
-                }
-            };
-            idem::finish(c, &idem, &stored)?;
-            Ok::<_, ApiError>(stored)
-        })
-        .await
+        .write(move |c| settle_topup(c, &id, &outcome, now))
+        .await?;
+    match settled {
+        Some(stored) => Ok(stored),
+        // The reconciler finished it first (only after a very long stall): answer what it stored.
+        None => {
+            let (scope, key) = (idem.scope.clone(), idem.key.clone());
+            let existing = state
+                .db
+                .read(move |c| konbini_store::idempotency::lookup(c, &scope, &key))
+                .await?
+                .ok_or_else(ApiError::internal)?;
+            idem::answer_existing(existing, &idem.request_hash)
+        }
+    }
+}
+
+/// Second transaction of a top-up, shared by the live request and the reconciler: credits the
+/// wallet when the processor captured, records the failure otherwise, and completes the
+/// idempotency record. `None` when the top-up was already finished by the other party.
+pub(crate) fn settle_topup(
+    c: &mut dyn Conn,
+    topup_id: &str,
+    outcome: &Result<String, ApiError>,
+    now: i64,
+) -> ApiResult<Option<Stored>> {
+    let Some(op) = payments::take_card_op(c, topup_id)? else {
+        return Ok(None);
+    };
+    let mut topup = payments::topup_by_id(c, topup_id)?.ok_or_else(ApiError::internal)?;
+    let currency = Currency::parse(&topup.currency).map_err(|_| ApiError::internal())?;
+    let amount = Amount::new(topup.amount, currency).map_err(|_| ApiError::internal())?;
+    let stored = match outcome {
+        Ok(auth_id) => {
+            let wallet = rules::wallet_account(&topup.customer_id, currency);
+            let clearing = rules::card_clearing_account(&topup.customer_id, currency);
+            ledger::ensure_account(c, &wallet, AccountKind::Wallet, currency, now)?;
+            let entry =
+                Entry::transfer(&clearing, &wallet, amount).map_err(|_| ApiError::internal())?;
+            if ledger::post(c, &new_id("ent"), "topup", &topup.id, &entry, now)? != Posted::Ok {
+                return Err(ApiError::internal());
+            }
+            payments::finish_topup(c, &topup.id, "succeeded", None, Some(auth_id), now)?;
+            payments::set_activity_status(c, &topup.id, "succeeded")?;
+            topup.status = "succeeded".into();
+            super::emit(
+                c,
+                "topup.succeeded",
+                &topup.id,
+                &json!({"customer_id": topup.customer_id, "topup_id": topup.id, "amount": topup.amount, "currency": topup.currency}),
+                now,
+            )?;
+            Stored::json(StatusCode::CREATED, &topup_json(&topup))
+        }
+        Err(err) => {
+            payments::finish_topup(c, &topup.id, "failed", Some(err.code), None, now)?;
+            payments::set_activity_status(c, &topup.id, "failed")?;
+            super::emit(
+                c,
+                "topup.failed",
+                &topup.id,
+                &json!({"customer_id": topup.customer_id, "topup_id": topup.id, "decline_code": err.code}),
+                now,
+            )?;
+            Stored {
+                status: err.status.as_u16(),
+                body: err.body().to_string(),
+            }
+        }
+    };
+    let idem = Idem {
+        scope: op.idem_scope,
+        key: op.idem_key,
+        request_hash: Vec::new(),
+    };
+    idem::finish(c, &idem, &stored)?;
+    Ok(Some(stored))
 }
 
 /// Serializes one customer's top-up limit checks. On PostgreSQL (READ COMMITTED) two

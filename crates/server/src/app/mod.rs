@@ -7,6 +7,7 @@ pub mod funding;
 pub mod idem;
 pub mod paycodes;
 pub mod pos;
+pub mod reconcile;
 
 use konbini_store::{Conn, StoreError, outbox};
 

@@ -239,6 +239,16 @@ pub async fn create_payment(
                 payments::insert_payment(c, &p)?;
                 // Claimed without a response: a duplicate meanwhile is told it is in flight.
                 idem::record_at_end(c, &idem, None, now)?;
+                payments::insert_card_op(
+                    c,
+                    &payments::CardOp {
+                        ref_id: p.id.clone(),
+                        kind: "payment".into(),
+                        idem_scope: idem.scope.clone(),
+                        idem_key: idem.key.clone(),
+                        created_ms: now,
+                    },
+                )?;
                 return Ok(Decided::Card {
                     payment: Box::new(p),
                     token: card.processor_token,
@@ -415,7 +425,7 @@ fn record(c: &mut dyn Conn, p: &Payment, now: i64) -> Result<(), StoreError> {
 /// Second half of a card-funded payment: authorize and capture, then post the entry.
 async fn finish_card_payment(
     state: &AppState,
-    mut p: Payment,
+    p: Payment,
     token: String,
     key: String,
 ) -> ApiResult<Stored> {
@@ -423,70 +433,77 @@ async fn finish_card_payment(
     let amount = Amount::new(p.amount, currency).map_err(|_| ApiError::internal())?;
     let outcome = charge(state, &token, amount, &p.id).await;
     let now = state.now_ms();
-    let idem_scope = p.terminal_id.clone();
-    state
+    let id = p.id.clone();
+    let settled = state
         .db
-        .write(move |c| {
-            match &outcome {
-                Ok(auth) => {
-                    let clearing = rules::card_clearing_account(
-                        p.customer_id.as_deref().unwrap_or(""),
-                        currency,
-                    );
-                    let settlement = rules::store_settlement_account(&p.store_id, currency);
-                    ledger::ensure_account(c, &clearing, AccountKind::CardClearing, currency, now)?;
-                    // The store's first payment may be this one: its account may not exist yet.
-                    ledger::ensure_account(
-                        c,
-                        &settlement,
-                        AccountKind::StoreSettlement,
-                        currency,
-                        now,
-                    )?;
-                    let entry = Entry::transfer(&clearing, &settlement, amount)
-                        .map_err(|_| ApiError::internal())?;
-                    if ledger::post(c, &new_id("ent"), "payment", &p.id, &entry, now)? != Posted::Ok
-                    {
-                        return Err(ApiError::internal());
-                    }
-                    payments::finish_payment(
-                        c,
-                        &p.id,
-                        "processing",
-                        "succeeded",
-                        None,
-                        Some(auth),
-                        now,
-                    )?;
-                    p.status = "succeeded".into();
-                    p.processor_auth = Some(auth.clone());
-                }
-                Err(e) => {
-                    payments::finish_payment(
-                        c,
-                        &p.id,
-                        "processing",
-                        "declined",
-                        Some(e.code),
-                        None,
-                        now,
-                    )?;
-                    p.status = "declined".into();
-                    p.decline_code = Some(e.code.into());
-                }
+        .write(move |c| settle_card_payment(c, &id, &outcome, now))
+        .await?;
+    match settled {
+        Some(stored) => Ok(stored),
+        // The reconciler finished it first (only after a very long stall): answer what it stored.
+        None => {
+            let (scope, key) = (p.terminal_id.clone(), key);
+            let existing = state
+                .db
+                .read(move |c| konbini_store::idempotency::lookup(c, &scope, &key))
+                .await?
+                .and_then(|(_, status, body)| {
+                    Some(Stored {
+                        status: u16::try_from(status?).ok()?,
+                        body: body?,
+                    })
+                })
+                .ok_or_else(ApiError::internal)?;
+            Ok(existing)
+        }
+    }
+}
+
+/// Second transaction of a card-funded payment, shared by the live request and the
+/// reconciler: posts card clearing → store when the processor captured, records the decline
+/// otherwise, and completes the idempotency record. `None` when already finished.
+pub(crate) fn settle_card_payment(
+    c: &mut dyn Conn,
+    payment_id: &str,
+    outcome: &Result<String, ApiError>,
+    now: i64,
+) -> ApiResult<Option<Stored>> {
+    let Some(op) = payments::take_card_op(c, payment_id)? else {
+        return Ok(None);
+    };
+    let mut p = payments::payment_by_id(c, payment_id)?.ok_or_else(ApiError::internal)?;
+    let currency = Currency::parse(&p.currency).map_err(|_| ApiError::internal())?;
+    let amount = Amount::new(p.amount, currency).map_err(|_| ApiError::internal())?;
+    match outcome {
+        Ok(auth) => {
+            let clearing =
+                rules::card_clearing_account(p.customer_id.as_deref().unwrap_or(""), currency);
+            let settlement = rules::store_settlement_account(&p.store_id, currency);
+            let entry = Entry::transfer(&clearing, &settlement, amount)
+                .map_err(|_| ApiError::internal())?;
+            // Both accounts are created by the posting if this is their first use.
+            if ledger::post(c, &new_id("ent"), "payment", &p.id, &entry, now)? != Posted::Ok {
+                return Err(ApiError::internal());
             }
-            record(c, &p, now)?;
-            let stored = Stored::json(StatusCode::CREATED, &payment_json(&p));
-            // The key was claimed in the first transaction under the terminal's scope.
-            let idem = Idem {
-                scope: idem_scope.clone(),
-                key: key.clone(),
-                request_hash: Vec::new(),
-            };
-            idem::finish(c, &idem, &stored)?;
-            Ok(stored)
-        })
-        .await
+            payments::finish_payment(c, &p.id, "processing", "succeeded", None, Some(auth), now)?;
+            p.status = "succeeded".into();
+            p.processor_auth = Some(auth.clone());
+        }
+        Err(e) => {
+            payments::finish_payment(c, &p.id, "processing", "declined", Some(e.code), None, now)?;
+            p.status = "declined".into();
+            p.decline_code = Some(e.code.into());
+        }
+    }
+    record(c, &p, now)?;
+    let stored = Stored::json(StatusCode::CREATED, &payment_json(&p));
+    let idem = Idem {
+        scope: op.idem_scope,
+        key: op.idem_key,
+        request_hash: Vec::new(),
+    };
+    idem::finish(c, &idem, &stored)?;
+    Ok(Some(stored))
 }
 
 /// A payment as the terminal's store sees it (another store's payment is "not found").
