@@ -267,8 +267,27 @@ async fn operator_flow_on_sqlite_and_ledger_verify_catches_corruption() {
     let (code, out) = konbini(&dir, db, &["ledger", "verify"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("OK"), "{out}");
-    let (code, out) = konbini(&dir, db, &["report", "settlement", "--date", "2026-11-25"]);
+    // Today's settlement (a JST business day) shows the store's one payment of 1,000.
+    let today = Command::new("date")
+        .env("TZ", "Asia/Tokyo")
+        .arg("+%F")
+        .output()
+        .expect("date");
+    let today = String::from_utf8_lossy(&today.stdout).trim().to_string();
+    let (code, out) = konbini(&dir, db, &["report", "settlement", "--date", &today]);
     assert_eq!(code, 0, "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("ST1"))
+        .unwrap_or_else(|| panic!("no ST1 line: {out}"));
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        cols,
+        vec!["ST1", "JPY", "1", "1000", "0", "0", "1000"],
+        "{out}"
+    );
+    let (code, out) = konbini(&dir, db, &["report", "settlement", "--date", "2026-02-30x"]);
+    assert_ne!(code, 0, "{out}");
 
     // Corrupt one cached balance behind the ledger's back: verify must fail and say where.
     {
