@@ -61,6 +61,14 @@ pub struct Config {
     pub card_op_stuck_after_ms: i64,
     /// How often the reconciler looks for such operations.
     pub reconcile_interval_ms: u64,
+    /// Window over which failed payment codes are counted.
+    pub code_failure_window_ms: i64,
+    /// Failed codes a terminal may submit per window before its payments get 429.
+    pub max_code_failures_per_terminal: i64,
+    /// Failed codes for one slot at one terminal per window before that terminal stops
+    /// checking codes of that slot (other terminals are unaffected, so nobody can lock a
+    /// customer out of paying everywhere).
+    pub max_code_failures_per_slot: i64,
     pub processor: ProcessorConfig,
 }
 
@@ -76,6 +84,9 @@ impl Default for Config {
             max_body_bytes: 16 * 1024,
             card_op_stuck_after_ms: 120_000,
             reconcile_interval_ms: 10_000,
+            code_failure_window_ms: 10 * 60 * 1000,
+            max_code_failures_per_terminal: 20,
+            max_code_failures_per_slot: 3,
             processor: ProcessorConfig::Simulator { slow_ms: 3_000 },
         }
     }

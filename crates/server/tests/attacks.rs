@@ -556,8 +556,18 @@ async fn forged_codes_are_declined_and_do_not_burn_the_real_ones() {
             (10_000, 10_000),
             "{l}"
         );
-        // None of them advanced A's or B's counters: their lowest codes still work.
-        let p = app.pay(&term, &app.offline_code(&a, 0), 1_000, "a0").await;
+        // Three failures for A's slot at this till: the till stops checking A's codes for the
+        // window (a guesser gets nowhere), without spending them...
+        let p = app
+            .pay(&term, &app.offline_code(&a, 0), 1_000, "a0-throttled")
+            .await;
+        assert_eq!(p.body["decline_code"], "invalid_code", "{l}: {}", p.text);
+        // ...and any other till still accepts A. None of the forgeries advanced A's or B's
+        // counters: their lowest codes still work.
+        let (_, other_till) = app.store_with_terminal("st_2").await;
+        let p = app
+            .pay(&other_till, &app.offline_code(&a, 0), 1_000, "a0")
+            .await;
         assert_eq!(p.body["status"], "succeeded", "{l}: {}", p.text);
         let p = app.pay(&term, &app.offline_code(&b, 0), 1_000, "b0").await;
         assert_eq!(p.body["status"], "succeeded", "{l}: {}", p.text);
@@ -670,5 +680,42 @@ async fn the_card_number_never_comes_back() {
             "{l}: {}",
             seen[0].text
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_guessing_codes_is_throttled() {
+    for app in apps_with(|c| c.max_code_failures_per_terminal = 5).await {
+        let l = app.label;
+        let (victim, _) = app.funded_customer("guess-victim@example.com", 5_000).await;
+        let (_, term) = app.store_with_terminal("st_1").await;
+        let (_, other) = app.store_with_terminal("st_2").await;
+        app.clock.advance_ms(1_000);
+        let step = konbini_core::paycode::step_of(app.clock_ms());
+        // Guesses spread over many slots (so the per-slot rule never triggers).
+        for i in 0..5u32 {
+            let guess = konbini_core::paycode::generate(&[i as u8; 32], 10_000_000 + i, step, 0);
+            let p = app
+                .pay(&term, &guess.to_string(), 100, &format!("g{i}"))
+                .await;
+            assert_eq!(p.body["decline_code"], "invalid_code", "{l}: {}", p.text);
+        }
+        let p = app
+            .pay(&term, &app.offline_code(&victim, 0), 100, "g-next")
+            .await;
+        assert_error(l, &p, 429, "rate_limit_error", "too_many_invalid_codes");
+        assert!(p.text.len() < 400, "{l}");
+        // The throttle is per terminal: the customer pays at another till, with the same code.
+        let p = app
+            .pay(&other, &app.offline_code(&victim, 0), 100, "ok")
+            .await;
+        assert_eq!(p.body["status"], "succeeded", "{l}: {}", p.text);
+        // After the window the terminal works again.
+        app.clock.advance_ms(10 * 60 * 1000 + 1_000);
+        let p = app
+            .pay(&term, &app.offline_code(&victim, 0), 100, "later")
+            .await;
+        assert_eq!(p.body["status"], "succeeded", "{l}: {}", p.text);
+        app.ledger_ok().await;
     }
 }

@@ -211,3 +211,11 @@ CREATE TABLE card_ops (
     created_ms BIGINT NOT NULL
 );
 CREATE INDEX card_ops_created ON card_ops(created_ms);
+
+-- Failed payment codes per subject ("term:<terminal>" and "slot:<slot>:<terminal>") in a fixed
+-- window, to throttle guessing. In the database so that every node sees the same counts.
+CREATE TABLE code_failures (
+    subject         TEXT PRIMARY KEY,
+    window_start_ms BIGINT NOT NULL,
+    failures        BIGINT NOT NULL
+);

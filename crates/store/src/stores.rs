@@ -129,6 +129,10 @@ pub fn terminal_with_idempotency(
 #[derive(Debug, Clone)]
 pub struct PosContext {
     pub terminal: Terminal,
+    /// Failed codes at this terminal, and for this slot at this terminal, in the current
+    /// window (`failures_since_ms` onwards).
+    pub terminal_failures: i64,
+    pub slot_failures: i64,
     pub existing: Option<crate::idempotency::Existing>,
     pub paying: Option<crate::customers::PayingDevice>,
 }
@@ -138,17 +142,22 @@ pub fn pos_context(
     key_hash: &[u8],
     idem_key: &str,
     slot: i64,
+    failures_since_ms: i64,
 ) -> Result<Option<PosContext>, StoreError> {
     let Some(r) = conn.query_opt(
         "SELECT t.id, t.store_id, t.key_hash, t.label, t.status, t.created_ms, i.request_hash, i.status_code, i.body, \
                 d.id, d.customer_id, d.slot, d.key_generation, d.secret_hash, d.name, d.status, d.last_code_counter, d.created_ms, \
-                c.status, c.funding, c.funding_card_id \
+                c.status, c.funding, c.funding_card_id, \
+                CASE WHEN ft.window_start_ms >= $5 THEN ft.failures ELSE 0 END, \
+                CASE WHEN fs.window_start_ms >= $5 THEN fs.failures ELSE 0 END \
          FROM terminals t \
          LEFT JOIN idempotency i ON i.scope = t.id AND i.key = $2 \
          LEFT JOIN devices d ON d.slot = $3 AND d.status = 'bound' \
          LEFT JOIN customers c ON c.id = d.customer_id \
+         LEFT JOIN code_failures ft ON ft.subject = 'term:' || t.id \
+         LEFT JOIN code_failures fs ON fs.subject = $4 || t.id \
          WHERE t.key_hash = $1 AND t.status = 'active'",
-        params![key_hash, idem_key, slot],
+        params![key_hash, idem_key, slot, format!("slot:{slot}:"), failures_since_ms],
     )?
     else {
         return Ok(None);
@@ -186,7 +195,27 @@ pub fn pos_context(
     };
     Ok(Some(PosContext {
         terminal,
+        terminal_failures: r.opt_int(21)?.unwrap_or(0),
+        slot_failures: r.opt_int(22)?.unwrap_or(0),
         existing,
         paying,
     }))
+}
+
+/// Counts one failed payment code against `subject` in a fixed window starting at the first
+/// failure; a failure after the window has passed starts a new window.
+pub fn record_code_failure(
+    conn: &mut dyn Conn,
+    subject: &str,
+    now_ms: i64,
+    window_ms: i64,
+) -> Result<(), StoreError> {
+    conn.exec(
+        "INSERT INTO code_failures (subject, window_start_ms, failures) VALUES ($1, $2, 1) \
+         ON CONFLICT (subject) DO UPDATE SET \
+           failures = CASE WHEN code_failures.window_start_ms < $3 THEN 1 ELSE code_failures.failures + 1 END, \
+           window_start_ms = CASE WHEN code_failures.window_start_ms < $3 THEN $2 ELSE code_failures.window_start_ms END",
+        params![subject, now_ms, now_ms - window_ms],
+    )?;
+    Ok(())
 }

@@ -182,12 +182,27 @@ pub async fn create_payment(
                 &terminal_key_hash,
                 &idem.key,
                 i64::from(code.slot()),
+                now - cfg.code_failure_window_ms,
             )?
             .ok_or_else(ApiError::unauthenticated)?;
             let terminal = ctx.terminal;
             idem.scope.clone_from(&terminal.id);
             if let Some(e) = ctx.existing {
                 return idem::answer_existing(e, &idem.request_hash).map(Decided::Done);
+            }
+            // A terminal that keeps sending bad codes is stopped (guessing, or a broken scanner).
+            if ctx.terminal_failures >= cfg.max_code_failures_per_terminal {
+                return Err(ApiError {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    kind: "rate_limit_error",
+                    code: "too_many_invalid_codes",
+                    message: "This terminal sent too many invalid payment codes; try again later."
+                        .into(),
+                    param: None,
+                    retry_after_s: Some(
+                        u64::try_from(cfg.code_failure_window_ms / 1000).unwrap_or(600),
+                    ),
+                });
             }
             let terminal = crate::extract::TerminalAuth {
                 terminal_id: terminal.id,
@@ -215,9 +230,29 @@ pub async fn create_payment(
                 created_ms: now,
                 updated_ms: now,
             };
-            let paying = match spend_code(c, &secret, &code, ctx.paying, now)? {
+            // After repeated failures for this slot at this terminal, its codes are no longer
+            // checked here: guesses stop paying off, and other tills still accept the customer.
+            let spent = if ctx.slot_failures >= cfg.max_code_failures_per_slot {
+                None
+            } else {
+                spend_code(c, &secret, &code, ctx.paying, now)?
+            };
+            let paying = match spent {
                 Some(d) => d,
                 None => {
+                    let window = cfg.code_failure_window_ms;
+                    konbini_store::stores::record_code_failure(
+                        c,
+                        &format!("term:{}", p.terminal_id),
+                        now,
+                        window,
+                    )?;
+                    konbini_store::stores::record_code_failure(
+                        c,
+                        &format!("slot:{}:{}", code.slot(), p.terminal_id),
+                        now,
+                        window,
+                    )?;
                     p.decline_code = Some("invalid_code".into());
                     return finish_decided(c, &idem, p, now).map(Decided::Done);
                 }
