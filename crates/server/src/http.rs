@@ -20,6 +20,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/openapi.json", get(openapi))
+        .route("/metrics", get(crate::telemetry::metrics))
         .route(
             "/docs",
             get(|| async { Html(include_str!("../assets/docs.html")) }),
@@ -46,6 +47,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::telemetry::observe,
+        ))
         .with_state(state)
 }
 

@@ -14,6 +14,7 @@ pub mod processor;
 pub mod render;
 pub mod secrets;
 pub mod state;
+pub mod telemetry;
 
 use std::time::Duration;
 
@@ -45,13 +46,8 @@ pub async fn serve(
             }
         }
     });
-    let app = http::router(state).layer(
-        tower_http::trace::TraceLayer::new_for_http()
-            // Paths only: no query strings, headers or bodies in logs.
-            .make_span_with(|req: &axum::http::Request<_>| {
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
-            }),
-    );
+    let app = http::router(state);
+
     let r = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;

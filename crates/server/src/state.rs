@@ -18,6 +18,8 @@ pub struct AppState {
     /// A real Argon2id hash of a random password, verified against when the account does not
     /// exist so that login takes the same time either way.
     pub dummy_password_hash: Arc<String>,
+    /// Request counters and latencies for `/metrics`.
+    pub metrics: Arc<crate::telemetry::Metrics>,
 }
 
 impl AppState {
@@ -46,6 +48,7 @@ impl AppState {
             secret: Arc::new(secret),
             processor,
             dummy_password_hash: Arc::new(dummy),
+            metrics: Arc::default(),
         })
     }
 

@@ -808,7 +808,7 @@ async fn walk(app: &TestApp, doc: &Value) {
         covered: BTreeSet::new(),
         problems: Vec::new(),
     };
-    for p in ["/healthz", "/readyz", "/openapi.json", "/docs"] {
+    for p in ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"] {
         w.ok(rq("GET", p), 200).await;
     }
 

@@ -103,6 +103,33 @@ async fn walk_through() {
             .await
             .expect("count");
         assert_eq!(topups, 1, "{}", app.label);
+        // Operations: every answer carries a request id; /metrics counts by route template.
+        let r = app
+            .http
+            .get(format!("{}/metrics", app.base))
+            .send()
+            .await
+            .expect("metrics");
+        let rid = r
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        assert!(
+            rid.len() == 16 && rid.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{rid}"
+        );
+        let text = r.text().await.expect("text");
+        assert!(
+            text.contains("konbini_http_requests_total{method=\"POST\",route=\"/v1/pos/payments\",status=\"201\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("konbini_http_requests_total{method=\"POST\",route=\"/v1/pos/payments/{id}/refunds\",status=\"422\"} 1"),
+            "route templates, not raw paths: {text}"
+        );
+        assert!(!text.contains(&pid), "no ids in metric labels");
         app.ledger_ok().await;
     }
 }
