@@ -7,6 +7,7 @@
 pub mod encoding;
 pub mod ledger;
 pub mod money;
+pub mod password;
 pub mod paycode;
 
 pub use money::{Amount, Currency, MoneyError};

@@ -12,7 +12,7 @@ use std::sync::Arc;
 /// The demo's database, recreated on every run.
 pub const DEMO_DB: &str = "konbini-demo.db";
 /// The password of every demo customer.
-pub const DEMO_PASSWORD: &str = "konbini-demo-password";
+pub const DEMO_PASSWORD: &str = "sakura-onigiri-2026";
 const STORES: &[(&str, &str, &str)] = &[
     ("ST-SHIBUYA", "Konbini Shibuya Station", "tokyo"),
     ("ST-SHINJUKU", "Konbini Shinjuku West", "tokyo"),

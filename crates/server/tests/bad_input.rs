@@ -377,6 +377,21 @@ async fn bad_bodies_get_clear_400s_and_the_server_keeps_serving() {
                 json!({"email": "p@example.com", "phone": "+819012345678", "password": "short"}),
                 "invalid_password",
             ),
+            (
+                "a leaked password",
+                json!({"email": "p@example.com", "phone": "+819012345678", "password": "Password123456!"}),
+                "password_too_common",
+            ),
+            (
+                "a keyboard run",
+                json!({"email": "p@example.com", "phone": "+819012345678", "password": "qwertyuiopasdf"}),
+                "password_too_common",
+            ),
+            (
+                "the email in the password",
+                json!({"email": "hanako.sato@example.com", "phone": "+819012345678", "password": "hanako.sato 2026!"}),
+                "password_contextual",
+            ),
         ] {
             let r = app.send("POST", "/v1/signup", None, None, Some(body)).await;
             assert_error(

@@ -14,10 +14,6 @@ use konbini_store::customers::{self, Customer, Device};
 use konbini_store::{Conn, StoreError};
 use serde_json::json;
 
-/// Shortest and longest accepted passwords, in characters (NIST SP 800-63B).
-pub const PASSWORD_MIN_CHARS: usize = 12;
-pub const PASSWORD_MAX_CHARS: usize = 128;
-
 fn argon2() -> argon2::Argon2<'static> {
     // OWASP's Argon2id parameters: 19 MiB, 2 passes, 1 lane (the crate's defaults).
     argon2::Argon2::new(
@@ -69,17 +65,18 @@ pub fn normalize_phone(s: &str) -> ApiResult<String> {
     Ok(p)
 }
 
-/// Length rules only: no composition rules (NIST SP 800-63B).
-pub fn check_password(password: &str) -> ApiResult<()> {
-    let n = password.chars().count();
-    if !(PASSWORD_MIN_CHARS..=PASSWORD_MAX_CHARS).contains(&n) {
-        return Err(ApiError::invalid_param(
-            "invalid_password",
-            "password",
-            format!("Use a password of {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters."),
-        ));
-    }
-    Ok(())
+/// Length and blocklist rules, no composition rules (NIST SP 800-63B); see
+/// `konbini_core::password`.
+pub fn check_password(password: &str, email: &str) -> ApiResult<()> {
+    use konbini_core::password::{PasswordProblem, check};
+    check(password, Some(email)).map_err(|p| {
+        let code = match p {
+            PasswordProblem::TooShort | PasswordProblem::TooLong => "invalid_password",
+            PasswordProblem::Common => "password_too_common",
+            PasswordProblem::Contextual => "password_contextual",
+        };
+        ApiError::invalid_param(code, "password", format!("Choose another password: {p}."))
+    })
 }
 
 /// Signs a customer up. Answers the same whether or not the email is registered; the owner of
@@ -92,7 +89,7 @@ pub async fn sign_up(
 ) -> ApiResult<serde_json::Value> {
     let email = normalize_email(email)?;
     let phone = normalize_phone(phone)?;
-    check_password(password)?;
+    check_password(password, &email)?;
     let password_hash = hash_password(password)?;
     let now = state.now_ms();
     let customer = Customer {
