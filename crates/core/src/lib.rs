@@ -4,6 +4,7 @@
 //! `now_ms`, keys and random bytes in, so every rule here is testable without sleeping.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod encoding;
 pub mod ledger;
 pub mod money;

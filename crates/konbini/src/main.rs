@@ -74,6 +74,11 @@ enum Command {
         #[command(subcommand)]
         action: LedgerAction,
     },
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Reports.
     Report {
         #[command(subcommand)]
@@ -122,6 +127,13 @@ enum TerminalAction {
 #[derive(Subcommand)]
 enum LedgerAction {
     /// Check every ledger invariant; exits 1 and reports when one fails.
+    Verify,
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Recompute the audit log's hash chain; exits 1 and reports any edited, deleted or
+    /// reordered record.
     Verify,
 }
 
@@ -269,6 +281,20 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 .map_err(|e| e.to_string())?;
             println!("{}", provision::format_verify(&report));
             Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Audit {
+            action: AuditAction::Verify,
+        } => {
+            let db = open_db(&database_url)?;
+            let report = db
+                .read_blocking(konbini_store::audit::verify)
+                .map_err(|e| e.to_string())?;
+            println!("{}", provision::format_audit(&report));
+            Ok(if report.problems.is_empty() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

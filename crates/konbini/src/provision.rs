@@ -33,11 +33,16 @@ pub fn add_store(db: &Db, id: &str, name: &str, region: &str) -> Result<(), Stri
         region: region.into(),
         created_ms: now_ms(),
     };
-    db.write_blocking(move |c| stores::insert_store(c, &s))
-        .map_err(|e| match e {
-            StoreError::Constraint(_) => format!("store {id} already exists"),
-            other => other.to_string(),
-        })?;
+    db.write_blocking(move |c| {
+        stores::insert_store(c, &s)?;
+        let details = format!("{{\"region\":{:?}}}", s.region);
+        konbini_store::audit::append(c, "cli", "store.added", &s.id, &details, s.created_ms)?;
+        Ok::<_, StoreError>(())
+    })
+    .map_err(|e| match e {
+        StoreError::Constraint(_) => format!("store {id} already exists"),
+        other => other.to_string(),
+    })?;
     println!("store {id} added");
     Ok(())
 }
@@ -70,6 +75,8 @@ pub fn add_terminal(db: &Db, store_id: &str, label: &str) -> Result<(String, Str
             return Ok(false);
         }
         stores::insert_terminal(c, &t)?;
+        let details = format!("{{\"store_id\":{:?}}}", t.store_id);
+        konbini_store::audit::append(c, "cli", "terminal.added", &t.id, &details, t.created_ms)?;
         Ok::<_, StoreError>(true)
     })
     .map_err(|e| e.to_string())?
@@ -98,6 +105,23 @@ pub fn format_verify(r: &VerifyReport) -> String {
     );
     if r.ok() {
         s.push_str("OK: every entry balanced, every cached balance and hold equal to its postings, no wallet negative, every payment, top-up and refund has its entry");
+    } else {
+        s.push_str(&format!("FAILED: {} problem(s)\n", r.problems.len()));
+        for p in &r.problems {
+            s.push_str(&format!("  - {p}\n"));
+        }
+    }
+    s
+}
+
+pub fn format_audit(r: &konbini_store::audit::ChainReport) -> String {
+    let mut s = format!(
+        "audit verify: {} records, head hash {}\n",
+        r.records,
+        konbini_core::encoding::hex(&r.head_hash)
+    );
+    if r.problems.is_empty() {
+        s.push_str("OK: every record's hash matches its contents and the record before it (keep the head hash elsewhere to detect a truncated tail)");
     } else {
         s.push_str(&format!("FAILED: {} problem(s)\n", r.problems.len()));
         for p in &r.problems {

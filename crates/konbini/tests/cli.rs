@@ -303,6 +303,43 @@ async fn operator_flow_on_sqlite_and_ledger_verify_catches_corruption() {
     let (code, out) = konbini(&dir, db, &["ledger", "verify"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("FAILED") && out.contains("wallet:"), "{out}");
+
+    // The audit log holds the security events and staff actions, chained.
+    let (code, out) = konbini(&dir, db, &["audit", "verify"]);
+    assert_eq!(code, 0, "{out}");
+    {
+        let conn = rusqlite::Connection::open(dir.join("ops.db")).expect("open");
+        let actions: Vec<String> = conn
+            .prepare("SELECT action FROM audit_log ORDER BY seq")
+            .and_then(|mut st| st.query_map([], |r| r.get::<_, String>(0))?.collect())
+            .expect("actions");
+        for a in [
+            "store.added",
+            "terminal.added",
+            "customer.created",
+            "device.bound",
+            "card.linked",
+        ] {
+            assert!(
+                actions.iter().any(|x| x == a),
+                "{a} missing from {actions:?}"
+            );
+        }
+        let text: String = conn
+            .prepare("SELECT group_concat(details, ' ') FROM audit_log")
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
+            .expect("details");
+        assert!(
+            !text.contains("ops@example.com") && !text.contains(PAN),
+            "personal data in the audit log: {text}"
+        );
+        // Tamper as a database owner would: remove the guard, edit a record.
+        conn.execute_batch("DROP TRIGGER audit_append_only_u; UPDATE audit_log SET actor = 'someone-else' WHERE seq = 2;")
+            .expect("tamper");
+    }
+    let (code, out) = konbini(&dir, db, &["audit", "verify"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("record 2 was altered"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -219,3 +219,17 @@ CREATE TABLE code_failures (
     window_start_ms BIGINT NOT NULL,
     failures        BIGINT NOT NULL
 );
+
+-- Tamper-evident audit log of security events and staff actions: each row's hash covers the
+-- previous row's hash and its own fields (konbini_core::audit), so `konbini audit verify`
+-- detects an edited, deleted or reordered row. Append-only like the ledger.
+CREATE TABLE audit_log (
+    seq        BIGINT PRIMARY KEY,
+    at_ms      BIGINT NOT NULL,
+    actor      TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    subject    TEXT NOT NULL,
+    details    TEXT NOT NULL,
+    prev_hash  BYTEA NOT NULL,
+    hash       BYTEA NOT NULL
+);

@@ -10,6 +10,7 @@
 //! payment still spends its code) are returned as `Ok` values; an `Err` rolls everything back.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod customers;
 mod db;
 pub mod idempotency;

@@ -23,12 +23,15 @@ const MIGRATIONS: &[Migration] = &[Migration {
         CREATE TRIGGER entries_append_only_d BEFORE DELETE ON entries BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
         CREATE TRIGGER postings_append_only_u BEFORE UPDATE ON postings BEGIN SELECT RAISE(ABORT, 'ledger postings are append-only'); END;
         CREATE TRIGGER postings_append_only_d BEFORE DELETE ON postings BEGIN SELECT RAISE(ABORT, 'ledger postings are append-only'); END;
+        CREATE TRIGGER audit_append_only_u BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        CREATE TRIGGER audit_append_only_d BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     ",
     postgres: "
         CREATE FUNCTION konbini_append_only() RETURNS trigger LANGUAGE plpgsql AS $body$
-        BEGIN RAISE EXCEPTION 'ledger % are append-only', TG_TABLE_NAME; END $body$;
+        BEGIN RAISE EXCEPTION 'table % is append-only', TG_TABLE_NAME; END $body$;
         CREATE TRIGGER entries_append_only BEFORE UPDATE OR DELETE ON entries FOR EACH ROW EXECUTE FUNCTION konbini_append_only();
         CREATE TRIGGER postings_append_only BEFORE UPDATE OR DELETE ON postings FOR EACH ROW EXECUTE FUNCTION konbini_append_only();
+        CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION konbini_append_only();
     ",
 }];
 

@@ -536,3 +536,102 @@ fn outbox_and_activity_pages() {
         })
     });
 }
+
+#[test]
+fn the_audit_chain_detects_edits_and_deletions() {
+    each(|t| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .build()
+            .expect("rt");
+        runtime.block_on(async {
+            // Concurrent appends still form one chain.
+            let mut tasks = Vec::new();
+            for i in 0..20 {
+                let db = t.db.clone();
+                tasks.push(tokio::spawn(async move {
+                    db.write(move |c| {
+                        konbini_store::audit::append(
+                            c,
+                            "cli",
+                            "store.added",
+                            &format!("ST{i}"),
+                            "{}",
+                            i,
+                        )
+                    })
+                    .await
+                }));
+            }
+            for task in tasks {
+                task.await.expect("join").expect("append");
+            }
+            let report =
+                t.db.read(konbini_store::audit::verify)
+                    .await
+                    .expect("verify");
+            assert!(
+                report.problems.is_empty(),
+                "{}: {:?}",
+                t.label,
+                report.problems
+            );
+            assert_eq!(report.records, 20);
+            // The log refuses edits through the database's own rules...
+            let edit: R<u64> =
+                t.db.write(|c| c.exec("UPDATE audit_log SET actor = 'x'", params![]))
+                    .await;
+            assert!(edit.is_err(), "{}: the audit log was editable", t.label);
+            // ...so a tamperer must first remove them, as a database owner can. Then verify notices.
+            let disable: &'static str = match t.label {
+                "sqlite" => "DROP TRIGGER audit_append_only_u",
+                _ => "ALTER TABLE audit_log DISABLE TRIGGER audit_append_only",
+            };
+            let disable_delete: &'static str = match t.label {
+                "sqlite" => "DROP TRIGGER audit_append_only_d",
+                _ => "SELECT 1",
+            };
+            let _: u64 =
+                t.db.write(move |c| {
+                    c.exec(disable, params![])?;
+                    c.exec(disable_delete, params![])?;
+                    c.exec(
+                        "UPDATE audit_log SET subject = 'ST-forged' WHERE seq = 7",
+                        params![],
+                    )
+                })
+                .await
+                .expect("tamper");
+            let report =
+                t.db.read(konbini_store::audit::verify)
+                    .await
+                    .expect("verify");
+            assert!(
+                report
+                    .problems
+                    .iter()
+                    .any(|p| p.contains("record 7 was altered")),
+                "{}: {:?}",
+                t.label,
+                report.problems
+            );
+            let _: u64 =
+                t.db.write(|c| c.exec("DELETE FROM audit_log WHERE seq = 12", params![]))
+                    .await
+                    .expect("delete");
+            let report =
+                t.db.read(konbini_store::audit::verify)
+                    .await
+                    .expect("verify");
+            assert!(
+                report
+                    .problems
+                    .iter()
+                    .any(|p| p.contains("12") && p.contains("missing")),
+                "{}: {:?}",
+                t.label,
+                report.problems
+            );
+        })
+    });
+}

@@ -106,16 +106,18 @@ pub async fn sign_up(
         .db
         .write(move |c| {
             if customers::insert(c, &customer)? {
-                super::emit(
+                super::security_event(
                     c,
+                    &customer.id,
                     "customer.created",
                     &customer.id,
                     &json!({"customer_id": customer.id}),
                     now,
                 )?;
             } else if let Some(existing) = customers::by_email(c, &customer.email)? {
-                super::emit(
+                super::security_event(
                     c,
+                    "anonymous",
                     "customer.signup_attempt_on_existing_email",
                     &existing.id,
                     &json!({"customer_id": existing.id}),
@@ -202,7 +204,7 @@ pub async fn log_in(
                     let (d, device_secret) = bind_new_device(c, &customer_id, &name, now)?;
                     let slot = u32::try_from(d.slot).unwrap_or(0);
                     let key = secret.paycode_key(slot, u32::try_from(d.key_generation).unwrap_or(1));
-                    super::emit(c, "device.bound", &customer_id, &json!({"customer_id": customer_id, "device_id": d.id}), now)?;
+                    super::security_event(c, &customer_id, "device.bound", &customer_id, &json!({"customer_id": customer_id, "device_id": d.id}), now)?;
                     (
                         json!({
                             "id": d.id,
@@ -313,8 +315,9 @@ pub async fn revoke_device(
             if !customers::revoke_device(c, &customer_id, &device_id, now)? {
                 return Err(ApiError::not_found("device"));
             }
-            super::emit(
+            super::security_event(
                 c,
+                &customer_id,
                 "device.revoked",
                 &customer_id,
                 &json!({"customer_id": customer_id, "device_id": device_id}),

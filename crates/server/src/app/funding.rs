@@ -98,11 +98,12 @@ pub async fn link_card(
         .db
         .write(move |c| {
             customers::insert_card(c, &row)?;
-            super::emit(
+            super::security_event(
                 c,
+                &row.customer_id,
                 "card.linked",
                 &row.id,
-                &json!({"customer_id": row.customer_id, "card_id": row.id, "last4": row.last4}),
+                &json!({"customer_id": row.customer_id, "card_id": row.id}),
                 now,
             )?;
             Ok::<_, ApiError>(())
@@ -126,8 +127,9 @@ pub async fn remove_card(state: &AppState, customer_id: String, card_id: String)
         .write(move |c| {
             let removed = customers::remove_card(c, &customer_id, &card_id)?;
             if removed {
-                super::emit(
+                super::security_event(
                     c,
+                    &customer_id,
                     "card.removed",
                     &card_id,
                     &json!({"customer_id": customer_id, "card_id": card_id}),

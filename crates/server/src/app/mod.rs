@@ -28,3 +28,19 @@ pub fn emit(
         now_ms,
     )
 }
+
+/// A security event: the message to the customer through the outbox AND a record in the
+/// hash-chained audit log, both in the caller's transaction. `actor` is who acted (the
+/// customer id, `anonymous`, `system`); the payload must hold ids only, never personal data.
+pub fn security_event(
+    c: &mut dyn Conn,
+    actor: &str,
+    topic: &str,
+    subject: &str,
+    payload: &serde_json::Value,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    emit(c, topic, subject, payload, now_ms)?;
+    konbini_store::audit::append(c, actor, topic, subject, &payload.to_string(), now_ms)?;
+    Ok(())
+}
