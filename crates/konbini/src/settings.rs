@@ -18,6 +18,9 @@ pub struct FileSettings {
     pub session_idle_minutes: Option<i64>,
     pub confirmation_timeout_seconds: Option<i64>,
     pub limits: Option<Limits>,
+    pub smtp_url: Option<String>,
+    pub mail_from: Option<String>,
+    pub sms_url: Option<String>,
 }
 
 pub fn load_file(path: Option<&Path>) -> Result<FileSettings, String> {
@@ -47,6 +50,24 @@ pub fn server_config(
     }
     if let Some(s) = file.confirmation_timeout_seconds {
         c.confirmation_timeout_ms = s * 1000;
+    }
+    if let Some(u) = std::env::var("KONBINI_SMTP_URL")
+        .ok()
+        .or_else(|| file.smtp_url.clone())
+    {
+        c.smtp_url = Some(u);
+    }
+    if let Some(f) = std::env::var("KONBINI_MAIL_FROM")
+        .ok()
+        .or_else(|| file.mail_from.clone())
+    {
+        c.mail_from = f;
+    }
+    if let Some(u) = std::env::var("KONBINI_SMS_URL")
+        .ok()
+        .or_else(|| file.sms_url.clone())
+    {
+        c.sms_url = Some(u);
     }
     if let Some(url) = processor_url.or_else(|| file.processor_url.clone()) {
         c.processor = ProcessorConfig::Http {

@@ -70,6 +70,17 @@ pub struct Config {
     /// customer out of paying everywhere).
     pub max_code_failures_per_slot: i64,
     pub processor: ProcessorConfig,
+    /// Outgoing mail relay, `smtp://host:port` (plain SMTP to a local relay; `None`: email
+    /// events stay in the outbox until a relay is configured).
+    pub smtp_url: Option<String>,
+    /// The From address of customer email.
+    pub mail_from: String,
+    /// The SMS gateway: a JSON `POST {"to", "body"}` to this URL (`None`: SMS events wait).
+    pub sms_url: Option<String>,
+    /// How often the outbox dispatcher looks for due events.
+    pub dispatch_interval_ms: u64,
+    /// Delivery attempts before an event goes to the dead-letter list.
+    pub max_delivery_attempts: i64,
 }
 
 impl Default for Config {
@@ -88,6 +99,11 @@ impl Default for Config {
             max_code_failures_per_terminal: 20,
             max_code_failures_per_slot: 3,
             processor: ProcessorConfig::Simulator { slow_ms: 3_000 },
+            smtp_url: None,
+            mail_from: "Konbini <no-reply@konbini.invalid>".into(),
+            sms_url: None,
+            dispatch_interval_ms: 500,
+            max_delivery_attempts: 8,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod http;
+pub mod notify;
 pub mod processor;
 pub mod render;
 pub mod secrets;
@@ -46,6 +47,28 @@ pub async fn serve(
             }
         }
     });
+    let dispatcher_state = state.clone();
+    let dispatcher = tokio::spawn(async move {
+        let channels = match notify::Channels::from_config(&dispatcher_state.config) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "outbox dispatcher not started");
+                return;
+            }
+        };
+        if !channels.any() {
+            tracing::info!("no SMTP relay or SMS gateway configured: events stay in the outbox");
+            return;
+        }
+        let every = Duration::from_millis(dispatcher_state.config.dispatch_interval_ms.max(10));
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            if let Err(e) = notify::dispatch_once(&dispatcher_state, &channels).await {
+                tracing::warn!(error = %e, "outbox dispatch failed");
+            }
+        }
+    });
     let app = http::router(state);
 
     let r = axum::serve(listener, app)
@@ -53,5 +76,6 @@ pub async fn serve(
         .await;
     sweeper.abort();
     reconciler.abort();
+    dispatcher.abort();
     r
 }

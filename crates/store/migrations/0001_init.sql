@@ -196,7 +196,11 @@ CREATE TABLE outbox (
     payload      TEXT NOT NULL,             -- JSON
     created_ms   BIGINT NOT NULL,
     delivered_ms BIGINT,
-    attempts     BIGINT NOT NULL
+    attempts     BIGINT NOT NULL,
+    next_attempt_ms BIGINT NOT NULL DEFAULT 0,  -- retry backoff
+    lease_until_ms  BIGINT NOT NULL DEFAULT 0,  -- a dispatcher's claim (one node delivers)
+    dead_ms      BIGINT,                        -- gave up: the dead-letter list
+    last_error   TEXT
 );
 CREATE INDEX outbox_pending ON outbox(delivered_ms, created_ms);
 
