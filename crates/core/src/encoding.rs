@@ -61,3 +61,71 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"ab"));
     }
 }
+
+const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/// RFC 4648 base32 without padding (the form authenticator apps take in `otpauth://` URIs).
+///
+/// ```
+/// assert_eq!(konbini_core::encoding::base32(b"foobar"), "MZXW6YTBOI");
+/// ```
+pub fn base32(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for &b in bytes {
+        buffer = (buffer << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(BASE32[((buffer >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(BASE32[((buffer << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+/// Decodes RFC 4648 base32 (case-insensitive, padding and spaces ignored); `None` on any
+/// other character.
+pub fn unbase32(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 5 / 8);
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for c in s.bytes().filter(|c| *c != b'=' && *c != b' ') {
+        let v = BASE32.iter().position(|x| *x == c.to_ascii_uppercase())? as u32;
+        buffer = (buffer << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+        }
+        buffer &= (1 << bits) - 1;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod base32_tests {
+    use super::*;
+
+    #[test]
+    fn rfc4648_vectors() {
+        for (raw, enc) in [
+            ("", ""),
+            ("f", "MY"),
+            ("fo", "MZXQ"),
+            ("foo", "MZXW6"),
+            ("foob", "MZXW6YQ"),
+            ("fooba", "MZXW6YTB"),
+            ("foobar", "MZXW6YTBOI"),
+        ] {
+            assert_eq!(base32(raw.as_bytes()), enc);
+            assert_eq!(unbase32(enc).as_deref(), Some(raw.as_bytes()));
+            assert_eq!(
+                unbase32(&enc.to_lowercase()).as_deref(),
+                Some(raw.as_bytes())
+            );
+        }
+        assert_eq!(unbase32("MZ1"), None);
+    }
+}

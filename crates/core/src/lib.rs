@@ -10,5 +10,7 @@ pub mod ledger;
 pub mod money;
 pub mod password;
 pub mod paycode;
+pub mod recovery;
+pub mod totp;
 
 pub use money::{Amount, Currency, MoneyError};
