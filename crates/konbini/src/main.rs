@@ -74,6 +74,11 @@ enum Command {
         #[command(subcommand)]
         action: LedgerAction,
     },
+    /// Operator staff accounts.
+    Staff {
+        #[command(subcommand)]
+        action: StaffAction,
+    },
     /// Audit log tools.
     Audit {
         #[command(subcommand)]
@@ -128,6 +133,20 @@ enum TerminalAction {
 enum LedgerAction {
     /// Check every ledger invariant; exits 1 and reports when one fails.
     Verify,
+}
+
+#[derive(Subcommand)]
+enum StaffAction {
+    /// Add a staff member: prints a generated password and the TOTP enrolment URI, once.
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// support, analyst, security, finance or admin
+        #[arg(long)]
+        role: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -285,6 +304,32 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Command::Staff {
+            action: StaffAction::Add { email, name, role },
+        } => {
+            let secret = settings::master_secret(
+                std::env::var("KONBINI_SECRET_KEY").ok(),
+                std::env::var("KONBINI_SECRET_KEY_FILE")
+                    .ok()
+                    .or(file.secret_key_file.clone()),
+                &database_url,
+            )?;
+            let db = open_db(&database_url)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let s = konbini_server::app::staff::create(&db, &secret, &email, &name, &role, now)?;
+            println!("staff {} added with role {role}", s.id);
+            println!(
+                "password (shown once; hand it over in person): {}",
+                s.password
+            );
+            println!(
+                "second factor (mandatory): enrol this URI in an authenticator app, e.g. as a QR code:"
+            );
+            println!("  {}", s.totp_uri);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
             action: AuditAction::Verify,

@@ -218,6 +218,40 @@ async fn operator_flow_on_sqlite_and_ledger_verify_catches_corruption() {
     let (code, out) = konbini(&dir, db, &["terminal", "add", "--store", "ST1"]);
     assert_eq!(code, 0, "{out}");
     let key = terminal_key(&out);
+    let (code, out) = konbini(
+        &dir,
+        db,
+        &[
+            "staff",
+            "add",
+            "--email",
+            "lead@example.com",
+            "--name",
+            "Lead",
+            "--role",
+            "security",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("otpauth://totp/") && out.contains("password"),
+        "{out}"
+    );
+    let (code, out) = konbini(
+        &dir,
+        db,
+        &[
+            "staff",
+            "add",
+            "--email",
+            "x@example.com",
+            "--name",
+            "X",
+            "--role",
+            "root",
+        ],
+    );
+    assert_ne!(code, 0, "an unknown role is refused: {out}");
 
     let server = serve(&dir, db, "node");
     let tok = funded(&server.base, "ops@example.com", 3_000).await;

@@ -77,6 +77,10 @@ pub struct Config {
     pub mail_from: String,
     /// The SMS gateway: a JSON `POST {"to", "body"}` to this URL (`None`: SMS events wait).
     pub sms_url: Option<String>,
+    /// Staff sessions end after this long without a request.
+    pub staff_idle_ms: i64,
+    /// Staff sessions end after this long whatever the activity.
+    pub staff_absolute_ms: i64,
     /// How often the outbox dispatcher looks for due events.
     pub dispatch_interval_ms: u64,
     /// Delivery attempts before an event goes to the dead-letter list.
@@ -103,6 +107,8 @@ impl Default for Config {
             mail_from: "Konbini <no-reply@konbini.invalid>".into(),
             sms_url: None,
             dispatch_interval_ms: 500,
+            staff_idle_ms: 15 * 60 * 1000,
+            staff_absolute_ms: 8 * 60 * 60 * 1000,
             max_delivery_attempts: 8,
         }
     }

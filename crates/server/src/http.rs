@@ -40,6 +40,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/payments/pending", get(pending_payments))
         .route("/v1/payments/{id}/confirm", post(confirm_payment))
         .route("/v1/payments/{id}/reject", post(reject_payment))
+        .route("/v1/admin/sessions", post(staff_log_in))
+        .route("/v1/admin/sessions/current", delete(staff_log_out))
+        .route("/v1/admin/me", get(staff_me))
         .route("/v1/pos/payments", post(create_payment))
         .route("/v1/pos/payments/{id}", get(get_payment))
         .route("/v1/pos/payments/{id}/cancel", post(cancel_payment))
@@ -296,4 +299,32 @@ async fn refund_payment(
         })?
     };
     pos::refund(&s, t.terminal_id, t.store_id, id, key.0, req).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StaffLogIn {
+    email: String,
+    password: String,
+    totp: String,
+}
+
+async fn staff_log_in(
+    State(s): State<AppState>,
+    Json(b): Json<StaffLogIn>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    let out = crate::app::staff::log_in(&s, &b.email, &b.password, &b.totp).await?;
+    Ok((StatusCode::CREATED, axum::Json(out)))
+}
+
+async fn staff_log_out(
+    State(s): State<AppState>,
+    auth: crate::app::staff::StaffAuth,
+) -> ApiResult<StatusCode> {
+    crate::app::staff::log_out(&s, auth).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn staff_me(auth: crate::app::staff::StaffAuth) -> axum::Json<Value> {
+    axum::Json(serde_json::json!({"staff_id": auth.staff_id, "role": auth.role}))
 }

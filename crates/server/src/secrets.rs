@@ -70,6 +70,18 @@ impl MasterSecret {
     pub fn paycode_key(&self, slot: u32, generation: u32) -> [u8; 32] {
         konbini_core::paycode::derive_device_key(&self.0, slot, generation)
     }
+    /// The TOTP secret of a staff member: derived, never stored; re-enrolment bumps
+    /// `generation`.
+    pub fn staff_totp_secret(&self, staff_id: &str, generation: u32) -> [u8; 20] {
+        let full = hmac_sha256(
+            &self.derive("staff-totp"),
+            &[staff_id.as_bytes(), &generation.to_be_bytes()],
+        );
+        let mut out = [0u8; 20];
+        out.copy_from_slice(&full[..20]);
+        out
+    }
+
     /// The keyed fingerprint of a card number: equal for equal numbers, useless without the key.
     pub fn card_fingerprint(&self, digits: &str) -> Vec<u8> {
         hmac_sha256(&self.derive("card-fingerprint"), &[digits.as_bytes()]).to_vec()

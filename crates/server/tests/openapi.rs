@@ -247,6 +247,8 @@ fn route_problems(src: &str, doc: &Value) -> Vec<String> {
             json!([{"customerSession": []}])
         } else if sig.contains("TerminalAuth") || sig.contains("TerminalKey") {
             json!([{"terminalKey": []}])
+        } else if sig.contains("StaffAuth") {
+            json!([{"staffSession": []}])
         } else {
             json!([])
         };
@@ -1023,6 +1025,52 @@ async fn walk(app: &TestApp, doc: &Value) {
         .await;
     w.err(rq("GET", "/v1/wallet").auth(t), 401, "unauthenticated")
         .await;
+
+    // Staff: password + TOTP, then the session.
+    let secret = konbini_server::secrets::MasterSecret::new(vec![7u8; 32]).expect("secret");
+    let (db, s2, now) = (app.db.clone(), secret.clone(), app.clock_ms());
+    let created = tokio::task::spawn_blocking(move || {
+        konbini_server::app::staff::create(&db, &s2, "staff@example.com", "Staff", "support", now)
+    })
+    .await
+    .expect("join")
+    .expect("staff");
+    let code =
+        konbini_core::totp::code_at(&secret.staff_totp_secret(&created.id, 1), app.clock_ms());
+    let staff_login =
+        json!({"email": "staff@example.com", "password": created.password, "totp": code});
+    let r = w
+        .ok(
+            rq("POST", "/v1/admin/sessions").body(staff_login.clone()),
+            201,
+        )
+        .await;
+    let staff_token = s(&r.body["token"]);
+    w.err(
+        rq("POST", "/v1/admin/sessions").body(staff_login),
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    w.ok(rq("GET", "/v1/admin/me").auth(&staff_token), 200)
+        .await;
+    w.ok(
+        rq("DELETE", "/v1/admin/sessions/current").auth(&staff_token),
+        204,
+    )
+    .await;
+    w.err(
+        rq("GET", "/v1/admin/me").auth(&staff_token),
+        401,
+        "unauthenticated",
+    )
+    .await;
+    w.err(
+        rq("DELETE", "/v1/admin/sessions/current").auth(&staff_token),
+        401,
+        "unauthenticated",
+    )
+    .await;
 
     assert!(
         w.problems.is_empty(),

@@ -237,3 +237,26 @@ CREATE TABLE audit_log (
     prev_hash  BYTEA NOT NULL,
     hash       BYTEA NOT NULL
 );
+
+-- Operator staff. Second factor mandatory: the TOTP secret is derived from the master secret,
+-- the staff id and `totp_generation` (nothing secret stored); `totp_last_step` blocks replay.
+CREATE TABLE staff (
+    id              TEXT PRIMARY KEY,
+    email           TEXT NOT NULL UNIQUE,
+    name            TEXT NOT NULL,
+    role            TEXT NOT NULL,          -- support | analyst | security | finance | admin
+    password_hash   TEXT NOT NULL,
+    totp_generation BIGINT NOT NULL,
+    totp_last_step  BIGINT NOT NULL,
+    status          TEXT NOT NULL,          -- active | disabled
+    created_ms      BIGINT NOT NULL
+);
+
+CREATE TABLE staff_sessions (
+    token_hash   BYTEA PRIMARY KEY,
+    staff_id     TEXT NOT NULL REFERENCES staff(id),
+    created_ms   BIGINT NOT NULL,
+    last_seen_ms BIGINT NOT NULL,
+    expires_ms   BIGINT NOT NULL,
+    revoked_ms   BIGINT
+);

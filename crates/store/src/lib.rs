@@ -20,6 +20,7 @@ pub mod outbox;
 pub mod payments;
 mod postgres;
 mod sqlite;
+pub mod staff;
 pub mod stores;
 pub mod testing;
 mod value;

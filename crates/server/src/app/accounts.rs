@@ -32,7 +32,7 @@ pub fn hash_password(password: &str) -> ApiResult<String> {
         .map_err(|_| ApiError::internal())
 }
 
-fn password_matches(password: &str, phc: &str) -> bool {
+pub(crate) fn password_matches(password: &str, phc: &str) -> bool {
     argon2().verify_password(password.as_bytes(), phc).is_ok()
 }
 

@@ -8,6 +8,7 @@ pub mod idem;
 pub mod paycodes;
 pub mod pos;
 pub mod reconcile;
+pub mod staff;
 
 use konbini_store::{Conn, StoreError, outbox};
 
