@@ -77,6 +77,16 @@ pub struct Config {
     pub mail_from: String,
     /// The SMS gateway: a JSON `POST {"to", "body"}` to this URL (`None`: SMS events wait).
     pub sms_url: Option<String>,
+    /// Failed logins are counted over this window.
+    pub login_window_ms: i64,
+    /// Failed logins per account (from devices not bound to it) per window before 429.
+    pub login_failures_per_account: i64,
+    /// Consecutive failed logins after which only account recovery opens the account (a
+    /// device already bound to the account still logs in: nobody can lock a customer out).
+    pub login_lockout_after: i64,
+    /// Failed logins per client IP, and per network (/24, IPv6 /48), per window before 429.
+    pub login_failures_per_ip: i64,
+    pub login_failures_per_network: i64,
     /// Staff sessions end after this long without a request.
     pub staff_idle_ms: i64,
     /// Staff sessions end after this long whatever the activity.
@@ -107,6 +117,11 @@ impl Default for Config {
             mail_from: "Konbini <no-reply@konbini.invalid>".into(),
             sms_url: None,
             dispatch_interval_ms: 500,
+            login_window_ms: 15 * 60 * 1000,
+            login_failures_per_account: 5,
+            login_lockout_after: 100,
+            login_failures_per_ip: 20,
+            login_failures_per_network: 100,
             staff_idle_ms: 15 * 60 * 1000,
             staff_absolute_ms: 8 * 60 * 60 * 1000,
             max_delivery_attempts: 8,

@@ -102,9 +102,18 @@ struct LogIn {
 
 async fn log_in(
     State(s): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     Json(b): Json<LogIn>,
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
-    let out = accounts::log_in(&s, &b.email, &b.password, b.device, b.device_name).await?;
+    let out = accounts::log_in(
+        &s,
+        &b.email,
+        &b.password,
+        b.device,
+        b.device_name,
+        peer.ip(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, axum::Json(out)))
 }
 

@@ -71,9 +71,12 @@ pub async fn serve(
     });
     let app = http::router(state);
 
-    let r = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let r = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
     sweeper.abort();
     reconciler.abort();
     dispatcher.abort();

@@ -719,3 +719,144 @@ async fn a_terminal_guessing_codes_is_throttled() {
         app.ledger_ok().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_guessing_is_throttled_without_locking_out_the_owner() {
+    for app in apps().await {
+        let l = app.label;
+        let victim = app.customer(&format!("victim-{l}@example.com")).await;
+        let guess = |email: &str, pw: &str| json!({"email": email, "password": pw});
+        // Five wrong guesses from a device that is not bound to the account...
+        for i in 0..5 {
+            let r = app
+                .send(
+                    "POST",
+                    "/v1/sessions",
+                    None,
+                    None,
+                    Some(guess(&victim.email, &format!("wrong guess number {i}"))),
+                )
+                .await;
+            assert_error(l, &r, 401, "authentication_error", "invalid_credentials");
+        }
+        // ...and even the right password from a new device waits.
+        let r = app
+            .send(
+                "POST",
+                "/v1/sessions",
+                None,
+                None,
+                Some(guess(&victim.email, &victim.password)),
+            )
+            .await;
+        assert_error(l, &r, 429, "rate_limit_error", "too_many_attempts");
+        // An unknown address behaves exactly the same (no enumeration through throttling).
+        for i in 0..5 {
+            let r = app
+                .send(
+                    "POST",
+                    "/v1/sessions",
+                    None,
+                    None,
+                    Some(guess(
+                        "nobody-at-all@example.com",
+                        &format!("wrong guess number {i}"),
+                    )),
+                )
+                .await;
+            assert_error(l, &r, 401, "authentication_error", "invalid_credentials");
+        }
+        let r = app
+            .send(
+                "POST",
+                "/v1/sessions",
+                None,
+                None,
+                Some(guess("nobody-at-all@example.com", "whatever it is")),
+            )
+            .await;
+        assert_error(l, &r, 429, "rate_limit_error", "too_many_attempts");
+        // The owner's bound phone still signs in (the attacker cannot lock the owner out).
+        let own = json!({"email": victim.email, "password": victim.password, "device": {"id": victim.device_id, "secret": victim.device_secret}});
+        let r = app
+            .send("POST", "/v1/sessions", None, None, Some(own))
+            .await;
+        assert_eq!(r.status, 201, "{l}: {}", r.text);
+        assert_eq!(r.body["device"]["new"], false, "{l}");
+        // After the window, a new device may try again.
+        app.clock.advance_ms(15 * 60 * 1000 + 1_000);
+        let r = app
+            .send(
+                "POST",
+                "/v1/sessions",
+                None,
+                None,
+                Some(guess(&victim.email, &victim.password)),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{l}: {}", r.text);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credential_stuffing_from_one_address_is_stopped_and_long_runs_lock_the_account() {
+    for app in apps_with(|c| {
+        c.login_failures_per_ip = 8;
+        c.login_lockout_after = 10;
+    })
+    .await
+    {
+        let l = app.label;
+        let victim = app.customer(&format!("stuffed-{l}@example.com")).await;
+        // Spraying many accounts from one address: each account sees few failures, the
+        // address sees them all.
+        for i in 0..8 {
+            let r = app.send("POST", "/v1/sessions", None, None, Some(json!({"email": format!("list-{i}@example.com"), "password": "leaked password 123"}))).await;
+            assert_error(l, &r, 401, "authentication_error", "invalid_credentials");
+        }
+        let r = app
+            .send(
+                "POST",
+                "/v1/sessions",
+                None,
+                None,
+                Some(json!({"email": victim.email, "password": victim.password})),
+            )
+            .await;
+        assert_error(l, &r, 429, "rate_limit_error", "too_many_attempts");
+        // A slow attacker under every window still hits the consecutive-failure lock.
+        for round in 0..10 {
+            app.clock.advance_ms(16 * 60 * 1000);
+            let r = app
+                .send(
+                    "POST",
+                    "/v1/sessions",
+                    None,
+                    None,
+                    Some(json!({"email": victim.email, "password": format!("slow guess {round}")})),
+                )
+                .await;
+            assert_error(l, &r, 401, "authentication_error", "invalid_credentials");
+        }
+        app.clock.advance_ms(16 * 60 * 1000);
+        let r = app
+            .send(
+                "POST",
+                "/v1/sessions",
+                None,
+                None,
+                Some(json!({"email": victim.email, "password": victim.password})),
+            )
+            .await;
+        assert_error(l, &r, 429, "rate_limit_error", "too_many_attempts");
+        // The owner's bound device is still let in.
+        let own = json!({"email": victim.email, "password": victim.password, "device": {"id": victim.device_id, "secret": victim.device_secret}});
+        assert_eq!(
+            app.send("POST", "/v1/sessions", None, None, Some(own))
+                .await
+                .status,
+            201,
+            "{l}"
+        );
+    }
+}

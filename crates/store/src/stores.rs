@@ -202,8 +202,8 @@ pub fn pos_context(
     }))
 }
 
-/// Counts one failed payment code against `subject` in a fixed window starting at the first
-/// failure; a failure after the window has passed starts a new window.
+/// Counts one failure (a bad payment code, a failed login) against `subject` in a fixed window
+/// starting at the first failure; a failure after the window has passed starts a new window.
 pub fn record_code_failure(
     conn: &mut dyn Conn,
     subject: &str,
@@ -216,6 +216,34 @@ pub fn record_code_failure(
            failures = CASE WHEN code_failures.window_start_ms < $3 THEN 1 ELSE code_failures.failures + 1 END, \
            window_start_ms = CASE WHEN code_failures.window_start_ms < $3 THEN $2 ELSE code_failures.window_start_ms END",
         params![subject, now_ms, now_ms - window_ms],
+    )?;
+    Ok(())
+}
+
+/// Failures counted against `subject` in its current window, and when that window started;
+/// `(0, now)` when there are none or the window has passed.
+pub fn failures(
+    conn: &mut dyn Conn,
+    subject: &str,
+    now_ms: i64,
+    window_ms: i64,
+) -> Result<(i64, i64), StoreError> {
+    Ok(
+        match conn.query_opt(
+            "SELECT failures, window_start_ms FROM code_failures WHERE subject = $1",
+            params![subject],
+        )? {
+            Some(r) if r.int(1)? >= now_ms - window_ms => (r.int(0)?, r.int(1)?),
+            _ => (0, now_ms),
+        },
+    )
+}
+
+/// Forgets the failures of `subject` (after a success).
+pub fn clear_failures(conn: &mut dyn Conn, subject: &str) -> Result<(), StoreError> {
+    conn.exec(
+        "DELETE FROM code_failures WHERE subject = $1",
+        params![subject],
     )?;
     Ok(())
 }

@@ -143,14 +143,70 @@ pub struct DeviceCredential {
 
 /// Logs in. With a bound device's credentials, that device is used; otherwise a new device is
 /// bound and its secret and payment-code key are returned, once.
+/// The throttling subjects of one login attempt. The account is keyed by a keyed hash of the
+/// normalized email, so unknown and known addresses are counted alike and no address is
+/// stored in the clear.
+struct LoginSubjects {
+    account: String,
+    consecutive: String,
+    ip: String,
+    network: String,
+}
+
+impl LoginSubjects {
+    fn new(state: &AppState, email: &str, ip: std::net::IpAddr) -> LoginSubjects {
+        let key = state.secret.derive("login-throttle");
+        let who = hex(&konbini_core::paycode::hmac_sha256(&key, &[email.as_bytes()])[..16]);
+        let network = match ip {
+            std::net::IpAddr::V4(v4) => {
+                let o = v4.octets();
+                format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+            }
+            std::net::IpAddr::V6(v6) => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+            }
+        };
+        LoginSubjects {
+            account: format!("login:acct:{who}"),
+            consecutive: format!("login:consec:{who}"),
+            ip: format!("login:ip:{ip}"),
+            network: format!("login:net:{network}"),
+        }
+    }
+}
+
+fn too_many(retry_after_ms: i64) -> ApiError {
+    ApiError {
+        status: axum::http::StatusCode::TOO_MANY_REQUESTS,
+        kind: "rate_limit_error",
+        code: "too_many_attempts",
+        message: "Too many failed sign-in attempts; wait and try again, or recover the account."
+            .into(),
+        param: None,
+        retry_after_s: Some(u64::try_from(retry_after_ms.max(1000) / 1000).unwrap_or(1)),
+    }
+}
+
+/// Logs in. With a bound device's credentials, that device is used; otherwise a new device is
+/// bound and its secret and payment-code key are returned, once.
+///
+/// Failed attempts are throttled in the database (so across nodes) per account, per client IP
+/// and per network; after `login_lockout_after` consecutive failures only recovery opens the
+/// account. A device already bound to the account is exempt from the account limits, so an
+/// attacker hammering the account cannot stop its owner from signing in on their phone.
 pub async fn log_in(
     state: &AppState,
     email: &str,
     password: &str,
     device: Option<DeviceCredential>,
     device_name: Option<String>,
+    client_ip: std::net::IpAddr,
 ) -> ApiResult<serde_json::Value> {
     let email = normalize_email(email).map_err(|_| ApiError::invalid_credentials())?;
+    let subjects = LoginSubjects::new(state, &email, client_ip);
+    let cfg = state.config.clone();
+    let now = state.now_ms();
     let found = {
         let email = email.clone();
         state
@@ -158,6 +214,53 @@ pub async fn log_in(
             .read(move |c| customers::by_email(c, &email))
             .await?
     };
+    // Is the caller on a device already bound to this account?
+    let bound_device = match (&device, &found) {
+        (Some(d), Some(c)) => {
+            let (cid, d) = (c.id.clone(), d.clone());
+            state
+                .db
+                .read(move |c| known_device(c, &cid, &d))
+                .await?
+                .is_some()
+        }
+        _ => false,
+    };
+    let (acct, ip, net, consec) = {
+        let (a, i, n, k) = (
+            subjects.account.clone(),
+            subjects.ip.clone(),
+            subjects.network.clone(),
+            subjects.consecutive.clone(),
+        );
+        let window = cfg.login_window_ms;
+        state
+            .db
+            .read(move |c| {
+                Ok::<_, ApiError>((
+                    konbini_store::stores::failures(c, &a, now, window)?,
+                    konbini_store::stores::failures(c, &i, now, window)?,
+                    konbini_store::stores::failures(c, &n, now, window)?,
+                    konbini_store::stores::failures(c, &k, now, i64::MAX / 4)?,
+                ))
+            })
+            .await?
+    };
+    let window_end = |start: i64| start + cfg.login_window_ms - now;
+    if ip.0 >= cfg.login_failures_per_ip {
+        return Err(too_many(window_end(ip.1)));
+    }
+    if net.0 >= cfg.login_failures_per_network {
+        return Err(too_many(window_end(net.1)));
+    }
+    if !bound_device {
+        if consec.0 >= cfg.login_lockout_after {
+            return Err(too_many(cfg.login_window_ms));
+        }
+        if acct.0 >= cfg.login_failures_per_account {
+            return Err(too_many(window_end(acct.1)));
+        }
+    }
     // Verify against a dummy hash when the account does not exist, so timing does not tell.
     let (hash, customer) = match found {
         Some(c) => (c.password_hash.clone(), Some(c)),
@@ -169,15 +272,43 @@ pub async fn log_in(
         .unwrap_or(false);
     let customer = match (ok, customer) {
         (true, Some(c)) => c,
-        _ => return Err(ApiError::invalid_credentials()),
+        _ => {
+            let window = cfg.login_window_ms;
+            state
+                .db
+                .write(move |c| {
+                    for s in [&subjects.account, &subjects.ip, &subjects.network] {
+                        konbini_store::stores::record_code_failure(c, s, now, window)?;
+                    }
+                    konbini_store::stores::record_code_failure(
+                        c,
+                        &subjects.consecutive,
+                        now,
+                        i64::MAX / 4,
+                    )?;
+                    Ok::<_, ApiError>(())
+                })
+                .await?;
+            return Err(ApiError::invalid_credentials());
+        }
     };
+    {
+        let (a, k) = (subjects.account.clone(), subjects.consecutive.clone());
+        state
+            .db
+            .write(move |c| {
+                konbini_store::stores::clear_failures(c, &a)?;
+                konbini_store::stores::clear_failures(c, &k)?;
+                Ok::<_, ApiError>(())
+            })
+            .await?;
+    }
     if customer.status != "active" {
         return Err(ApiError::forbidden(
             "account_frozen",
             "This account is frozen; contact support.",
         ));
     }
-    let now = state.now_ms();
     let token = new_token("ks");
     let session_hash = token_hash(&token);
     let expires = now + state.config.session_absolute_ms;
