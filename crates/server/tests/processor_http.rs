@@ -190,3 +190,106 @@ async fn an_unreachable_processor_is_a_clear_error() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_refund_during_an_outage_reaches_the_card_later() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let sim = Simulator::new(100);
+    let down = Arc::new(AtomicBool::new(false));
+    let d = down.clone();
+    // The processor behind a switch: while `down`, every call answers 503.
+    let app_router = simulator_router(sim.clone()).layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let d = d.clone();
+            async move {
+                if d.load(Ordering::SeqCst) {
+                    return axum::response::IntoResponse::into_response(
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    );
+                }
+                next.run(req).await
+            }
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app_router).await;
+    });
+    let u = url.clone();
+    for app in apps_with(move |c| {
+        c.processor = ProcessorConfig::Http {
+            url: u.clone(),
+            timeout_ms: 300,
+        };
+        c.reconcile_interval_ms = 50;
+        c.card_op_stuck_after_ms = 60_000;
+    })
+    .await
+    {
+        let l = app.label;
+        let before = sim.net_charged_minor();
+        let c = app.customer(&format!("outage-{l}@example.com")).await;
+        let card = app.link_card(&c, "4242424242424242").await;
+        let f = app
+            .send(
+                "PUT",
+                "/v1/wallet/funding",
+                Some(&c.token),
+                None,
+                Some(json!({"source": "card", "card_id": card})),
+            )
+            .await;
+        assert_eq!(f.status, 200, "{l}");
+        let (_, term) = app.store_with_terminal(&format!("st_out_{l}")).await;
+        let p = app
+            .pay(&term, &app.offline_code(&c, 0), 1_500, "out-pay")
+            .await;
+        assert_eq!(p.body["status"], "succeeded", "{l}: {}", p.text);
+        let id = p.body["id"].as_str().expect("id").to_string();
+
+        down.store(true, Ordering::SeqCst);
+        let re = app
+            .send(
+                "POST",
+                &format!("/v1/pos/payments/{id}/refunds"),
+                Some(&term),
+                Some("out-refund"),
+                Some(json!({"amount": 500})),
+            )
+            .await;
+        assert_eq!(re.status, 201, "{l}: the refund is recorded: {}", re.text);
+        assert_eq!(
+            sim.net_charged_minor() - before,
+            1_500,
+            "{l}: not yet at the card"
+        );
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM card_ops WHERE kind = 'refund'")
+                .await,
+            1,
+            "{l}"
+        );
+
+        down.store(false, Ordering::SeqCst);
+        app.clock.advance_ms(61_000);
+        let mut left = 1;
+        for _ in 0..100 {
+            left = app.count("SELECT COUNT(*) FROM card_ops").await;
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(left, 0, "{l}: the reconciler finished the refund");
+        assert_eq!(
+            sim.net_charged_minor() - before,
+            1_000,
+            "{l}: refunded exactly once"
+        );
+        app.ledger_ok().await;
+    }
+}

@@ -92,6 +92,8 @@ async fn interrupted_topup(
                     kind: "topup".into(),
                     idem_scope: cus.clone(),
                     idem_key: key.clone(),
+                    processor_auth: None,
+                    amount: None,
                     created_ms: now,
                 },
             )?;

@@ -207,11 +207,14 @@ CREATE INDEX outbox_pending ON outbox(delivered_ms, created_ms);
 -- Card operations between their two transactions (the processor call in between). A row is
 -- written with the first transaction and removed by the second; a row left behind by a crash
 -- or a lost answer is finished by the reconciler, which asks the processor what happened.
+-- Card refunds are recorded in the ledger first and leave a row until the processor confirms.
 CREATE TABLE card_ops (
     ref_id     TEXT PRIMARY KEY,            -- the top-up or payment id (the processor's reference)
     kind       TEXT NOT NULL,               -- topup | payment
     idem_scope TEXT NOT NULL,               -- the idempotency record to complete
     idem_key   TEXT NOT NULL,
+    processor_auth TEXT,                    -- refunds: the authorization to refund
+    amount     BIGINT,                      -- refunds: how much
     created_ms BIGINT NOT NULL
 );
 CREATE INDEX card_ops_created ON card_ops(created_ms);

@@ -397,16 +397,32 @@ pub fn finish_payment(
 #[derive(Debug, Clone)]
 pub struct CardOp {
     pub ref_id: String,
+    /// `topup`, `payment` or `refund`.
     pub kind: String,
     pub idem_scope: String,
     pub idem_key: String,
+    /// Refunds only: the authorization to refund and the amount.
+    pub processor_auth: Option<String>,
+    pub amount: Option<i64>,
     pub created_ms: i64,
+}
+
+fn card_op(r: &Row) -> Result<CardOp, StoreError> {
+    Ok(CardOp {
+        ref_id: r.text(0)?,
+        kind: r.text(1)?,
+        idem_scope: r.text(2)?,
+        idem_key: r.text(3)?,
+        processor_auth: r.opt_text(4)?,
+        amount: r.opt_int(5)?,
+        created_ms: r.int(6)?,
+    })
 }
 
 pub fn insert_card_op(conn: &mut dyn Conn, op: &CardOp) -> Result<(), StoreError> {
     conn.exec(
-        "INSERT INTO card_ops (ref_id, kind, idem_scope, idem_key, created_ms) VALUES ($1, $2, $3, $4, $5)",
-        params![&op.ref_id, &op.kind, &op.idem_scope, &op.idem_key, op.created_ms],
+        "INSERT INTO card_ops (ref_id, kind, idem_scope, idem_key, processor_auth, amount, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        params![&op.ref_id, &op.kind, &op.idem_scope, &op.idem_key, op.processor_auth.clone(), op.amount, op.created_ms],
     )?;
     Ok(())
 }
@@ -415,7 +431,7 @@ pub fn insert_card_op(conn: &mut dyn Conn, op: &CardOp) -> Result<(), StoreError
 /// already finished the operation — the caller must then leave it alone.
 pub fn take_card_op(conn: &mut dyn Conn, ref_id: &str) -> Result<Option<CardOp>, StoreError> {
     let Some(r) = conn.query_opt(
-        "SELECT ref_id, kind, idem_scope, idem_key, created_ms FROM card_ops WHERE ref_id = $1",
+        "SELECT ref_id, kind, idem_scope, idem_key, processor_auth, amount, created_ms FROM card_ops WHERE ref_id = $1",
         params![ref_id],
     )?
     else {
@@ -424,13 +440,7 @@ pub fn take_card_op(conn: &mut dyn Conn, ref_id: &str) -> Result<Option<CardOp>,
     if conn.exec("DELETE FROM card_ops WHERE ref_id = $1", params![ref_id])? != 1 {
         return Ok(None);
     }
-    Ok(Some(CardOp {
-        ref_id: r.text(0)?,
-        kind: r.text(1)?,
-        idem_scope: r.text(2)?,
-        idem_key: r.text(3)?,
-        created_ms: r.int(4)?,
-    }))
+    Ok(Some(card_op(&r)?))
 }
 
 /// Card operations started before `before_ms` and never finished, oldest first.
@@ -440,19 +450,11 @@ pub fn stuck_card_ops(
     limit: i64,
 ) -> Result<Vec<CardOp>, StoreError> {
     conn.query(
-        "SELECT ref_id, kind, idem_scope, idem_key, created_ms FROM card_ops WHERE created_ms < $1 ORDER BY created_ms LIMIT $2",
+        "SELECT ref_id, kind, idem_scope, idem_key, processor_auth, amount, created_ms FROM card_ops WHERE created_ms < $1 ORDER BY created_ms LIMIT $2",
         params![before_ms, limit],
     )?
     .iter()
-    .map(|r| {
-        Ok(CardOp {
-            ref_id: r.text(0)?,
-            kind: r.text(1)?,
-            idem_scope: r.text(2)?,
-            idem_key: r.text(3)?,
-            created_ms: r.int(4)?,
-        })
-    })
+    .map(card_op)
     .collect()
 }
 

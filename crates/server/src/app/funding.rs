@@ -289,6 +289,8 @@ pub async fn top_up(
                         kind: "topup".into(),
                         idem_scope: idem.scope.clone(),
                         idem_key: idem.key.clone(),
+                        processor_auth: None,
+                        amount: None,
                         created_ms: now,
                     },
                 )?;

@@ -281,6 +281,8 @@ pub async fn create_payment(
                         kind: "payment".into(),
                         idem_scope: idem.scope.clone(),
                         idem_key: idem.key.clone(),
+                        processor_auth: None,
+                        amount: None,
                         created_ms: now,
                     },
                 )?;
@@ -793,6 +795,7 @@ pub async fn refund(
             })?;
             super::emit(c, "refund.succeeded", &p.id, &json!({"refund_id": refund_id, "payment_id": p.id, "customer_id": customer_id, "amount": amount.minor(), "currency": p.currency}), now)?;
             let body = json!({"id": refund_id, "object": "refund", "payment_id": p.id, "amount": amount.minor(), "currency": p.currency, "status": "succeeded", "created_ms": now});
+            record_card_refund(c, &follow, now)?;
             let stored = Stored::json(StatusCode::CREATED, &body);
             idem::finish(c, &idem, &stored)?;
             Ok((stored, follow))
@@ -811,10 +814,48 @@ async fn card_follow_up(state: &AppState, follow: CardFollowUp) {
         amount,
         reference,
     } = follow
-        && let Err(e) = state.processor.refund(&auth, amount, &reference).await
     {
-        tracing::error!(error = %e, refund = %reference, "card refund not yet confirmed by the processor");
+        match state.processor.refund(&auth, amount, &reference).await {
+            Ok(()) => {
+                let r = state
+                    .db
+                    .write(move |c| payments::take_card_op(c, &reference))
+                    .await;
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "card refund confirmed but its marker stays; the reconciler will finish it");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, refund = %reference, "card refund not yet confirmed; the reconciler retries it");
+            }
+        }
     }
+}
+
+/// Leaves a marker for a card refund in the refund's own transaction, so that a refund the
+/// processor has not confirmed (an outage, a crash right after the commit) is retried by the
+/// reconciler with the same reference until it is.
+fn record_card_refund(c: &mut dyn Conn, follow: &CardFollowUp, now: i64) -> Result<(), StoreError> {
+    if let CardFollowUp::Refund {
+        auth,
+        amount,
+        reference,
+    } = follow
+    {
+        payments::insert_card_op(
+            c,
+            &payments::CardOp {
+                ref_id: reference.clone(),
+                kind: "refund".into(),
+                idem_scope: String::new(),
+                idem_key: String::new(),
+                processor_auth: Some(auth.clone()),
+                amount: Some(*amount),
+                created_ms: now,
+            },
+        )?;
+    }
+    Ok(())
 }
 
 /// Cancels a payment: a pending one releases its hold; a succeeded one with nothing refunded
@@ -877,6 +918,7 @@ pub async fn cancel(
                     ));
                 }
             }
+            record_card_refund(c, &follow, now)?;
             let stored = Stored::json(StatusCode::OK, &payment_json(&p));
             idem::finish(c, &idem, &stored)?;
             Ok((stored, follow))

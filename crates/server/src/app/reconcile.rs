@@ -28,6 +28,12 @@ pub async fn run_once(state: &AppState) -> ApiResult<usize> {
         .await?;
     let mut finished = 0;
     for op in stuck {
+        if op.kind == "refund" {
+            if retry_refund(state, &op).await? {
+                finished += 1;
+            }
+            continue;
+        }
         let id = op.ref_id.clone();
         let kind = op.kind.clone();
         let amount = state
@@ -81,4 +87,47 @@ pub async fn run_once(state: &AppState) -> ApiResult<usize> {
         }
     }
     Ok(finished)
+}
+
+/// Retries a card refund the processor has not confirmed. The ledger already shows the money
+/// going back (store → card clearing); the processor deduplicates by reference, so a retry
+/// never refunds twice. A refund the processor refuses outright is handed to operations.
+async fn retry_refund(state: &AppState, op: &payments::CardOp) -> ApiResult<bool> {
+    let (Some(auth), Some(amount)) = (op.processor_auth.clone(), op.amount) else {
+        return Ok(false);
+    };
+    let now = state.now_ms();
+    match state.processor.refund(&auth, amount, &op.ref_id).await {
+        Ok(()) => {}
+        Err(ProcessorError::Rejected(reason)) => {
+            tracing::error!(refund = %op.ref_id, %reason, "the processor refused a card refund; operations must settle it");
+            let (id, reason) = (op.ref_id.clone(), reason.clone());
+            state
+                .db
+                .write(move |c| {
+                    if payments::take_card_op(c, &id)?.is_some() {
+                        super::emit(
+                            c,
+                            "card_refund.failed",
+                            &id,
+                            &serde_json::json!({"refund": id, "reason": reason}),
+                            now,
+                        )?;
+                    }
+                    Ok::<_, ApiError>(())
+                })
+                .await?;
+            return Ok(false);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, refund = %op.ref_id, "card refund still unconfirmed; will retry");
+            return Ok(false);
+        }
+    }
+    let id = op.ref_id.clone();
+    let taken = state
+        .db
+        .write(move |c| payments::take_card_op(c, &id))
+        .await?;
+    Ok(taken.is_some())
 }
