@@ -133,6 +133,82 @@ pub fn post(
     Ok(Posted::Ok)
 }
 
+/// What spending a payment code and posting its payment found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeAndPost {
+    /// The code was not (or no longer) valid for its slot: nothing was written.
+    CodeRejected,
+    /// The code is spent; the wallet could not pay.
+    InsufficientFunds,
+    /// The code is spent and the entry posted.
+    Posted,
+}
+
+/// The wallet payment's hot path: spends payment-code `counter` on `slot` (see
+/// `customers::consume_code`) and, only if that succeeded, posts `entry`. On PostgreSQL this is
+/// ONE statement (the code, the guarded debit, the credit, the entry and its postings as
+/// data-modifying CTEs, each conditional on the one before); on SQLite, two calls in process.
+#[allow(clippy::too_many_arguments)]
+pub fn spend_code_and_post(
+    conn: &mut dyn Conn,
+    slot: i64,
+    counter: i64,
+    entry_id: &str,
+    kind: &str,
+    ref_id: &str,
+    entry: &Entry,
+    now_ms: i64,
+) -> Result<CodeAndPost, StoreError> {
+    let two_line_wallet_debit = match entry.postings() {
+        [a, b] => {
+            let (debit, credit) = if a.amount_minor < 0 { (a, b) } else { (b, a) };
+            (is_wallet_account(&debit.account_id) && !is_wallet_account(&credit.account_id))
+                .then_some((debit, credit))
+        }
+        _ => None,
+    };
+    let (crate::Backend::Postgres, Some((debit, credit))) = (conn.backend(), two_line_wallet_debit)
+    else {
+        if !crate::customers::consume_code(conn, slot, counter)? {
+            return Ok(CodeAndPost::CodeRejected);
+        }
+        return Ok(match post(conn, entry_id, kind, ref_id, entry, now_ms)? {
+            Posted::Ok => CodeAndPost::Posted,
+            Posted::InsufficientFunds => CodeAndPost::InsufficientFunds,
+        });
+    };
+    let credit_kind = AccountKind::of_account(&credit.account_id).ok_or_else(|| {
+        StoreError::Constraint(format!(
+            "account id {} has no known kind",
+            credit.account_id
+        ))
+    })?;
+    let row = conn.query_one(
+        "WITH k AS (UPDATE devices SET last_code_counter = $11::bigint \
+                    WHERE slot = $12::bigint AND status = 'bound' AND last_code_counter < $11::bigint RETURNING 1), \
+         w AS (UPDATE accounts SET balance = balance + $1::bigint \
+               WHERE id = $2::text AND balance - held + $1::bigint >= 0 AND EXISTS (SELECT 1 FROM k) RETURNING id), \
+         c AS (INSERT INTO accounts (id, kind, currency, balance, held, created_ms) \
+               SELECT $3::text, $4::text, $5::text, $6::bigint, 0, $7::bigint WHERE EXISTS (SELECT 1 FROM w) \
+               ON CONFLICT (id) DO UPDATE SET balance = accounts.balance + excluded.balance), \
+         e AS (INSERT INTO entries (id, kind, ref_id, currency, created_ms) \
+               SELECT $8::text, $9::text, $10::text, $5::text, $7::bigint WHERE EXISTS (SELECT 1 FROM w)), \
+         p AS (INSERT INTO postings (entry_id, account_id, amount) \
+               SELECT v.e, v.a, v.x FROM (VALUES ($8::text, $2::text, $1::bigint), ($8::text, $3::text, $6::bigint)) AS v(e, a, x) \
+               WHERE EXISTS (SELECT 1 FROM w)) \
+         SELECT (SELECT COUNT(*) FROM k), (SELECT COUNT(*) FROM w)",
+        params![
+            debit.amount_minor, &debit.account_id, &credit.account_id, credit_kind.as_str(),
+            entry.currency().code(), credit.amount_minor, now_ms, entry_id, kind, ref_id, counter, slot
+        ],
+    )?;
+    Ok(match (row.int(0)?, row.int(1)?) {
+        (0, _) => CodeAndPost::CodeRejected,
+        (_, 0) => CodeAndPost::InsufficientFunds,
+        _ => CodeAndPost::Posted,
+    })
+}
+
 /// PostgreSQL fast path for the commonest entry, a wallet paying a non-wallet account (every
 /// wallet payment): the guarded debit, the credit (creating the account if new), the entry
 /// and both postings in ONE statement of data-modifying CTEs, all conditional on the debit.

@@ -232,34 +232,44 @@ pub async fn create_payment(
             };
             // After repeated failures for this slot at this terminal, its codes are no longer
             // checked here: guesses stop paying off, and other tills still accept the customer.
-            let spent = if ctx.slot_failures >= cfg.max_code_failures_per_slot {
+            let window = cfg.code_failure_window_ms;
+            let slot_key = format!("slot:{}:{}", code.slot(), p.terminal_id);
+            let term_key = format!("term:{}", p.terminal_id);
+            let record_failure = |c: &mut dyn Conn| -> Result<(), StoreError> {
+                konbini_store::stores::record_code_failure(c, &term_key, now, window)?;
+                konbini_store::stores::record_code_failure(c, &slot_key, now, window)
+            };
+            // Check the one-time value (no database work); the code is spent further down,
+            // together with the money on the hot path.
+            let verified = if ctx.slot_failures >= cfg.max_code_failures_per_slot {
                 None
             } else {
-                spend_code(c, &secret, &code, ctx.paying, now)?
+                verify_code(&secret, &code, ctx.paying, now)
             };
-            let paying = match spent {
-                Some(d) => d,
-                None => {
-                    let window = cfg.code_failure_window_ms;
-                    konbini_store::stores::record_code_failure(
-                        c,
-                        &format!("term:{}", p.terminal_id),
-                        now,
-                        window,
-                    )?;
-                    konbini_store::stores::record_code_failure(
-                        c,
-                        &format!("slot:{}:{}", code.slot(), p.terminal_id),
-                        now,
-                        window,
-                    )?;
-                    p.decline_code = Some("invalid_code".into());
-                    return finish_decided(c, &idem, p, now).map(Decided::Done);
-                }
+            let Some((paying, counter)) = verified else {
+                record_failure(c)?;
+                p.decline_code = Some("invalid_code".into());
+                return finish_decided(c, &idem, p, now).map(Decided::Done);
+            };
+            let slot = paying.device.slot;
+            // Every path but the immediate wallet payment spends the code first.
+            let spend_first = |c: &mut dyn Conn| -> Result<bool, StoreError> {
+                customers::consume_code(c, slot, counter)
             };
             let customer_id = paying.device.customer_id.clone();
             p.customer_id = Some(customer_id.clone());
             p.device_id = Some(paying.device.id.clone());
+            let immediate_wallet = paying.customer_status == "active"
+                && paying.funding != "card"
+                && amount.minor() < cfg.limits.confirm_at_or_above_minor;
+            if !immediate_wallet && !spend_first(c)? {
+                // Used or outdated by a concurrent scan: same answer as any bad code.
+                record_failure(c)?;
+                p.customer_id = None;
+                p.device_id = None;
+                p.decline_code = Some("invalid_code".into());
+                return finish_decided(c, &idem, p, now).map(Decided::Done);
+            }
             if paying.customer_status != "active" {
                 p.decline_code = Some("account_unavailable".into());
                 return finish_decided(c, &idem, p, now).map(Decided::Done);
@@ -322,9 +332,28 @@ pub async fn create_payment(
             }
             let entry =
                 Entry::transfer(&wallet, &settlement, amount).map_err(|_| ApiError::internal())?;
-            match ledger::post(c, &new_id("ent"), "payment", &p.id, &entry, now)? {
-                Posted::Ok => p.status = "succeeded".into(),
-                Posted::InsufficientFunds => p.decline_code = Some("insufficient_funds".into()),
+            // The hot path: spend the code and move the money in one step.
+            match ledger::spend_code_and_post(
+                c,
+                slot,
+                counter,
+                &new_id("ent"),
+                "payment",
+                &p.id,
+                &entry,
+                now,
+            )? {
+                ledger::CodeAndPost::Posted => p.status = "succeeded".into(),
+                ledger::CodeAndPost::InsufficientFunds => {
+                    p.decline_code = Some("insufficient_funds".into());
+                }
+                ledger::CodeAndPost::CodeRejected => {
+                    record_failure(c)?;
+                    p.customer_id = None;
+                    p.device_id = None;
+                    p.funding = None;
+                    p.decline_code = Some("invalid_code".into());
+                }
             }
             finish_decided(c, &idem, p, now).map(Decided::Done)
         })
@@ -349,29 +378,21 @@ pub async fn create_payment(
     }
 }
 
-/// Given the live device of the code's slot, checks the one-time value and spends the code.
-/// `None` for every kind of bad code (unknown slot, wrong value, expired, reused): the caller
-/// answers them all alike.
-fn spend_code(
-    c: &mut dyn Conn,
+/// Checks the one-time value against the live device of the code's slot; returns the device
+/// and the code's counter. `None` for every kind of bad code (unknown slot, wrong value,
+/// expired): the caller answers them all alike. Spending the code is the caller's next step.
+fn verify_code(
     secret: &crate::secrets::MasterSecret,
     code: &PaymentCode,
     paying: Option<customers::PayingDevice>,
     now: i64,
-) -> Result<Option<customers::PayingDevice>, StoreError> {
-    let Some(paying) = paying else {
-        return Ok(None);
-    };
-    let device = &paying.device;
-    let generation = u32::try_from(device.key_generation).unwrap_or(0);
+) -> Option<(customers::PayingDevice, i64)> {
+    let paying = paying?;
+    let generation = u32::try_from(paying.device.key_generation).ok()?;
     let key = secret.paycode_key(code.slot(), generation);
-    let Ok(counter) = paycode::verify(&key, code, now) else {
-        return Ok(None);
-    };
-    if !customers::consume_code(c, device.slot, counter)? {
-        return Ok(None);
-    }
-    Ok(Some(paying))
+    let counter = paycode::verify(&key, code, now).ok()?;
+    // A counter not above the last one used is a replay or an outdated code.
+    (counter > paying.device.last_code_counter).then_some((paying, counter))
 }
 
 /// Inserts the decided payment with its activity line and event, and stores the response.
