@@ -90,7 +90,6 @@ CREATE TABLE entries (
     created_ms BIGINT NOT NULL
 );
 CREATE INDEX entries_ref ON entries(ref_id);
-CREATE INDEX entries_created ON entries(created_ms);
 
 CREATE TABLE postings (
     entry_id   TEXT NOT NULL REFERENCES entries(id),
@@ -98,7 +97,8 @@ CREATE TABLE postings (
     amount     BIGINT NOT NULL,             -- signed: credit positive, debit negative
     PRIMARY KEY (entry_id, account_id)
 );
-CREATE INDEX postings_account ON postings(account_id);
+-- No index on postings(account_id): every payment would pay for it, and `ledger verify`
+-- aggregates with a full scan anyway. Add one with the first per-account statement query.
 
 CREATE TABLE holds (
     id         TEXT PRIMARY KEY,
@@ -186,7 +186,7 @@ CREATE TABLE idempotency (
     created_ms   BIGINT NOT NULL,
     PRIMARY KEY (scope, key)
 );
-CREATE INDEX idempotency_created ON idempotency(created_ms);
+-- Keys are purged by age in a daily batch (a scan); no index taxes every request for it.
 
 -- Transactional outbox: written in the same transaction as the change it reports.
 CREATE TABLE outbox (
