@@ -185,7 +185,7 @@ impl FromRequestParts<AppState> for TerminalAuth {
 }
 
 /// A terminal key that is well-formed but not yet looked up: the payment hot path resolves
-/// it inside its own transaction ([`resolve_terminal`]) instead of spending a separate read.
+/// it inside its own transaction (`stores::pos_context`) instead of spending a separate read.
 #[derive(Debug, Clone)]
 pub struct TerminalKey {
     pub key_hash: Vec<u8>,
@@ -202,18 +202,6 @@ impl<S: Send + Sync> FromRequestParts<S> for TerminalKey {
             key_hash: token_hash(key),
         })
     }
-}
-
-/// The active terminal a key belongs to, or 401.
-pub fn resolve_terminal(
-    c: &mut dyn konbini_store::Conn,
-    key_hash: &[u8],
-) -> Result<TerminalAuth, ApiError> {
-    let t = stores::terminal_by_key_hash(c, key_hash)?.ok_or_else(ApiError::unauthenticated)?;
-    Ok(TerminalAuth {
-        terminal_id: t.id,
-        store_id: t.store_id,
-    })
 }
 
 /// The `Idempotency-Key` header, required on every request that moves money.

@@ -125,16 +125,6 @@ pub fn device_by_id(conn: &mut dyn Conn, id: &str) -> Result<Option<Device>, Sto
         .transpose()
 }
 
-/// The live (bound) device holding a payment-code slot.
-pub fn device_by_slot(conn: &mut dyn Conn, slot: i64) -> Result<Option<Device>, StoreError> {
-    conn.query_opt(
-        select_devices!("WHERE slot = $1 AND status = 'bound'"),
-        params![slot],
-    )?
-    .map(|r| device(&r))
-    .transpose()
-}
-
 /// A live device with what a payment needs to know of its customer.
 #[derive(Debug, Clone)]
 pub struct PayingDevice {
@@ -142,28 +132,6 @@ pub struct PayingDevice {
     pub customer_status: String,
     pub funding: String,
     pub funding_card_id: Option<String>,
-}
-
-/// The live device holding a slot, with its customer's status and funding choice, in one
-/// query on the hot path.
-pub fn paying_device_by_slot(
-    conn: &mut dyn Conn,
-    slot: i64,
-) -> Result<Option<PayingDevice>, StoreError> {
-    conn.query_opt(
-        "SELECT d.id, d.customer_id, d.slot, d.key_generation, d.secret_hash, d.name, d.status, d.last_code_counter, d.created_ms, \
-         c.status, c.funding, c.funding_card_id FROM devices d JOIN customers c ON c.id = d.customer_id WHERE d.slot = $1 AND d.status = 'bound'",
-        params![slot],
-    )?
-    .map(|r| {
-        Ok(PayingDevice {
-            device: device(&r)?,
-            customer_status: r.text(9)?,
-            funding: r.text(10)?,
-            funding_card_id: r.opt_text(11)?,
-        })
-    })
-    .transpose()
 }
 
 pub fn devices_of(conn: &mut dyn Conn, customer_id: &str) -> Result<Vec<Device>, StoreError> {

@@ -116,11 +116,3 @@ pub fn complete(
     )?;
     Ok(())
 }
-
-/// Forgets keys older than `before_ms` (kept at least 24 h by the caller's choice of cutoff).
-pub fn purge(conn: &mut dyn Conn, before_ms: i64) -> Result<u64, StoreError> {
-    conn.exec(
-        "DELETE FROM idempotency WHERE created_ms < $1 AND status_code IS NOT NULL",
-        params![before_ms],
-    )
-}
