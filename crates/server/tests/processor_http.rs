@@ -9,22 +9,9 @@ use konbini_server::config::ProcessorConfig;
 use konbini_server::processor::{Simulator, simulator_router};
 use serde_json::json;
 
-async fn simulator(slow_ms: u64) -> (Simulator, String) {
-    let sim = Simulator::new(slow_ms);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let app = simulator_router(sim.clone());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (sim, url)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_out_authorization_is_retried_and_charged_once() {
-    let (sim, url) = simulator(1_500).await;
+    let (sim, url) = simulator_over_http(1_500).await;
     let u = url.clone();
     for app in apps_with(move |c| {
         c.processor = ProcessorConfig::Http {
@@ -66,7 +53,7 @@ async fn a_timed_out_authorization_is_retried_and_charged_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_processor_charges_nothing_and_credits_nothing() {
-    let (sim, url) = simulator(1_500).await;
+    let (sim, url) = simulator_over_http(1_500).await;
     let u = url.clone();
     for app in apps_with(move |c| {
         c.processor = ProcessorConfig::Http {
@@ -212,13 +199,7 @@ async fn a_card_refund_during_an_outage_reaches_the_card_later() {
             }
         },
     ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app_router).await;
-    });
+    let url = serve_local(app_router).await;
     let u = url.clone();
     for app in apps_with(move |c| {
         c.processor = ProcessorConfig::Http {

@@ -8,23 +8,10 @@ use common::*;
 use konbini_server::app::funding::TopupRequest;
 use konbini_server::app::idem::Idem;
 use konbini_server::config::ProcessorConfig;
-use konbini_server::processor::{Processor, Simulator, simulator_router};
+use konbini_server::processor::Processor;
 use konbini_store::payments::{self, Activity, CardOp, Topup};
 use konbini_store::{StoreError, idempotency, params};
 use std::time::Duration;
-
-async fn simulator() -> (Simulator, String) {
-    let sim = Simulator::new(100);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let app = simulator_router(sim.clone());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (sim, url)
-}
 
 /// Writes exactly what the first transaction of `POST /v1/topups` writes, as if the server
 /// then died before the second.
@@ -138,7 +125,7 @@ async fn wait_for_status(app: &TestApp, topup_id: &str, want: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupted_top_ups_are_finished_by_the_reconciler() {
-    let (sim, url) = simulator().await;
+    let (sim, url) = simulator_over_http(100).await;
     let u = url.clone();
     let apps = apps_with(move |c| {
         c.processor = ProcessorConfig::Http {

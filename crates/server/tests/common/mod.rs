@@ -511,3 +511,23 @@ pub fn assert_error_param(label: &str, r: &Resp, status: u16, kind: &str, code: 
         r.text
     );
 }
+
+/// Serves `router` on a random local port; returns its base URL.
+pub async fn serve_local(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    url
+}
+
+/// The card-processor simulator served over HTTP (so the server's real network client is
+/// used), with the slow test card stalling `slow_ms`.
+pub async fn simulator_over_http(slow_ms: u64) -> (konbini_server::processor::Simulator, String) {
+    let sim = konbini_server::processor::Simulator::new(slow_ms);
+    let url = serve_local(konbini_server::processor::simulator_router(sim.clone())).await;
+    (sim, url)
+}
