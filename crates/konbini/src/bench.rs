@@ -110,14 +110,15 @@ fn seed(db: &Db, secret: &MasterSecret, args: &BenchArgs) -> Result<Seeded, Stri
                 customers::insert(
                     c,
                     &Customer {
-                        id: id.clone(),
-                        email: format!("{id}@bench.invalid"),
-                        phone: "+819000000000".into(),
-                        password_hash: "bench-no-login".into(),
-                        status: "active".into(),
-                        funding: "wallet".into(),
-                        funding_card_id: None,
-                        created_ms: now,
+                        email_verified_ms: Some(now),
+                        phone_verified_ms: Some(now),
+                        ..Customer::new(
+                            id,
+                            &format!("{id}@bench.invalid"),
+                            "+819000000000",
+                            "bench-no-login",
+                            now,
+                        )
                     },
                 )?;
                 customers::insert_device(
@@ -133,6 +134,7 @@ fn seed(db: &Db, secret: &MasterSecret, args: &BenchArgs) -> Result<Seeded, Stri
                         last_code_counter: 0,
                         created_ms: now,
                     },
+                    "signup",
                 )?;
                 let wallet = rules::wallet_account(id, cur);
                 ledger::ensure_account(c, &wallet, AccountKind::Wallet, cur, now)?;

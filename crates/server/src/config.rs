@@ -95,6 +95,34 @@ pub struct Config {
     pub dispatch_interval_ms: u64,
     /// Delivery attempts before an event goes to the dead-letter list.
     pub max_delivery_attempts: i64,
+    /// Life of a code sent by email or SMS (sign-up, log-in, step-up, contact change).
+    pub code_ttl_ms: i64,
+    /// Life of a recovery request and its link and code (at most 15 minutes).
+    pub recovery_ttl_ms: i64,
+    /// Wrong answers a flow (and each code) takes before it dies.
+    pub max_code_attempts: i64,
+    /// Codes one flow may send (the first and the resends).
+    pub max_code_sends: i64,
+    /// How recent the last authentication must be for sensitive actions (step-up).
+    pub step_up_window_ms: i64,
+    /// Top-ups above this need a recent authentication.
+    pub step_up_topup_above_minor: i64,
+    /// After an account recovery: how long the recovery hold lasts, and the largest payment
+    /// allowed during it from a device not bound with a strong factor.
+    pub recovery_hold_ms: i64,
+    pub recovery_hold_payment_limit_minor: i64,
+    /// How long the link that reverts a contact change stays valid.
+    pub contact_revert_ttl_ms: i64,
+    /// Sign-ups and recovery requests per client IP and per network in `request_window_ms`.
+    pub request_window_ms: i64,
+    pub signups_per_ip: i64,
+    pub signups_per_network: i64,
+    pub recoveries_per_ip: i64,
+    pub recoveries_per_network: i64,
+    /// Recovery requests per account per hour (more are answered alike but send nothing).
+    pub recoveries_per_account_per_hour: i64,
+    /// Log-ins waiting for a second factor per account per `login_window_ms` (each sends an SMS).
+    pub challenges_per_account: i64,
 }
 
 impl Default for Config {
@@ -125,6 +153,22 @@ impl Default for Config {
             staff_idle_ms: 15 * 60 * 1000,
             staff_absolute_ms: 8 * 60 * 60 * 1000,
             max_delivery_attempts: 8,
+            code_ttl_ms: 10 * 60 * 1000,
+            recovery_ttl_ms: 15 * 60 * 1000,
+            max_code_attempts: 5,
+            max_code_sends: 3,
+            step_up_window_ms: 5 * 60 * 1000,
+            step_up_topup_above_minor: 10_000,
+            recovery_hold_ms: 72 * 60 * 60 * 1000,
+            recovery_hold_payment_limit_minor: 3_000,
+            contact_revert_ttl_ms: 7 * 24 * 60 * 60 * 1000,
+            request_window_ms: 60 * 60 * 1000,
+            signups_per_ip: 10,
+            signups_per_network: 50,
+            recoveries_per_ip: 10,
+            recoveries_per_network: 50,
+            recoveries_per_account_per_hour: 3,
+            challenges_per_account: 5,
         }
     }
 }

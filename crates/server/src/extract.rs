@@ -110,6 +110,48 @@ pub struct CustomerAuth {
     pub customer_id: String,
     pub device_id: String,
     pub token_hash: Vec<u8>,
+    /// When the customer last proved who they are on this session.
+    pub authenticated_ms: i64,
+    /// The proof that bound this device (`totp` and `recovery_code` are strong).
+    pub device_bound_by: String,
+    /// After an account recovery, until when the recovery hold lasts.
+    pub recovery_hold_until_ms: i64,
+}
+
+impl CustomerAuth {
+    /// Sensitive actions need an authentication newer than `step_up_window_ms` (step-up):
+    /// `POST /v1/sessions/current/reauthenticate` refreshes it.
+    pub fn require_recent_auth(&self, state: &AppState) -> Result<(), ApiError> {
+        if state.now_ms() - self.authenticated_ms <= state.config.step_up_window_ms {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(
+            "reauthentication_required",
+            "This action needs a recent sign-in: re-authenticate with your password (POST /v1/sessions/current/reauthenticate) and try again.",
+        ))
+    }
+
+    /// Bound with an authenticator app or a recovery code, not just an SMS code.
+    pub fn strong_device(&self) -> bool {
+        matches!(self.device_bound_by.as_str(), "totp" | "recovery_code")
+    }
+
+    pub fn under_recovery_hold(&self, now_ms: i64) -> bool {
+        now_ms < self.recovery_hold_until_ms
+    }
+
+    /// During the recovery hold, `what` needs a device bound with a strong factor.
+    pub fn require_strong_during_hold(&self, state: &AppState, what: &str) -> Result<(), ApiError> {
+        if !self.under_recovery_hold(state.now_ms()) || self.strong_device() {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(
+            "recovery_hold",
+            format!(
+                "The account was recovered recently: until the recovery hold ends, {what} needs a device signed in with an authenticator app or a recovery code."
+            ),
+        ))
+    }
 }
 
 impl FromRequestParts<AppState> for CustomerAuth {
@@ -153,6 +195,9 @@ impl FromRequestParts<AppState> for CustomerAuth {
             customer_id: session.customer_id,
             device_id: session.device_id,
             token_hash: hash,
+            authenticated_ms: session.authenticated_ms,
+            device_bound_by: session.device_bound_by,
+            recovery_hold_until_ms: session.recovery_hold_until_ms,
         })
     }
 }

@@ -1,6 +1,6 @@
 //! Routes and thin handlers: parse, authenticate, call a use case, answer.
 
-use crate::app::{accounts, funding, idem::Stored, paycodes, pos};
+use crate::app::{accounts, contacts, funding, idem::Stored, mfa, paycodes, pos, recovery};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{CustomerAuth, IdempotencyKey, Json, Path, TerminalAuth, TerminalKey};
 use crate::processor::CardDetails;
@@ -26,8 +26,26 @@ pub fn router(state: AppState) -> Router {
             get(|| async { Html(include_str!("../assets/docs.html")) }),
         )
         .route("/v1/signup", post(sign_up))
-        .route("/v1/sessions", post(log_in))
+        .route("/v1/signup/verify", post(verify_sign_up))
+        .route("/v1/signup/resend", post(resend_sign_up))
+        .route("/v1/sessions", post(log_in).get(list_sessions))
+        .route("/v1/sessions/second-factor", post(complete_log_in))
+        .route("/v1/sessions/second-factor/sms", post(send_login_sms))
         .route("/v1/sessions/current", delete(log_out))
+        .route("/v1/sessions/current/reauthenticate", post(reauthenticate))
+        .route("/v1/sessions/{id}", delete(revoke_session))
+        .route("/v1/password", put(change_password))
+        .route("/v1/mfa", get(mfa_status))
+        .route("/v1/mfa/totp", post(begin_totp))
+        .route("/v1/mfa/totp/confirm", post(confirm_totp))
+        .route("/v1/mfa/totp/disable", post(disable_totp))
+        .route("/v1/mfa/recovery-codes", post(new_recovery_codes))
+        .route("/v1/mfa/sms", post(send_step_up_sms))
+        .route("/v1/recovery", post(request_recovery))
+        .route("/v1/recovery/complete", post(complete_recovery))
+        .route("/v1/contact-changes", post(begin_contact_change))
+        .route("/v1/contact-changes/verify", post(verify_contact_change))
+        .route("/v1/contact-changes/revert", post(revert_contact_change))
         .route("/v1/devices", get(list_devices))
         .route("/v1/devices/{id}", delete(revoke_device))
         .route("/v1/cards", post(link_card).get(list_cards))
@@ -83,12 +101,270 @@ struct SignUp {
     password: String,
 }
 
+/// The TCP peer's address (throttling keys); no proxy header is trusted.
+type Peer = axum::extract::ConnectInfo<std::net::SocketAddr>;
+
 async fn sign_up(
     State(s): State<AppState>,
+    axum::extract::ConnectInfo(peer): Peer,
     Json(b): Json<SignUp>,
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
-    let out = accounts::sign_up(&s, &b.email, &b.phone, &b.password).await?;
+    let out = accounts::sign_up(&s, &b.email, &b.phone, &b.password, peer.ip()).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(out)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifySignUp {
+    signup_id: String,
+    email_code: String,
+    phone_code: String,
+    device_name: Option<String>,
+}
+
+async fn verify_sign_up(
+    State(s): State<AppState>,
+    axum::extract::ConnectInfo(peer): Peer,
+    Json(b): Json<VerifySignUp>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    let out = accounts::verify_sign_up(
+        &s,
+        &b.signup_id,
+        &b.email_code,
+        &b.phone_code,
+        b.device_name,
+        peer.ip(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(out)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignUpHandle {
+    signup_id: String,
+}
+
+async fn resend_sign_up(
+    State(s): State<AppState>,
+    Json(b): Json<SignUpHandle>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    let out = accounts::resend_sign_up(&s, &b.signup_id).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(out)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecondFactor {
+    challenge: String,
+    method: String,
+    code: String,
+}
+
+async fn complete_log_in(
+    State(s): State<AppState>,
+    axum::extract::ConnectInfo(peer): Peer,
+    Json(b): Json<SecondFactor>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    let factor = crate::app::codes::Factor {
+        method: b.method,
+        code: b.code,
+    };
+    let out = accounts::complete_log_in(&s, &b.challenge, factor, peer.ip()).await?;
+    Ok((StatusCode::CREATED, axum::Json(out)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Challenge {
+    challenge: String,
+}
+
+async fn send_login_sms(
+    State(s): State<AppState>,
+    Json(b): Json<Challenge>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    let out = accounts::send_login_sms(&s, &b.challenge).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(out)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Password {
+    password: String,
+}
+
+async fn reauthenticate(
+    State(s): State<AppState>,
+    axum::extract::ConnectInfo(peer): Peer,
+    auth: CustomerAuth,
+    Json(b): Json<Password>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    let out = accounts::reauthenticate(&s, &auth, &b.password, peer.ip()).await?;
+    Ok((StatusCode::CREATED, axum::Json(out)))
+}
+
+async fn list_sessions(
+    State(s): State<AppState>,
+    auth: CustomerAuth,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(
+        accounts::list_sessions(&s, auth.customer_id, auth.token_hash).await?,
+    ))
+}
+
+async fn revoke_session(
+    State(s): State<AppState>,
+    auth: CustomerAuth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    accounts::revoke_session(&s, auth.customer_id, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangePassword {
+    current_password: String,
+    new_password: String,
+}
+
+async fn change_password(
+    State(s): State<AppState>,
+    auth: CustomerAuth,
+    Json(b): Json<ChangePassword>,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(
+        mfa::change_password(&s, &auth, &b.current_password, &b.new_password).await?,
+    ))
+}
+
+async fn mfa_status(State(s): State<AppState>, auth: CustomerAuth) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(mfa::status(&s, &auth).await?))
+}
+
+async fn begin_totp(State(s): State<AppState>, auth: CustomerAuth) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(mfa::begin_totp(&s, &auth).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Code {
+    code: String,
+}
+
+async fn confirm_totp(
+    State(s): State<AppState>,
+    auth: CustomerAuth,
+    Json(b): Json<Code>,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(mfa::confirm_totp(&s, &auth, &b.code).await?))
+}
+
+async fn disable_totp(
+    State(s): State<AppState>,
+    auth: CustomerAuth,
+    Json(b): Json<crate::app::codes::Factor>,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(mfa::disable_totp(&s, &auth, b).await?))
+}
+
+async fn new_recovery_codes(
+    State(s): State<AppState>,
+    auth: CustomerAuth,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(mfa::new_recovery_codes(&s, &auth).await?))
+}
+
+async fn send_step_up_sms(
+    State(s): State<AppState>,
+    auth: CustomerAuth,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    let out = mfa::send_step_up_sms(&s, &auth).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(out)))
+}
+
+/// The recovery request: an identifier and nothing else (any other field is refused).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecoveryRequest {
+    identifier: String,
+}
+
+async fn request_recovery(
+    State(s): State<AppState>,
+    axum::extract::ConnectInfo(peer): Peer,
+    Json(b): Json<RecoveryRequest>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    let out = recovery::request(&s, &b.identifier, peer.ip()).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(out)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompleteRecovery {
+    recovery_id: String,
+    new_password: String,
+    #[serde(flatten)]
+    proofs: recovery::Proofs,
+}
+
+async fn complete_recovery(
+    State(s): State<AppState>,
+    axum::extract::ConnectInfo(peer): Peer,
+    Json(b): Json<CompleteRecovery>,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(
+        recovery::complete(&s, &b.recovery_id, b.proofs, &b.new_password, peer.ip()).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContactChange {
+    kind: String,
+    value: String,
+    factor: crate::app::codes::Factor,
+}
+
+async fn begin_contact_change(
+    State(s): State<AppState>,
+    auth: CustomerAuth,
+    Json(b): Json<ContactChange>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    let out = contacts::begin(&s, &auth, &b.kind, &b.value, b.factor).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(out)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyContactChange {
+    change_id: String,
+    code: String,
+}
+
+async fn verify_contact_change(
+    State(s): State<AppState>,
+    auth: CustomerAuth,
+    Json(b): Json<VerifyContactChange>,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(
+        contacts::verify(&s, &auth, &b.change_id, &b.code).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevertContactChange {
+    token: String,
+}
+
+async fn revert_contact_change(
+    State(s): State<AppState>,
+    axum::extract::ConnectInfo(peer): Peer,
+    Json(b): Json<RevertContactChange>,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(contacts::revert(&s, &b.token, peer.ip()).await?))
 }
 
 #[derive(Deserialize)]
@@ -102,10 +378,10 @@ struct LogIn {
 
 async fn log_in(
     State(s): State<AppState>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    axum::extract::ConnectInfo(peer): Peer,
     Json(b): Json<LogIn>,
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
-    let out = accounts::log_in(
+    let (signed_in, out) = accounts::log_in(
         &s,
         &b.email,
         &b.password,
@@ -114,7 +390,13 @@ async fn log_in(
         peer.ip(),
     )
     .await?;
-    Ok((StatusCode::CREATED, axum::Json(out)))
+    // 201: a session was opened; 202: a second factor (or verification) must follow.
+    let status = if signed_in {
+        StatusCode::CREATED
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((status, axum::Json(out)))
 }
 
 async fn log_out(State(s): State<AppState>, auth: CustomerAuth) -> ApiResult<StatusCode> {
@@ -147,7 +429,7 @@ async fn link_card(
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     Ok((
         StatusCode::CREATED,
-        axum::Json(funding::link_card(&s, auth.customer_id, card).await?),
+        axum::Json(funding::link_card(&s, &auth, card).await?),
     ))
 }
 
@@ -191,7 +473,7 @@ async fn top_up(
     key: IdempotencyKey,
     Json(b): Json<funding::TopupRequest>,
 ) -> ApiResult<Stored> {
-    funding::top_up(&s, auth.customer_id, key.0, b).await
+    funding::top_up(&s, &auth, key.0, b).await
 }
 
 #[derive(Deserialize)]

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod devsinks;
 pub mod error;
 pub mod extract;
 pub mod http;
@@ -63,7 +64,10 @@ pub async fn serve(
         let every = Duration::from_millis(dispatcher_state.config.dispatch_interval_ms.max(10));
         let mut tick = tokio::time::interval(every);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = dispatcher_state.outbox_wake.notified() => {}
+            }
             if let Err(e) = notify::dispatch_once(&dispatcher_state, &channels).await {
                 tracing::warn!(error = %e, "outbox dispatch failed");
             }

@@ -162,9 +162,10 @@ pub fn render(topic: &str, p: &Value, email: &str, phone: &str, public_url: &str
         body,
     };
     match topic {
-        "customer.created" => vec![mail(
+        "verification.code" => code_message(p, email, phone, public_url),
+        "customer.verified" => vec![mail(
             "Welcome to Konbini".into(),
-            format!("Your Konbini wallet is ready. Open it at {public_url}.\n\n{not_you}"),
+            format!("Your email address and phone are verified and your Konbini wallet is ready. Open it at {public_url}.\n\n{not_you}"),
         )],
         "customer.signup_attempt_on_existing_email" => vec![mail(
             "Someone tried to register with your address".into(),
@@ -172,6 +173,54 @@ pub fn render(topic: &str, p: &Value, email: &str, phone: &str, public_url: &str
                 "Someone tried to create a Konbini account with this email address, which already has one. Nothing was changed.\n\nIf it was you, sign in at {public_url} instead.\n\n{not_you}"
             ),
         )],
+        "customer.signup_attempt_on_existing_phone" => vec![sms(format!(
+            "Konbini: someone tried to register a new account with this phone number, which already has one. Nothing was changed. {not_you}"
+        ))],
+        "login.second_factor_required" => vec![mail(
+            "Your password was used on a new device".into(),
+            format!(
+                "Someone signed in to your Konbini account with your password on a device that is not bound to it. The device cannot be used until a second factor is given.\n\nIf this wasn't you, your password is known to someone else: change it at {public_url}, and never share a code we send you.\n\n{not_you}"
+            ),
+        )],
+        "recovery.completed" => vec![
+            mail(
+                "Your password was reset".into(),
+                format!(
+                    "Your Konbini password was reset through account recovery. Every device was signed out, and for the next 72 hours top-ups, card links and contact changes need an authenticator app or a recovery code.\n\n{not_you}"
+                ),
+            ),
+            sms(format!(
+                "Konbini: your password was reset and every device signed out. {not_you}"
+            )),
+        ],
+        "password.changed" => vec![
+            mail(
+                "Your password was changed".into(),
+                format!("The password of your Konbini account was changed and your other sessions were ended.\n\n{not_you}"),
+            ),
+            sms(format!("Konbini: your password was changed. {not_you}")),
+        ],
+        "mfa.totp_enabled" | "mfa.totp_disabled" | "mfa.recovery_codes_regenerated" => {
+            let what = match topic {
+                "mfa.totp_enabled" => "An authenticator app was added to",
+                "mfa.totp_disabled" => "The authenticator app was removed from",
+                _ => "New recovery codes were made for",
+            };
+            vec![
+                mail(
+                    "A sign-in factor changed".into(),
+                    format!("{what} your Konbini account.\n\n{not_you}"),
+                ),
+                sms(format!("Konbini: {what} your account. {not_you}")),
+            ]
+        }
+        "contact.change_reverted" => vec![
+            mail(
+                "Your account is frozen".into(),
+                format!("A change of your contact details was undone with the link we sent, and the account was frozen and signed out everywhere. Contact Konbini support to reopen it.\n\n{not_you}"),
+            ),
+            sms("Konbini: a contact change was undone and your account is frozen. Contact support to reopen it.".to_string()),
+        ],
         "device.bound" => vec![
             mail(
                 "A new device signed in".into(),
@@ -250,6 +299,90 @@ pub fn render(topic: &str, p: &Value, email: &str, phone: &str, public_url: &str
     }
 }
 
+/// The message that carries a one-time code (`p["code"]`, filled in by the dispatcher) to
+/// `p["to"]` or to the account's contact point of the channel.
+fn code_message(p: &Value, email: &str, phone: &str, public_url: &str) -> Vec<Delivery> {
+    let code = p["code"].as_str().unwrap_or("");
+    let channel = p["channel"].as_str().unwrap_or("");
+    let to = p["to"]
+        .as_str()
+        .unwrap_or(if channel == "email" { email } else { phone })
+        .to_string();
+    let never_share = "Never share it: Konbini staff will never ask for it.";
+    let (subject, body) = match p["purpose"].as_str().unwrap_or("") {
+        "email" => (
+            "Your Konbini verification code",
+            format!(
+                "Your Konbini sign-up code is {code}. It expires in 10 minutes. {never_share}\n\nIf you did not sign up, ignore this message: nothing happens without the code."
+            ),
+        ),
+        "phone" => (
+            "",
+            format!("Konbini: your sign-up code is {code}. {never_share}"),
+        ),
+        "login_sms" => (
+            "",
+            format!(
+                "Konbini: your sign-in code is {code}. Someone signed in with your password on a new device; if it wasn't you, do not share this code and change your password. {never_share}"
+            ),
+        ),
+        "step_up_sms" => (
+            "",
+            format!("Konbini: your confirmation code is {code}. {never_share}"),
+        ),
+        "recovery_email" => (
+            "Recover your Konbini account",
+            format!(
+                "Someone asked to recover your Konbini account. Your recovery token is:\n\n{code}\n\nor open {public_url}/recover#token={code} in the app. It works once, within 15 minutes, together with the code sent to your phone.\n\nIf this wasn't you, ignore this message: nothing changes without it. {never_share}"
+            ),
+        ),
+        "recovery_sms" => (
+            "",
+            format!(
+                "Konbini: your account recovery code is {code}. If you did not ask to recover your account, ignore this. {never_share}"
+            ),
+        ),
+        "contact_new" => (
+            "Confirm your new Konbini contact address",
+            format!(
+                "Your Konbini confirmation code is {code}. It expires in 10 minutes. {never_share}"
+            ),
+        ),
+        "contact_revert" => (
+            "Your Konbini contact details were changed",
+            format!(
+                "The contact details of your Konbini account were changed, and messages now go to the new address. If this wasn't you, open {public_url}/revert#token={code} within 7 days: it undoes the change and freezes the account until support reopens it."
+            ),
+        ),
+        _ => return Vec::new(),
+    };
+    if channel == "email" {
+        vec![Delivery::Email {
+            to,
+            subject: subject.to_string(),
+            body,
+        }]
+    } else {
+        vec![Delivery::Sms { to, body }]
+    }
+}
+
+/// Messages go only to verified contact points — except a code's own explicit destination
+/// (the address being verified, or the old address of a change).
+fn allowed(m: &Delivery, p: &Value, customer: &customers::Customer) -> bool {
+    let explicit = p["to"].as_str();
+    match m {
+        Delivery::Email { to, .. } => {
+            explicit == Some(to.as_str())
+                || (*to == customer.email && customer.email_verified_ms.is_some())
+        }
+        Delivery::Sms { to, .. } => {
+            explicit == Some(to.as_str())
+                || (*to == customer.phone && customer.phone_verified_ms.is_some())
+        }
+    }
+}
+
 /// One sweep over the due events; returns how many were delivered.
 pub async fn dispatch_once(
     state: &AppState,
@@ -267,7 +400,13 @@ pub async fn dispatch_once(
         if !claimed {
             continue;
         }
-        let payload: Value = serde_json::from_str(&ev.payload).unwrap_or(Value::Null);
+        let mut payload: Value = serde_json::from_str(&ev.payload).unwrap_or(Value::Null);
+        if ev.topic == "verification.code" {
+            // The code exists only here, in memory, on its way to the customer.
+            let id = payload["verification_id"].as_str().unwrap_or("");
+            let form = crate::app::codes::form_of(payload["purpose"].as_str().unwrap_or(""));
+            payload["code"] = Value::String(state.secret.one_time_code(id, form));
+        }
         let customer_id = payload["customer_id"].as_str().map(str::to_string);
         let customer = match customer_id {
             Some(cid) => state.db.read(move |c| customers::by_id(c, &cid)).await?,
@@ -280,7 +419,10 @@ pub async fn dispatch_once(
                 &c.email,
                 &c.phone,
                 &state.config.public_url,
-            ),
+            )
+            .into_iter()
+            .filter(|m| allowed(m, &payload, c))
+            .collect(),
             None => Vec::new(),
         };
         let mut error = None;

@@ -44,6 +44,13 @@ pub fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
+/// The shape of a one-time code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeForm {
+    Digits,
+    Link,
+}
+
 /// The server's master secret, from which per-purpose keys are derived. Redacted in Debug.
 #[derive(Clone)]
 pub struct MasterSecret(Vec<u8>);
@@ -80,6 +87,34 @@ impl MasterSecret {
         let mut out = [0u8; 20];
         out.copy_from_slice(&full[..20]);
         out
+    }
+
+    /// The TOTP secret of a customer, derived like the staff one.
+    pub fn customer_totp_secret(&self, customer_id: &str, generation: i64) -> [u8; 20] {
+        let full = hmac_sha256(
+            &self.derive("customer-totp"),
+            &[customer_id.as_bytes(), &generation.to_be_bytes()],
+        );
+        let mut out = [0u8; 20];
+        out.copy_from_slice(&full[..20]);
+        out
+    }
+
+    /// The one-time code of verification `id`: an HMAC of the (random) id under a derived
+    /// key, so the outbox event that delivers it needs to carry only the id, and the database
+    /// stores only the code's hash. `Form::Digits` is what a person types (6 digits, the
+    /// attempts are limited); `Form::Link` is a 128-bit token for links in email.
+    pub fn one_time_code(&self, id: &str, form: CodeForm) -> String {
+        let mac = hmac_sha256(&self.derive("one-time-code"), &[id.as_bytes()]);
+        match form {
+            CodeForm::Digits => {
+                let n = u64::from_be_bytes([
+                    mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], mac[6], mac[7],
+                ]);
+                format!("{:06}", n % 1_000_000)
+            }
+            CodeForm::Link => konbini_core::encoding::base32(&mac[..16]).to_ascii_lowercase(),
+        }
     }
 
     /// The keyed fingerprint of a card number: equal for equal numbers, useless without the key.

@@ -20,6 +20,8 @@ pub struct AppState {
     pub dummy_password_hash: Arc<String>,
     /// Request counters and latencies for `/metrics`.
     pub metrics: Arc<crate::telemetry::Metrics>,
+    /// Wakes the outbox dispatcher (codes should leave at once, not at the next sweep).
+    pub outbox_wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -49,7 +51,13 @@ impl AppState {
             processor,
             dummy_password_hash: Arc::new(dummy),
             metrics: Arc::default(),
+            outbox_wake: Arc::default(),
         })
+    }
+
+    /// Tells the dispatcher that events were just committed.
+    pub fn wake_dispatcher(&self) {
+        self.outbox_wake.notify_one();
     }
 
     pub fn now_ms(&self) -> i64 {

@@ -68,7 +68,7 @@ async fn the_same_code_at_two_tills_succeeds_once() {
 ///
 /// A device's codes kill each other (a used code kills every older one), so concurrent codes
 /// of ONE device would mostly be declined as `invalid_code`. Each payment therefore comes from
-/// its own device: the customer logs in 30 times, each login binding a new device with its own
+/// its own device: the customer logs in 30 times (each with an SMS code), each login binding a new device with its own
 /// slot and key, all on the same wallet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_payments_race_for_one_wallet() {
@@ -78,14 +78,10 @@ async fn thirty_payments_race_for_one_wallet() {
         let (first, _) = app.funded_customer("bo@example.com", 10_000).await;
         let (_, t1) = app.store_with_terminal("st_1").await;
         let (_, t2) = app.store_with_terminal("st_2").await;
-        let mut logins = tokio::task::JoinSet::new();
-        for _ in 0..29 {
-            let (app, first) = (app.clone(), first.clone());
-            logins.spawn(async move { app.login_new_device(&first).await });
-        }
+        // One after the other: each new device waits for its own SMS code.
         let mut devices = vec![first.clone()];
-        while let Some(d) = logins.join_next().await {
-            devices.push(d.expect("login task"));
+        for _ in 0..29 {
+            devices.push(app.login_new_device(&first).await);
         }
         let slots: std::collections::HashSet<u32> = devices.iter().map(|d| d.slot).collect();
         assert_eq!(slots.len(), 30, "{l}: 30 distinct slots");

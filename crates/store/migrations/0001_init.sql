@@ -10,8 +10,21 @@ CREATE TABLE customers (
     status          TEXT NOT NULL,          -- active | frozen | closed
     funding         TEXT NOT NULL,          -- wallet | card: how POS payments are funded
     funding_card_id TEXT,
-    created_ms      BIGINT NOT NULL
+    created_ms      BIGINT NOT NULL,
+    -- When each contact point was proven (a code delivered to it came back); NULL: unverified.
+    -- Messages go only to verified contact points, except the code that verifies one.
+    email_verified_ms BIGINT,
+    phone_verified_ms BIGINT,
+    -- TOTP: the secret is derived from the master secret, the id and this generation, never
+    -- stored. totp_enabled_ms NULL: not enrolled (a pending enrolment may exist).
+    totp_generation BIGINT NOT NULL DEFAULT 0,
+    totp_enabled_ms BIGINT,
+    totp_last_step  BIGINT NOT NULL DEFAULT 0, -- highest time step accepted (no replay)
+    -- Until then (after an account recovery) money moves only with a strong second factor.
+    recovery_hold_until_ms BIGINT NOT NULL DEFAULT 0,
+    password_changed_ms BIGINT
 );
+CREATE INDEX customers_phone ON customers(phone);
 
 CREATE TABLE devices (
     id                TEXT PRIMARY KEY,
@@ -23,7 +36,10 @@ CREATE TABLE devices (
     status            TEXT NOT NULL,        -- bound | revoked
     last_code_counter BIGINT NOT NULL,      -- highest payment-code counter used (one-time codes)
     created_ms        BIGINT NOT NULL,
-    revoked_ms        BIGINT
+    revoked_ms        BIGINT,
+    -- The proof that bound it: signup | sms | totp | recovery_code. TOTP and recovery codes
+    -- are strong factors (they lift the recovery hold's limits); an SMS code is not.
+    bound_by          TEXT NOT NULL DEFAULT 'sms'
 );
 CREATE UNIQUE INDEX devices_live_slot ON devices(slot) WHERE status <> 'revoked';
 -- The till's lookup (slot = ? AND status = 'bound') cannot use the partial index on SQLite.
@@ -37,9 +53,53 @@ CREATE TABLE sessions (
     created_ms   BIGINT NOT NULL,
     last_seen_ms BIGINT NOT NULL,
     expires_ms   BIGINT NOT NULL,
-    revoked_ms   BIGINT
+    revoked_ms   BIGINT,
+    -- Last time the customer proved who they are (log-in or re-authentication): sensitive
+    -- actions need this to be recent (step-up).
+    authenticated_ms BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX sessions_customer ON sessions(customer_id);
+
+-- Multi-step identity flows: sign-up verification, a log-in waiting for its second factor,
+-- an account recovery, a contact change. The client holds a random handle; only its SHA-256
+-- is stored. `data` is JSON the flow needs (device name, the new or old contact point).
+CREATE TABLE auth_flows (
+    handle_hash BYTEA PRIMARY KEY,
+    kind        TEXT NOT NULL,      -- signup | login | recovery | contact_change
+    customer_id TEXT NOT NULL REFERENCES customers(id),
+    data        TEXT NOT NULL,
+    attempts    BIGINT NOT NULL,    -- failed proofs; the flow dies at the limit
+    expires_ms  BIGINT NOT NULL,
+    done_ms     BIGINT,
+    created_ms  BIGINT NOT NULL
+);
+CREATE INDEX auth_flows_customer ON auth_flows(customer_id);
+
+-- One-time codes and link tokens sent by email or SMS. The code is an HMAC of the row id
+-- under a key derived from the master secret, so the outbox carries only the id and the
+-- database only the code's SHA-256; single use, short-lived, attempt-limited.
+CREATE TABLE verifications (
+    id          TEXT PRIMARY KEY,
+    customer_id TEXT NOT NULL REFERENCES customers(id),
+    flow        BYTEA NOT NULL,     -- auth_flows.handle_hash, or a session's token hash (step-up)
+    purpose     TEXT NOT NULL,      -- email | phone | login_sms | step_up_sms | recovery_email | recovery_sms | contact_new | contact_revert
+    code_hash   BYTEA NOT NULL,
+    attempts    BIGINT NOT NULL,
+    expires_ms  BIGINT NOT NULL,
+    used_ms     BIGINT,
+    created_ms  BIGINT NOT NULL
+);
+CREATE INDEX verifications_flow ON verifications(flow);
+CREATE INDEX verifications_customer ON verifications(customer_id, purpose);
+
+-- One-time recovery codes (10 per issue, 80 bits each), stored as SHA-256.
+CREATE TABLE recovery_codes (
+    customer_id TEXT NOT NULL REFERENCES customers(id),
+    code_hash   BYTEA NOT NULL,
+    used_ms     BIGINT,
+    created_ms  BIGINT NOT NULL,
+    PRIMARY KEY (customer_id, code_hash)
+);
 
 CREATE TABLE cards (
     id              TEXT PRIMARY KEY,

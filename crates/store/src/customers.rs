@@ -13,6 +13,57 @@ pub struct Customer {
     pub funding: String,
     pub funding_card_id: Option<String>,
     pub created_ms: i64,
+    pub email_verified_ms: Option<i64>,
+    pub phone_verified_ms: Option<i64>,
+    pub totp_generation: i64,
+    pub totp_enabled_ms: Option<i64>,
+    pub totp_last_step: i64,
+    pub recovery_hold_until_ms: i64,
+}
+
+impl Customer {
+    /// A new, active, wallet-funded customer with nothing verified or enrolled yet.
+    pub fn new(
+        id: &str,
+        email: &str,
+        phone: &str,
+        password_hash: &str,
+        created_ms: i64,
+    ) -> Customer {
+        Customer {
+            id: id.to_string(),
+            email: email.to_string(),
+            phone: phone.to_string(),
+            password_hash: password_hash.to_string(),
+            status: "active".into(),
+            funding: "wallet".into(),
+            funding_card_id: None,
+            created_ms,
+            email_verified_ms: None,
+            phone_verified_ms: None,
+            totp_generation: 0,
+            totp_enabled_ms: None,
+            totp_last_step: 0,
+            recovery_hold_until_ms: 0,
+        }
+    }
+
+    /// Both contact points proven: the account may hold a session and move money.
+    pub fn verified(&self) -> bool {
+        self.email_verified_ms.is_some() && self.phone_verified_ms.is_some()
+    }
+}
+
+/// Every customer column, in the order `customer()` reads them.
+macro_rules! select_customers {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, email, phone, password_hash, status, funding, funding_card_id, created_ms, \
+             email_verified_ms, phone_verified_ms, totp_generation, totp_enabled_ms, totp_last_step, \
+             recovery_hold_until_ms FROM customers ",
+            $rest
+        )
+    };
 }
 
 fn customer(r: &Row) -> Result<Customer, StoreError> {
@@ -25,6 +76,12 @@ fn customer(r: &Row) -> Result<Customer, StoreError> {
         funding: r.text(5)?,
         funding_card_id: r.opt_text(6)?,
         created_ms: r.int(7)?,
+        email_verified_ms: r.opt_int(8)?,
+        phone_verified_ms: r.opt_int(9)?,
+        totp_generation: r.int(10)?,
+        totp_enabled_ms: r.opt_int(11)?,
+        totp_last_step: r.int(12)?,
+        recovery_hold_until_ms: r.int(13)?,
     })
 }
 
@@ -39,18 +96,24 @@ pub fn insert(conn: &mut dyn Conn, c: &Customer) -> Result<bool, StoreError> {
 }
 
 pub fn by_email(conn: &mut dyn Conn, email: &str) -> Result<Option<Customer>, StoreError> {
-    conn.query_opt(
-        "SELECT id, email, phone, password_hash, status, funding, funding_card_id, created_ms FROM customers WHERE email = $1",
-        params![email],
-    )?
-    .map(|r| customer(&r))
-    .transpose()
+    conn.query_opt(select_customers!("WHERE email = $1"), params![email])?
+        .map(|r| customer(&r))
+        .transpose()
 }
 
 pub fn by_id(conn: &mut dyn Conn, id: &str) -> Result<Option<Customer>, StoreError> {
+    conn.query_opt(select_customers!("WHERE id = $1"), params![id])?
+        .map(|r| customer(&r))
+        .transpose()
+}
+
+/// The customer whose *verified* phone is `phone`, if any.
+pub fn by_verified_phone(conn: &mut dyn Conn, phone: &str) -> Result<Option<Customer>, StoreError> {
     conn.query_opt(
-        "SELECT id, email, phone, password_hash, status, funding, funding_card_id, created_ms FROM customers WHERE id = $1",
-        params![id],
+        select_customers!(
+            "WHERE phone = $1 AND phone_verified_ms IS NOT NULL ORDER BY created_ms LIMIT 1"
+        ),
+        params![phone],
     )?
     .map(|r| customer(&r))
     .transpose()
@@ -110,11 +173,12 @@ fn device(r: &Row) -> Result<Device, StoreError> {
 
 /// Inserts a device; returns false when its slot is already live on another device (the
 /// caller draws another slot).
-pub fn insert_device(conn: &mut dyn Conn, d: &Device) -> Result<bool, StoreError> {
+/// `bound_by` names the proof that bound it (`signup`, `sms`, `totp`, `recovery_code`).
+pub fn insert_device(conn: &mut dyn Conn, d: &Device, bound_by: &str) -> Result<bool, StoreError> {
     let n = conn.exec(
-        "INSERT INTO devices (id, customer_id, slot, key_generation, secret_hash, name, status, last_code_counter, created_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-        params![&d.id, &d.customer_id, d.slot, d.key_generation, d.secret_hash.clone(), &d.name, &d.status, d.last_code_counter, d.created_ms],
+        "INSERT INTO devices (id, customer_id, slot, key_generation, secret_hash, name, status, last_code_counter, created_ms, bound_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+        params![&d.id, &d.customer_id, d.slot, d.key_generation, d.secret_hash.clone(), &d.name, &d.status, d.last_code_counter, d.created_ms, bound_by],
     )?;
     Ok(n == 1)
 }
@@ -132,6 +196,10 @@ pub struct PayingDevice {
     pub customer_status: String,
     pub funding: String,
     pub funding_card_id: Option<String>,
+    /// Until then the account is under a recovery hold (payments limited).
+    pub recovery_hold_until_ms: i64,
+    /// The proof that bound the device (`totp` and `recovery_code` are strong).
+    pub bound_by: String,
 }
 
 pub fn devices_of(conn: &mut dyn Conn, customer_id: &str) -> Result<Vec<Device>, StoreError> {
@@ -183,6 +251,10 @@ pub struct Session {
     pub revoked: bool,
     pub device_status: String,
     pub customer_status: String,
+    /// Last full authentication on this session (for step-up).
+    pub authenticated_ms: i64,
+    pub device_bound_by: String,
+    pub recovery_hold_until_ms: i64,
 }
 
 pub fn insert_session(
@@ -194,7 +266,7 @@ pub fn insert_session(
     expires_ms: i64,
 ) -> Result<(), StoreError> {
     conn.exec(
-        "INSERT INTO sessions (token_hash, customer_id, device_id, created_ms, last_seen_ms, expires_ms) VALUES ($1, $2, $3, $4, $4, $5)",
+        "INSERT INTO sessions (token_hash, customer_id, device_id, created_ms, last_seen_ms, expires_ms, authenticated_ms) VALUES ($1, $2, $3, $4, $4, $5, $4)",
         params![token_hash, customer_id, device_id, now_ms, expires_ms],
     )?;
     Ok(())
@@ -202,7 +274,8 @@ pub fn insert_session(
 
 pub fn session(conn: &mut dyn Conn, token_hash: &[u8]) -> Result<Option<Session>, StoreError> {
     conn.query_opt(
-        "SELECT s.customer_id, s.device_id, s.created_ms, s.last_seen_ms, s.expires_ms, s.revoked_ms, d.status, c.status \
+        "SELECT s.customer_id, s.device_id, s.created_ms, s.last_seen_ms, s.expires_ms, s.revoked_ms, d.status, c.status, \
+                s.authenticated_ms, d.bound_by, c.recovery_hold_until_ms \
          FROM sessions s JOIN devices d ON d.id = s.device_id JOIN customers c ON c.id = s.customer_id WHERE s.token_hash = $1",
         params![token_hash],
     )?
@@ -216,6 +289,9 @@ pub fn session(conn: &mut dyn Conn, token_hash: &[u8]) -> Result<Option<Session>
             revoked: r.opt_int(5)?.is_some(),
             device_status: r.text(6)?,
             customer_status: r.text(7)?,
+            authenticated_ms: r.int(8)?,
+            device_bound_by: r.text(9)?,
+            recovery_hold_until_ms: r.int(10)?,
         })
     })
     .transpose()
@@ -246,6 +322,40 @@ pub fn revoke_session(
         params![now_ms, token_hash],
     )?;
     Ok(())
+}
+
+/// Ends every session and every device binding of a customer (after an account recovery or a
+/// reverted contact change): all payment codes die with the devices.
+pub fn revoke_everything(
+    conn: &mut dyn Conn,
+    customer_id: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    conn.exec(
+        "UPDATE sessions SET revoked_ms = $1 WHERE customer_id = $2 AND revoked_ms IS NULL",
+        params![now_ms, customer_id],
+    )?;
+    conn.exec(
+        "UPDATE devices SET status = 'revoked', revoked_ms = $1 WHERE customer_id = $2 AND status <> 'revoked'",
+        params![now_ms, customer_id],
+    )?;
+    Ok(())
+}
+
+/// Live sessions of a customer, newest first: (token hash, device id, created, last seen).
+pub fn sessions_of(
+    conn: &mut dyn Conn,
+    customer_id: &str,
+    now_ms: i64,
+) -> Result<Vec<(Vec<u8>, String, i64, i64)>, StoreError> {
+    conn.query(
+        "SELECT token_hash, device_id, created_ms, last_seen_ms FROM sessions \
+         WHERE customer_id = $1 AND revoked_ms IS NULL AND expires_ms > $2 ORDER BY created_ms DESC",
+        params![customer_id, now_ms],
+    )?
+    .iter()
+    .map(|r| Ok((r.bytes(0)?, r.text(1)?, r.int(2)?, r.int(3)?)))
+    .collect()
 }
 
 /// A linked card. The card number itself is never stored.

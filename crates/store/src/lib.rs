@@ -14,6 +14,7 @@ pub mod audit;
 pub mod customers;
 mod db;
 pub mod idempotency;
+pub mod identity;
 pub mod ledger;
 pub mod migrations;
 pub mod outbox;

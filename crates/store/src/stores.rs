@@ -149,7 +149,8 @@ pub fn pos_context(
                 d.id, d.customer_id, d.slot, d.key_generation, d.secret_hash, d.name, d.status, d.last_code_counter, d.created_ms, \
                 c.status, c.funding, c.funding_card_id, \
                 CASE WHEN ft.window_start_ms >= $5 THEN ft.failures ELSE 0 END, \
-                CASE WHEN fs.window_start_ms >= $5 THEN fs.failures ELSE 0 END \
+                CASE WHEN fs.window_start_ms >= $5 THEN fs.failures ELSE 0 END, \
+                c.recovery_hold_until_ms, d.bound_by \
          FROM terminals t \
          LEFT JOIN idempotency i ON i.scope = t.id AND i.key = $2 \
          LEFT JOIN devices d ON d.slot = $3 AND d.status = 'bound' \
@@ -191,6 +192,8 @@ pub fn pos_context(
             customer_status: r.text(18)?,
             funding: r.text(19)?,
             funding_card_id: r.opt_text(20)?,
+            recovery_hold_until_ms: r.int(23)?,
+            bound_by: r.text(24)?,
         }),
     };
     Ok(Some(PosContext {

@@ -24,16 +24,7 @@ fn each(f: impl Fn(&TestDb)) {
 }
 
 fn customer(id: &str, email: &str) -> Customer {
-    Customer {
-        id: id.into(),
-        email: email.into(),
-        phone: "+819012345678".into(),
-        password_hash: "x".into(),
-        status: "active".into(),
-        funding: "wallet".into(),
-        funding_card_id: None,
-        created_ms: 1,
-    }
+    Customer::new(id, email, "+819012345678", "x", 1)
 }
 
 fn device(id: &str, customer_id: &str, slot: i64) -> Device {
@@ -112,9 +103,17 @@ fn payment_code_counters_are_one_time_and_monotonic() {
             let r: R<Vec<bool>> =
                 t.db.write(|c| {
                     customers::insert(c, &customer("cus_1", "a@example.com"))?;
-                    assert!(customers::insert_device(c, &device("dev_1", "cus_1", 77))?);
+                    assert!(customers::insert_device(
+                        c,
+                        &device("dev_1", "cus_1", 77),
+                        "sms"
+                    )?);
                     // A second live device cannot take the same slot.
-                    assert!(!customers::insert_device(c, &device("dev_2", "cus_1", 77))?);
+                    assert!(!customers::insert_device(
+                        c,
+                        &device("dev_2", "cus_1", 77),
+                        "sms"
+                    )?);
                     Ok(vec![
                         customers::consume_code(c, 77, 100)?,
                         customers::consume_code(c, 77, 100)?, // replay
@@ -135,7 +134,7 @@ fn payment_code_counters_are_one_time_and_monotonic() {
                 t.db.write(|c| {
                     let revoked = customers::revoke_device(c, "cus_1", "dev_1", 5)?;
                     let dead = customers::consume_code(c, 77, 1000)?;
-                    let reused = customers::insert_device(c, &device("dev_3", "cus_1", 77))?;
+                    let reused = customers::insert_device(c, &device("dev_3", "cus_1", 77), "sms")?;
                     Ok((revoked, dead, reused))
                 })
                 .await;
@@ -155,7 +154,7 @@ fn concurrent_scans_of_one_code_spend_it_once() {
             let _: () =
                 t.db.write(|c| {
                     customers::insert(c, &customer("cus_1", "a@example.com"))?;
-                    customers::insert_device(c, &device("dev_1", "cus_1", 5))?;
+                    customers::insert_device(c, &device("dev_1", "cus_1", 5), "sms")?;
                     Ok::<_, StoreError>(())
                 })
                 .await

@@ -1,9 +1,13 @@
-//! Sign-up, login with device binding, sessions and devices.
+//! Sign-up with verified contacts, log-in with device binding and second factors, step-up
+//! re-authentication, sessions and devices.
 //!
-//! Built so that the identity work (verified contacts, second factors) slots in without a
-//! rewrite: a login either presents an already bound device (its id and secret) or binds a
-//! new one, and `bind_new_device` is the single place that will demand a second factor.
+//! A password alone never binds a device: a log-in from a device that is not bound to the
+//! account answers with a challenge that only a second factor (an SMS code to the verified
+//! phone, TOTP, or a recovery code) completes. The first device is bound by the sign-up
+//! verification itself (codes to both the email and the phone).
 
+use super::codes::{self, Channel, Factor, NewCode};
+use super::throttle;
 use crate::error::{ApiError, ApiResult};
 use crate::secrets::{new_id, new_token, random_bytes, token_hash};
 use crate::state::AppState;
@@ -11,8 +15,10 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use konbini_core::encoding::{constant_time_eq, hex};
 use konbini_core::paycode::SLOT_LIMIT;
 use konbini_store::customers::{self, Customer, Device};
+use konbini_store::identity::{self, Flow};
 use konbini_store::{Conn, StoreError};
-use serde_json::json;
+use serde_json::{Value, json};
+use std::net::IpAddr;
 
 fn argon2() -> argon2::Argon2<'static> {
     // OWASP's Argon2id parameters: 19 MiB, 2 passes, 1 lane (the crate's defaults).
@@ -79,58 +85,356 @@ pub fn check_password(password: &str, email: &str) -> ApiResult<()> {
     })
 }
 
-/// Signs a customer up. Answers the same whether or not the email is registered; the owner of
-/// an existing address is told by message (an outbox event) instead.
+/// Hashes a password off the async threads (Argon2id takes tens of milliseconds).
+pub async fn hash_password_async(password: &str) -> ApiResult<String> {
+    let pw = password.to_string();
+    tokio::task::spawn_blocking(move || hash_password(&pw))
+        .await
+        .map_err(|_| ApiError::internal())?
+}
+
+/// Verifies a password off the async threads.
+pub async fn password_matches_async(password: &str, phc: &str) -> bool {
+    let (pw, phc) = (password.to_string(), phc.to_string());
+    tokio::task::spawn_blocking(move || password_matches(&pw, &phc))
+        .await
+        .unwrap_or(false)
+}
+
+/// A new flow handle for the client and the flow row that stores only its hash.
+fn new_flow(kind: &str, customer_id: &str, data: Value, ttl_ms: i64, now: i64) -> (String, Flow) {
+    let prefix = match kind {
+        "signup" => "ksu",
+        "login" => "klc",
+        "recovery" => "krc",
+        _ => "kcc",
+    };
+    let handle = new_token(prefix);
+    let flow = Flow {
+        handle_hash: token_hash(&handle),
+        kind: kind.to_string(),
+        customer_id: customer_id.to_string(),
+        data: data.to_string(),
+        attempts: 0,
+        expires_ms: now + ttl_ms,
+        done_ms: None,
+        created_ms: now,
+    };
+    (handle, flow)
+}
+
+/// A flow handle as the client sent it: our prefix and hex only, else it cannot be ours.
+pub fn handle_hash(handle: &str, prefix: &str) -> Option<Vec<u8>> {
+    let ok = handle.len() == prefix.len() + 65
+        && handle.starts_with(prefix)
+        && handle.as_bytes()[prefix.len()] == b'_'
+        && handle[prefix.len() + 1..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit());
+    ok.then(|| token_hash(handle))
+}
+
+fn invalid_code() -> ApiError {
+    ApiError::invalid(
+        "invalid_code",
+        "The code is wrong, used or expired. Ask for a new one if needed.",
+    )
+}
+
+/// Signs a customer up: creates the account unverified and sends a code to the email and
+/// another to the phone; `verify_sign_up` with both codes opens it and binds the first device.
+///
+/// The answer is the same whether or not the email (or phone) is registered, and so is its
+/// timing: everything that depends on existing accounts runs after the answer, in the
+/// background. The owner of an existing address is told by message instead.
 pub async fn sign_up(
     state: &AppState,
     email: &str,
     phone: &str,
     password: &str,
-) -> ApiResult<serde_json::Value> {
+    ip: IpAddr,
+) -> ApiResult<Value> {
     let email = normalize_email(email)?;
     let phone = normalize_phone(phone)?;
     check_password(password, &email)?;
-    let password_hash = hash_password(password)?;
+    let cfg = state.config.clone();
     let now = state.now_ms();
-    let customer = Customer {
-        id: new_id("cus"),
-        email,
-        phone,
-        password_hash,
-        status: "active".into(),
-        funding: "wallet".into(),
-        funding_card_id: None,
-        created_ms: now,
-    };
+    let limits = throttle::per_client(
+        "signup",
+        ip,
+        cfg.signups_per_ip,
+        cfg.signups_per_network,
+        cfg.request_window_ms,
+    );
     state
         .db
-        .write(move |c| {
-            if customers::insert(c, &customer)? {
-                super::security_event(
+        .write(move |c| throttle::take(c, &limits, now))
+        .await??;
+    let password_hash = hash_password_async(password).await?;
+    let (handle, flow) = new_flow("signup", "", json!({}), cfg.code_ttl_ms, now);
+    let st = state.clone();
+    tokio::spawn(async move {
+        let secret = st.secret.clone();
+        let r = st
+            .db
+            .write(move |c| {
+                register(
                     c,
-                    &customer.id,
-                    "customer.created",
-                    &customer.id,
-                    &json!({"customer_id": customer.id}),
+                    &secret,
+                    &cfg,
+                    &email,
+                    &phone,
+                    &password_hash,
+                    flow.clone(),
                     now,
-                )?;
-            } else if let Some(existing) = customers::by_email(c, &customer.email)? {
-                super::security_event(
-                    c,
-                    "anonymous",
-                    "customer.signup_attempt_on_existing_email",
-                    &existing.id,
-                    &json!({"customer_id": existing.id}),
-                    now,
-                )?;
-            }
-            Ok::<_, ApiError>(())
-        })
-        .await?;
+                )
+            })
+            .await;
+        match r {
+            Ok(()) => st.wake_dispatcher(),
+            Err(e) => tracing::error!(error = %e, "sign-up registration failed"),
+        }
+    });
     Ok(json!({
-        "status": "accepted",
-        "message": "If this address can be registered, the account is ready: sign in to continue."
+        "status": "verification_required",
+        "signup_id": handle,
+        "expires_at_ms": now + state.config.code_ttl_ms,
+        "message": "We sent a code to the email address and another to the phone. Send both to /v1/signup/verify to open the account."
     }))
+}
+
+/// The account-dependent part of a sign-up (after the answer).
+#[allow(clippy::too_many_arguments)]
+fn register(
+    c: &mut dyn Conn,
+    secret: &crate::secrets::MasterSecret,
+    cfg: &crate::config::Config,
+    email: &str,
+    phone: &str,
+    password_hash: &str,
+    mut flow: Flow,
+    now: i64,
+) -> Result<(), StoreError> {
+    let customer_id = match customers::by_email(c, email)? {
+        None => {
+            let customer = Customer::new(&new_id("cus"), email, phone, password_hash, now);
+            if !customers::insert(c, &customer)? {
+                return Ok(()); // the same address raced in; that sign-up sends the codes
+            }
+            konbini_store::audit::append(
+                c,
+                &customer.id,
+                "customer.created",
+                &customer.id,
+                &json!({"customer_id": customer.id}).to_string(),
+                now,
+            )?;
+            customer.id
+        }
+        // Never verified: whoever signs up again takes it over (no squatting an address).
+        Some(existing)
+            if existing.email_verified_ms.is_none() && existing.phone_verified_ms.is_none() =>
+        {
+            identity::reregister(c, &existing.id, phone, password_hash)?;
+            existing.id
+        }
+        Some(existing) => {
+            return super::security_event(
+                c,
+                "anonymous",
+                "customer.signup_attempt_on_existing_email",
+                &existing.id,
+                &json!({"customer_id": existing.id}),
+                now,
+            );
+        }
+    };
+    flow.customer_id = customer_id.clone();
+    identity::insert_flow(c, &flow)?;
+    send_signup_codes(
+        c,
+        secret,
+        cfg,
+        &flow.handle_hash,
+        &customer_id,
+        email,
+        phone,
+        now,
+    )
+}
+
+/// Sends the sign-up codes: one to the email, one to the phone, unless the phone is already
+/// verified on another account, whose owner is told instead (the sign-up cannot finish).
+#[allow(clippy::too_many_arguments)]
+fn send_signup_codes(
+    c: &mut dyn Conn,
+    secret: &crate::secrets::MasterSecret,
+    cfg: &crate::config::Config,
+    flow: &[u8],
+    customer_id: &str,
+    email: &str,
+    phone: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let code = |purpose, channel, to| NewCode {
+        customer_id,
+        flow,
+        purpose,
+        channel,
+        to: Some(to),
+        ttl_ms: cfg.code_ttl_ms,
+    };
+    codes::send(c, secret, &code("email", Channel::Email, email), now)?;
+    match customers::by_verified_phone(c, phone)? {
+        Some(other) if other.id != customer_id => super::security_event(
+            c,
+            "anonymous",
+            "customer.signup_attempt_on_existing_phone",
+            &other.id,
+            &json!({"customer_id": other.id}),
+            now,
+        ),
+        _ => codes::send(c, secret, &code("phone", Channel::Sms, phone), now),
+    }
+}
+
+/// Completes a sign-up with the code sent to the email and the one sent to the phone: both
+/// contact points become verified and this device is bound, with a session.
+pub async fn verify_sign_up(
+    state: &AppState,
+    signup_id: &str,
+    email_code: &str,
+    phone_code: &str,
+    device_name: Option<String>,
+    ip: IpAddr,
+) -> ApiResult<Value> {
+    let hh = handle_hash(signup_id, "ksu").ok_or_else(invalid_code)?;
+    let cfg = state.config.clone();
+    let now = state.now_ms();
+    let limits = code_check_limits(&cfg, ip);
+    not_throttled(state, &limits).await?;
+    let (secret, name) = (state.secret.clone(), device_label(device_name));
+    let (e, p) = (email_code.to_string(), phone_code.to_string());
+    let h2 = hh.clone();
+    let out = codes::attempt(
+        state,
+        move |c| {
+            let Some(flow) = identity::flow_by_handle(c, &hh, "signup")? else {
+                return Ok(None);
+            };
+            let ok = flow.live(now, cfg.max_code_attempts)
+                && codes::check(c, &hh, "email", &e, now, cfg.max_code_attempts)?
+                && codes::check(c, &hh, "phone", &p, now, cfg.max_code_attempts)?
+                && identity::finish_flow(c, &hh, now)?;
+            if !ok {
+                return Ok(None);
+            }
+            identity::mark_verified(c, &flow.customer_id, true, true, now)?;
+            let out = bind_device_and_open_session(
+                c,
+                &secret,
+                &cfg,
+                &flow.customer_id,
+                &name,
+                "signup",
+                now,
+            )?;
+            super::security_event(
+                c,
+                &flow.customer_id,
+                "customer.verified",
+                &flow.customer_id,
+                &json!({"customer_id": flow.customer_id}),
+                now,
+            )?;
+            Ok(Some(out))
+        },
+        move |c| {
+            identity::flow_failed(c, &h2)?;
+            throttle::hit(c, &limits, now)
+        },
+    )
+    .await?;
+    state.wake_dispatcher();
+    out.ok_or_else(invalid_code)
+}
+
+/// Refuses with `429` when a client limit is exhausted.
+pub async fn not_throttled(state: &AppState, limits: &[throttle::Limit]) -> ApiResult<()> {
+    let now = state.now_ms();
+    let limits = limits.to_vec();
+    match state
+        .db
+        .read(move |c| throttle::exhausted(c, &limits, now))
+        .await?
+    {
+        Some(ms) => Err(throttle::too_many(ms)),
+        None => Ok(()),
+    }
+}
+
+/// Sends fresh sign-up codes (the first ones expired or got lost). Answers the same whatever
+/// the handle; at most `max_code_sends` codes per flow.
+pub async fn resend_sign_up(state: &AppState, signup_id: &str) -> ApiResult<Value> {
+    if let Some(hh) = handle_hash(signup_id, "ksu") {
+        let cfg = state.config.clone();
+        let secret = state.secret.clone();
+        let now = state.now_ms();
+        state
+            .db
+            .write(move |c| {
+                let Some(mut flow) = identity::flow_by_handle(c, &hh, "signup")? else {
+                    return Ok(());
+                };
+                let Some(customer) = customers::by_id(c, &flow.customer_id)? else {
+                    return Ok(());
+                };
+                let sent = identity::verifications_in_flow(c, &hh, "email")?;
+                if flow.done_ms.is_some() || sent >= cfg.max_code_sends || customer.verified() {
+                    return Ok(());
+                }
+                // A resend also extends the flow to the new codes' life.
+                flow.expires_ms = now + cfg.code_ttl_ms;
+                identity::extend_flow(c, &hh, flow.expires_ms)?;
+                send_signup_codes(
+                    c,
+                    &secret,
+                    &cfg,
+                    &hh,
+                    &customer.id,
+                    &customer.email,
+                    &customer.phone,
+                    now,
+                )
+            })
+            .await?;
+        state.wake_dispatcher();
+    }
+    Ok(
+        json!({"status": "accepted", "message": "If the sign-up is still open, new codes are on their way."}),
+    )
+}
+
+/// Limits on wrong codes per client (IP and network), across every flow.
+fn code_check_limits(cfg: &crate::config::Config, ip: IpAddr) -> Vec<throttle::Limit> {
+    throttle::per_client(
+        "code",
+        ip,
+        cfg.login_failures_per_ip,
+        cfg.login_failures_per_network,
+        cfg.login_window_ms,
+    )
+}
+
+fn device_label(name: Option<String>) -> String {
+    name.map(|n| {
+        n.chars()
+            .filter(|c| !c.is_control())
+            .take(64)
+            .collect::<String>()
+    })
+    .filter(|n| !n.trim().is_empty())
+    .unwrap_or_else(|| "phone".into())
 }
 
 /// A device the client says it already has.
@@ -141,11 +445,10 @@ pub struct DeviceCredential {
     pub secret: String,
 }
 
-/// Logs in. With a bound device's credentials, that device is used; otherwise a new device is
-/// bound and its secret and payment-code key are returned, once.
 /// The throttling subjects of one login attempt. The account is keyed by a keyed hash of the
 /// normalized email, so unknown and known addresses are counted alike and no address is
 /// stored in the clear.
+#[derive(Clone)]
 struct LoginSubjects {
     account: String,
     consecutive: String,
@@ -154,98 +457,75 @@ struct LoginSubjects {
 }
 
 impl LoginSubjects {
-    fn new(state: &AppState, email: &str, ip: std::net::IpAddr) -> LoginSubjects {
+    fn new(state: &AppState, email: &str, ip: IpAddr) -> LoginSubjects {
         let key = state.secret.derive("login-throttle");
         let who = hex(&konbini_core::paycode::hmac_sha256(&key, &[email.as_bytes()])[..16]);
-        let network = match ip {
-            std::net::IpAddr::V4(v4) => {
-                let o = v4.octets();
-                format!("{}.{}.{}.0/24", o[0], o[1], o[2])
-            }
-            std::net::IpAddr::V6(v6) => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
-            }
-        };
         LoginSubjects {
             account: format!("login:acct:{who}"),
             consecutive: format!("login:consec:{who}"),
             ip: format!("login:ip:{ip}"),
-            network: format!("login:net:{network}"),
+            network: format!("login:net:{}", throttle::network(ip)),
         }
+    }
+
+    /// Counts one failure (a wrong password or a wrong second factor).
+    fn record_failure(&self, c: &mut dyn Conn, now: i64, window: i64) -> Result<(), StoreError> {
+        for s in [&self.account, &self.ip, &self.network] {
+            konbini_store::stores::record_code_failure(c, s, now, window)?;
+        }
+        konbini_store::stores::record_code_failure(c, &self.consecutive, now, i64::MAX / 4)
+    }
+
+    fn clear(&self, c: &mut dyn Conn) -> Result<(), StoreError> {
+        konbini_store::stores::clear_failures(c, &self.account)?;
+        konbini_store::stores::clear_failures(c, &self.consecutive)
     }
 }
 
 fn too_many(retry_after_ms: i64) -> ApiError {
     ApiError {
-        status: axum::http::StatusCode::TOO_MANY_REQUESTS,
-        kind: "rate_limit_error",
-        code: "too_many_attempts",
         message: "Too many failed sign-in attempts; wait and try again, or recover the account."
             .into(),
-        param: None,
-        retry_after_s: Some(u64::try_from(retry_after_ms.max(1000) / 1000).unwrap_or(1)),
+        ..throttle::too_many(retry_after_ms)
     }
 }
 
-/// Logs in. With a bound device's credentials, that device is used; otherwise a new device is
-/// bound and its secret and payment-code key are returned, once.
-///
-/// Failed attempts are throttled in the database (so across nodes) per account, per client IP
-/// and per network; after `login_lockout_after` consecutive failures only recovery opens the
-/// account. A device already bound to the account is exempt from the account limits, so an
-/// attacker hammering the account cannot stop its owner from signing in on their phone.
-pub async fn log_in(
+/// Clears the log-in failure counters of an account (after a recovery: the way out of a
+/// lock-out).
+pub fn clear_login_failures(
+    c: &mut dyn Conn,
     state: &AppState,
     email: &str,
-    password: &str,
-    device: Option<DeviceCredential>,
-    device_name: Option<String>,
-    client_ip: std::net::IpAddr,
-) -> ApiResult<serde_json::Value> {
-    let email = normalize_email(email).map_err(|_| ApiError::invalid_credentials())?;
-    let subjects = LoginSubjects::new(state, &email, client_ip);
+) -> Result<(), StoreError> {
+    LoginSubjects::new(state, email, IpAddr::from([0, 0, 0, 0])).clear(c)
+}
+
+/// Checks the log-in throttles; `bound_device` callers are exempt from the per-account ones.
+async fn login_throttled(
+    state: &AppState,
+    subjects: &LoginSubjects,
+    bound_device: bool,
+) -> ApiResult<()> {
     let cfg = state.config.clone();
     let now = state.now_ms();
-    let found = {
-        let email = email.clone();
-        state
-            .db
-            .read(move |c| customers::by_email(c, &email))
-            .await?
-    };
-    // Is the caller on a device already bound to this account?
-    let bound_device = match (&device, &found) {
-        (Some(d), Some(c)) => {
-            let (cid, d) = (c.id.clone(), d.clone());
-            state
-                .db
-                .read(move |c| known_device(c, &cid, &d))
-                .await?
-                .is_some()
-        }
-        _ => false,
-    };
-    let (acct, ip, net, consec) = {
-        let (a, i, n, k) = (
-            subjects.account.clone(),
-            subjects.ip.clone(),
-            subjects.network.clone(),
-            subjects.consecutive.clone(),
-        );
-        let window = cfg.login_window_ms;
-        state
-            .db
-            .read(move |c| {
-                Ok::<_, ApiError>((
-                    konbini_store::stores::failures(c, &a, now, window)?,
-                    konbini_store::stores::failures(c, &i, now, window)?,
-                    konbini_store::stores::failures(c, &n, now, window)?,
-                    konbini_store::stores::failures(c, &k, now, i64::MAX / 4)?,
-                ))
-            })
-            .await?
-    };
+    let (a, i, n, k) = (
+        subjects.account.clone(),
+        subjects.ip.clone(),
+        subjects.network.clone(),
+        subjects.consecutive.clone(),
+    );
+    let window = cfg.login_window_ms;
+    let (acct, ip, net, consec) = state
+        .db
+        .read(move |c| {
+            Ok::<_, ApiError>((
+                konbini_store::stores::failures(c, &a, now, window)?,
+                konbini_store::stores::failures(c, &i, now, window)?,
+                konbini_store::stores::failures(c, &n, now, window)?,
+                konbini_store::stores::failures(c, &k, now, i64::MAX / 4)?,
+            ))
+        })
+        .await?;
     let window_end = |start: i64| start + cfg.login_window_ms - now;
     if ip.0 >= cfg.login_failures_per_ip {
         return Err(too_many(window_end(ip.1)));
@@ -261,104 +541,339 @@ pub async fn log_in(
             return Err(too_many(window_end(acct.1)));
         }
     }
+    Ok(())
+}
+
+/// Logs in.
+///
+/// - From a device already bound to the account (its id and secret): a new session.
+/// - From any other device: `second_factor_required` with a challenge; `complete_log_in`
+///   with an SMS code, a TOTP code or a recovery code binds the device. The owner is told.
+/// - An account whose contacts are not verified yet gets fresh sign-up codes instead.
+///
+/// Failed attempts are throttled in the database (so across nodes) per account, per client IP
+/// and per network; after `login_lockout_after` consecutive failures only recovery opens the
+/// account. A device already bound to the account is exempt from the account limits, so an
+/// attacker hammering the account cannot stop its owner from signing in on their phone.
+pub async fn log_in(
+    state: &AppState,
+    email: &str,
+    password: &str,
+    device: Option<DeviceCredential>,
+    device_name: Option<String>,
+    client_ip: IpAddr,
+) -> ApiResult<(bool, Value)> {
+    let email = normalize_email(email).map_err(|_| ApiError::invalid_credentials())?;
+    let subjects = LoginSubjects::new(state, &email, client_ip);
+    let cfg = state.config.clone();
+    let now = state.now_ms();
+    let found = {
+        let email = email.clone();
+        state
+            .db
+            .read(move |c| customers::by_email(c, &email))
+            .await?
+    };
+    // Is the caller on a device already bound to this account?
+    let bound = match (&device, &found) {
+        (Some(d), Some(c)) => {
+            let (cid, d) = (c.id.clone(), d.clone());
+            state.db.read(move |c| known_device(c, &cid, &d)).await?
+        }
+        _ => None,
+    };
+    login_throttled(state, &subjects, bound.is_some()).await?;
     // Verify against a dummy hash when the account does not exist, so timing does not tell.
     let (hash, customer) = match found {
         Some(c) => (c.password_hash.clone(), Some(c)),
         None => (state.dummy_password_hash.as_str().to_string(), None),
     };
-    let pw = password.to_string();
-    let ok = tokio::task::spawn_blocking(move || password_matches(&pw, &hash))
-        .await
-        .unwrap_or(false);
+    let ok = password_matches_async(password, &hash).await;
     let customer = match (ok, customer) {
         (true, Some(c)) => c,
         _ => {
             let window = cfg.login_window_ms;
             state
                 .db
-                .write(move |c| {
-                    for s in [&subjects.account, &subjects.ip, &subjects.network] {
-                        konbini_store::stores::record_code_failure(c, s, now, window)?;
-                    }
-                    konbini_store::stores::record_code_failure(
-                        c,
-                        &subjects.consecutive,
-                        now,
-                        i64::MAX / 4,
-                    )?;
-                    Ok::<_, ApiError>(())
-                })
+                .write(move |c| subjects.record_failure(c, now, window))
                 .await?;
             return Err(ApiError::invalid_credentials());
         }
     };
-    {
-        let (a, k) = (subjects.account.clone(), subjects.consecutive.clone());
-        state
-            .db
-            .write(move |c| {
-                konbini_store::stores::clear_failures(c, &a)?;
-                konbini_store::stores::clear_failures(c, &k)?;
-                Ok::<_, ApiError>(())
-            })
-            .await?;
-    }
     if customer.status != "active" {
         return Err(ApiError::forbidden(
             "account_frozen",
             "This account is frozen; contact support.",
         ));
     }
-    let token = new_token("ks");
-    let session_hash = token_hash(&token);
-    let expires = now + state.config.session_absolute_ms;
     let secret = state.secret.clone();
-    let name = device_name
-        .map(|n| {
-            n.chars()
-                .filter(|c| !c.is_control())
-                .take(64)
-                .collect::<String>()
-        })
-        .unwrap_or_else(|| "phone".into());
-    let customer_id = customer.id.clone();
-    let (device_out, device_id) = state
+    let name = device_label(device_name);
+    let body = state
         .db
         .write(move |c| {
-            let existing = match &device {
-                Some(d) => known_device(c, &customer_id, d)?,
-                None => None,
-            };
-            let (out, id) = match existing {
-                Some(d) => (json!({"id": d.id, "new": false}), d.id),
-                None => {
-                    let (d, device_secret) = bind_new_device(c, &customer_id, &name, now)?;
-                    let slot = u32::try_from(d.slot).unwrap_or(0);
-                    let key = secret.paycode_key(slot, u32::try_from(d.key_generation).unwrap_or(1));
-                    super::security_event(c, &customer_id, "device.bound", &customer_id, &json!({"customer_id": customer_id, "device_id": d.id}), now)?;
-                    (
-                        json!({
-                            "id": d.id,
-                            "new": true,
-                            "secret": device_secret,
-                            "payment_code": {"slot": d.slot, "key": hex(&key), "algorithm": "konbini-paycode-v1", "step_seconds": 30}
-                        }),
-                        d.id,
-                    )
+            subjects.clear(c)?;
+            if let Some(d) = &bound {
+                let (token, expires) = open_session(c, &cfg, &customer.id, &d.id, now)?;
+                return Ok(Ok((
+                    true,
+                    session_body(&token, &customer.id, expires, json!({"id": d.id, "new": false}), now),
+                )));
+            }
+            if !customer.verified() {
+                // Sign-up never finished: send fresh codes to the contacts given at sign-up.
+                if identity::flows_since(c, &customer.id, "signup", now - cfg.login_window_ms)?
+                    >= cfg.challenges_per_account
+                {
+                    return Ok(Err(too_many(cfg.login_window_ms)));
                 }
+                let (handle, flow) = new_flow("signup", &customer.id, json!({}), cfg.code_ttl_ms, now);
+                identity::insert_flow(c, &flow)?;
+                send_signup_codes(c, &secret, &cfg, &flow.handle_hash, &customer.id, &customer.email, &customer.phone, now)?;
+                return Ok(Ok((
+                    false,
+                    json!({"status": "verification_required", "signup_id": handle, "expires_at_ms": flow.expires_ms}),
+                )));
+            }
+            // Each challenge may send an SMS: bounded per account so nobody pumps them.
+            if identity::flows_since(c, &customer.id, "login", now - cfg.login_window_ms)?
+                >= cfg.challenges_per_account
+            {
+                return Ok(Err(too_many(cfg.login_window_ms)));
+            }
+            let (handle, flow) = new_flow("login", &customer.id, json!({"device_name": name}), cfg.code_ttl_ms, now);
+            identity::insert_flow(c, &flow)?;
+            let totp = customer.totp_enabled_ms.is_some();
+            if !totp {
+                codes::send(c, &secret, &login_sms(&customer.id, &flow.handle_hash, &cfg), now)?;
+            }
+            super::security_event(
+                c,
+                &customer.id,
+                "login.second_factor_required",
+                &customer.id,
+                &json!({"customer_id": customer.id}),
+                now,
+            )?;
+            let mut methods = vec!["sms"];
+            if totp {
+                methods.insert(0, "totp");
+            }
+            methods.push("recovery_code");
+            Ok::<_, StoreError>(Ok((
+                false,
+                json!({
+                    "status": "second_factor_required",
+                    "challenge": handle,
+                    "methods": methods,
+                    "sms_sent": !totp,
+                    "expires_at_ms": flow.expires_ms,
+                }),
+            )))
+        })
+        .await??;
+    state.wake_dispatcher();
+    Ok(body)
+}
+
+fn login_sms<'a>(customer_id: &'a str, flow: &'a [u8], cfg: &crate::config::Config) -> NewCode<'a> {
+    NewCode {
+        customer_id,
+        flow,
+        purpose: "login_sms",
+        channel: Channel::Sms,
+        to: None,
+        ttl_ms: cfg.code_ttl_ms,
+    }
+}
+
+/// Sends (again) the SMS code of a log-in challenge; at most `max_code_sends` per challenge.
+/// Answers the same whatever the handle.
+pub async fn send_login_sms(state: &AppState, challenge: &str) -> ApiResult<Value> {
+    if let Some(hh) = handle_hash(challenge, "klc") {
+        let cfg = state.config.clone();
+        let secret = state.secret.clone();
+        let now = state.now_ms();
+        state
+            .db
+            .write(move |c| {
+                let Some(flow) = identity::flow_by_handle(c, &hh, "login")? else {
+                    return Ok(());
+                };
+                if !flow.live(now, cfg.max_code_attempts)
+                    || identity::verifications_in_flow(c, &hh, "login_sms")? >= cfg.max_code_sends
+                {
+                    return Ok(());
+                }
+                codes::send(c, &secret, &login_sms(&flow.customer_id, &hh, &cfg), now)
+            })
+            .await?;
+        state.wake_dispatcher();
+    }
+    Ok(
+        json!({"status": "accepted", "message": "If the challenge is still open, a code is on its way to the verified phone."}),
+    )
+}
+
+/// Completes a log-in challenge with a second factor: binds the device and opens a session.
+/// A wrong factor counts against the challenge (it dies after `max_code_attempts`) and as a
+/// failed log-in of the account.
+pub async fn complete_log_in(
+    state: &AppState,
+    challenge: &str,
+    factor: Factor,
+    client_ip: IpAddr,
+) -> ApiResult<Value> {
+    let hh = handle_hash(challenge, "klc").ok_or_else(invalid_code)?;
+    let cfg = state.config.clone();
+    let now = state.now_ms();
+    let limits = code_check_limits(&cfg, client_ip);
+    not_throttled(state, &limits).await?;
+    let secret = state.secret.clone();
+    let h2 = hh.clone();
+    let h = hh.clone();
+    let flow = state
+        .db
+        .read(move |c| identity::flow_by_handle(c, &h, "login"))
+        .await?;
+    let customer = match &flow {
+        Some(f) => {
+            let id = f.customer_id.clone();
+            state.db.read(move |c| customers::by_id(c, &id)).await?
+        }
+        None => None,
+    };
+    let subjects = customer
+        .as_ref()
+        .map(|cu| LoginSubjects::new(state, &cu.email, client_ip));
+    let (succeeded, window) = (subjects.clone(), cfg.login_window_ms);
+    let out = codes::attempt(
+        state,
+        move |c| {
+            let (Some(flow), Some(customer)) = (&flow, &customer) else {
+                return Ok(None);
             };
-            customers::insert_session(c, &session_hash, &customer_id, &id, now, expires)?;
-            Ok::<_, ApiError>((out, id))
+            let ok = flow.live(now, cfg.max_code_attempts)
+                && customer.status == "active"
+                && codes::check_factor(c, &secret, customer, &factor, (&hh, "login_sms"), now, cfg.max_code_attempts)?
+                && identity::finish_flow(c, &hh, now)?;
+            if !ok {
+                return Ok(None);
+            }
+            if let Some(s) = &succeeded {
+                s.clear(c)?;
+            }
+            let data: Value = serde_json::from_str(&flow.data).unwrap_or(Value::Null);
+            let name = device_label(data["device_name"].as_str().map(str::to_string));
+            let out = bind_device_and_open_session(c, &secret, &cfg, &customer.id, &name, &factor.method, now)?;
+            super::security_event(
+                c,
+                &customer.id,
+                "device.bound",
+                &customer.id,
+                &json!({"customer_id": customer.id, "device_id": out["device"]["id"], "factor": factor.method}),
+                now,
+            )?;
+            Ok(Some(out))
+        },
+        move |c| {
+            identity::flow_failed(c, &h2)?;
+            throttle::hit(c, &limits, now)?;
+            match &subjects {
+                Some(s) => s.record_failure(c, now, window),
+                None => Ok(()),
+            }
+        },
+    )
+    .await?;
+    state.wake_dispatcher();
+    out.ok_or_else(invalid_code)
+}
+
+/// Re-authenticates on the current (bound) device with the password — the device is the
+/// second factor — for the sensitive actions that need a recent authentication. The session
+/// token is replaced by a new one.
+pub async fn reauthenticate(
+    state: &AppState,
+    auth: &crate::extract::CustomerAuth,
+    password: &str,
+    client_ip: IpAddr,
+) -> ApiResult<Value> {
+    let cid = auth.customer_id.clone();
+    let customer = state
+        .db
+        .read(move |c| customers::by_id(c, &cid))
+        .await?
+        .ok_or_else(ApiError::unauthenticated)?;
+    let subjects = LoginSubjects::new(state, &customer.email, client_ip);
+    login_throttled(state, &subjects, true).await?;
+    let cfg = state.config.clone();
+    let now = state.now_ms();
+    if !password_matches_async(password, &customer.password_hash).await {
+        let window = cfg.login_window_ms;
+        state
+            .db
+            .write(move |c| subjects.record_failure(c, now, window))
+            .await?;
+        return Err(ApiError::invalid_credentials().with_param("password"));
+    }
+    let (old, device_id) = (auth.token_hash.clone(), auth.device_id.clone());
+    let (token, expires) = state
+        .db
+        .write(move |c| {
+            customers::revoke_session(c, &old, now)?;
+            open_session(c, &cfg, &customer.id, &device_id, now)
         })
         .await?;
-    let _ = device_id;
-    Ok(json!({
+    Ok(json!({"token": token, "expires_at_ms": expires, "authenticated_at_ms": now}))
+}
+
+/// Opens a session on a device: a new random token, stored as its hash.
+fn open_session(
+    c: &mut dyn Conn,
+    cfg: &crate::config::Config,
+    customer_id: &str,
+    device_id: &str,
+    now: i64,
+) -> Result<(String, i64), StoreError> {
+    let token = new_token("ks");
+    let expires = now + cfg.session_absolute_ms;
+    customers::insert_session(c, &token_hash(&token), customer_id, device_id, now, expires)?;
+    Ok((token, expires))
+}
+
+fn session_body(token: &str, customer_id: &str, expires: i64, device: Value, now: i64) -> Value {
+    json!({
+        "status": "signed_in",
         "token": token,
-        "customer_id": customer.id,
+        "customer_id": customer_id,
         "expires_at_ms": expires,
-        "device": device_out,
+        "device": device,
         "server_time_ms": now,
-    }))
+    })
+}
+
+/// Binds a new device (its secret and payment-code key are returned, once) and opens a
+/// session on it.
+fn bind_device_and_open_session(
+    c: &mut dyn Conn,
+    secret: &crate::secrets::MasterSecret,
+    cfg: &crate::config::Config,
+    customer_id: &str,
+    name: &str,
+    bound_by: &str,
+    now: i64,
+) -> Result<Value, StoreError> {
+    let (d, device_secret) = bind_new_device(c, customer_id, name, bound_by, now)?;
+    let slot = u32::try_from(d.slot).unwrap_or(0);
+    let key = secret.paycode_key(slot, u32::try_from(d.key_generation).unwrap_or(1));
+    let device = json!({
+        "id": d.id,
+        "new": true,
+        "secret": device_secret,
+        "payment_code": {"slot": d.slot, "key": hex(&key), "algorithm": "konbini-paycode-v1", "step_seconds": 30}
+    });
+    let (token, expires) = open_session(c, cfg, customer_id, &d.id, now)?;
+    Ok(session_body(&token, customer_id, expires, device, now))
 }
 
 fn known_device(
@@ -380,6 +895,7 @@ fn bind_new_device(
     c: &mut dyn Conn,
     customer_id: &str,
     name: &str,
+    bound_by: &str,
     now: i64,
 ) -> Result<(Device, String), StoreError> {
     let secret = new_token("kd");
@@ -398,7 +914,7 @@ fn bind_new_device(
             last_code_counter: 0,
             created_ms: now,
         };
-        if customers::insert_device(c, &d)? {
+        if customers::insert_device(c, &d, bound_by)? {
             return Ok((d, secret));
         }
     }
@@ -414,11 +930,56 @@ pub async fn log_out(state: &AppState, token_hash: Vec<u8>) -> ApiResult<()> {
     Ok(())
 }
 
+/// The customer's live sessions. A session's id is a prefix of its token's hash (never the
+/// token), enough to revoke it.
+pub async fn list_sessions(
+    state: &AppState,
+    customer_id: String,
+    current: Vec<u8>,
+) -> ApiResult<Value> {
+    let now = state.now_ms();
+    let idle = state.config.session_idle_ms;
+    let sessions = state
+        .db
+        .read(move |c| customers::sessions_of(c, &customer_id, now))
+        .await?;
+    Ok(json!({
+        "data": sessions.iter().filter(|s| now < s.3 + idle).map(|(h, device, created, seen)| json!({
+            "id": format!("sess_{}", hex(&h[..16])),
+            "device_id": device,
+            "created_ms": created,
+            "last_seen_ms": seen,
+            "current": *h == current,
+        })).collect::<Vec<_>>()
+    }))
+}
+
+/// Revokes one of the customer's sessions by its listed id.
+pub async fn revoke_session(state: &AppState, customer_id: String, id: &str) -> ApiResult<()> {
+    let prefix = id
+        .strip_prefix("sess_")
+        .and_then(konbini_core::encoding::unhex)
+        .filter(|p| p.len() == 16)
+        .ok_or_else(|| ApiError::not_found("session"))?;
+    let now = state.now_ms();
+    state
+        .db
+        .write(move |c| {
+            let live = customers::sessions_of(c, &customer_id, now)?;
+            let Some((h, ..)) = live.into_iter().find(|s| s.0.starts_with(&prefix)) else {
+                return Err(ApiError::not_found("session"));
+            };
+            identity::revoke_session_of(c, &customer_id, &h, now)?;
+            Ok(())
+        })
+        .await
+}
+
 pub async fn list_devices(
     state: &AppState,
     customer_id: String,
     current: String,
-) -> ApiResult<serde_json::Value> {
+) -> ApiResult<Value> {
     let devices = state
         .db
         .read(move |c| customers::devices_of(c, &customer_id))

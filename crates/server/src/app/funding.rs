@@ -2,6 +2,7 @@
 
 use super::idem::{self, Idem, Stored};
 use crate::error::{ApiError, ApiResult};
+use crate::extract::CustomerAuth;
 use crate::processor::{AuthOutcome, CardDetails, DeclineCode, ProcessorError};
 use crate::secrets::new_id;
 use crate::state::AppState;
@@ -67,11 +68,16 @@ pub(crate) fn processor_down(e: &ProcessorError) -> ApiError {
 
 /// Links a card: the number goes to the processor only; Konbini keeps its token, brand, last
 /// four digits, expiry and a keyed fingerprint.
+/// Needs a recent authentication (step-up) and, during a recovery hold, a device bound with
+/// a strong factor.
 pub async fn link_card(
     state: &AppState,
-    customer_id: String,
+    auth: &CustomerAuth,
     card: CardDetails,
 ) -> ApiResult<serde_json::Value> {
+    auth.require_recent_auth(state)?;
+    auth.require_strong_during_hold(state, "linking a card")?;
+    let customer_id = auth.customer_id.clone();
     let digits: String = card.number.chars().filter(char::is_ascii_digit).collect();
     let fingerprint = state.secret.card_fingerprint(&digits);
     drop(digits);
@@ -205,13 +211,21 @@ enum Phase1 {
 /// its idempotency reference (so a retry after a timeout never charges twice) and then
 /// capture; the second transaction credits the wallet through the ledger, or records the
 /// failure. The wallet is never credited for money the processor did not confirm.
+///
+/// During a recovery hold a top-up needs a device bound with a strong factor; above
+/// `step_up_topup_above_minor` it needs a recent authentication.
 pub async fn top_up(
     state: &AppState,
-    customer_id: String,
+    auth: &CustomerAuth,
     key: String,
     req: TopupRequest,
 ) -> ApiResult<Stored> {
+    let customer_id = auth.customer_id.clone();
     let amount = parse_amount(state, req.amount, &req.currency)?;
+    auth.require_strong_during_hold(state, "a top-up")?;
+    if amount.minor() > state.config.step_up_topup_above_minor {
+        auth.require_recent_auth(state)?;
+    }
     let limits = state.config.limits.clone();
     if amount.minor() > limits.per_topup_minor {
         return Err(ApiError::payment(

@@ -3,12 +3,17 @@
 //! line and outbox event. Handlers in `http` only parse, authenticate and call these.
 
 pub mod accounts;
+pub mod codes;
+pub mod contacts;
 pub mod funding;
 pub mod idem;
+pub mod mfa;
 pub mod paycodes;
 pub mod pos;
 pub mod reconcile;
+pub mod recovery;
 pub mod staff;
+pub mod throttle;
 
 use konbini_store::{Conn, StoreError, outbox};
 

@@ -259,7 +259,13 @@ pub async fn create_payment(
             let customer_id = paying.device.customer_id.clone();
             p.customer_id = Some(customer_id.clone());
             p.device_id = Some(paying.device.id.clone());
+            // After an account recovery, a device bound without a strong factor pays only
+            // small amounts until the hold ends.
+            let held = now < paying.recovery_hold_until_ms
+                && !matches!(paying.bound_by.as_str(), "totp" | "recovery_code")
+                && amount.minor() > cfg.recovery_hold_payment_limit_minor;
             let immediate_wallet = paying.customer_status == "active"
+                && !held
                 && paying.funding != "card"
                 && amount.minor() < cfg.limits.confirm_at_or_above_minor;
             if !immediate_wallet && !spend_first(c)? {
@@ -272,6 +278,10 @@ pub async fn create_payment(
             }
             if paying.customer_status != "active" {
                 p.decline_code = Some("account_unavailable".into());
+                return finish_decided(c, &idem, p, now).map(Decided::Done);
+            }
+            if held {
+                p.decline_code = Some("recovery_hold".into());
                 return finish_decided(c, &idem, p, now).map(Decided::Done);
             }
             if paying.funding == "card"

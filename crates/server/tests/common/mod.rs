@@ -6,6 +6,7 @@ use konbini_core::encoding::unhex;
 use konbini_core::paycode;
 use konbini_server::clock::ManualClock;
 use konbini_server::config::Config;
+pub use konbini_server::devsinks::{MailSink, SmsSink};
 use konbini_server::secrets::{MasterSecret, new_token, token_hash};
 use konbini_server::state::AppState;
 use konbini_store::stores::{self, Store, Terminal};
@@ -21,6 +22,9 @@ pub struct TestApp {
     pub url: String,
     pub clock: ManualClock,
     pub http: reqwest::Client,
+    /// The SMTP server and SMS gateway this server delivers to (real local sockets).
+    pub mail: MailSink,
+    pub sms: SmsSink,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -35,11 +39,19 @@ impl Drop for TestApp {
 /// A fixed start time on a 30-second boundary (2026-11-25T00:00:00Z).
 pub const T0_MS: i64 = 1_795_564_800_000;
 
-/// Starts one server per backend with the default config (adjusted by `tweak`).
+/// Starts one server per backend with the default config (adjusted by `tweak`), each with
+/// its own mail and SMS sinks. Per-client request limits are raised (every test client is
+/// 127.0.0.1); the tests of those limits set them back.
 pub async fn apps_with(tweak: impl Fn(&mut Config)) -> Vec<TestApp> {
     let mut out = Vec::new();
     for t in konbini_store::testing::databases() {
         let mut cfg = Config::default();
+        cfg.signups_per_ip = 100_000;
+        cfg.signups_per_network = 100_000;
+        cfg.recoveries_per_ip = 100_000;
+        cfg.recoveries_per_network = 100_000;
+        cfg.challenges_per_account = 1_000;
+        cfg.dispatch_interval_ms = 50;
         tweak(&mut cfg);
         out.push(start(t.label, t.db, t.url, cfg).await);
     }
@@ -50,7 +62,11 @@ pub async fn apps() -> Vec<TestApp> {
     apps_with(|_| {}).await
 }
 
-pub async fn start(label: &'static str, db: Db, url: String, cfg: Config) -> TestApp {
+pub async fn start(label: &'static str, db: Db, url: String, mut cfg: Config) -> TestApp {
+    let (mail, smtp_url) = MailSink::start().await.expect("mail sink");
+    let (sms, sms_url) = SmsSink::start().await.expect("sms sink");
+    cfg.smtp_url.get_or_insert(smtp_url);
+    cfg.sms_url.get_or_insert(sms_url);
     let clock = ManualClock::new(T0_MS);
     let secret = MasterSecret::new(vec![7u8; 32]).expect("secret");
     let state = AppState::new(db.clone(), cfg, Arc::new(clock.clone()), secret).expect("state");
@@ -72,6 +88,8 @@ pub async fn start(label: &'static str, db: Db, url: String, cfg: Config) -> Tes
         url,
         clock,
         http: reqwest::Client::new(),
+        mail,
+        sms,
         shutdown: Some(tx),
     }
 }
@@ -159,52 +177,129 @@ impl TestApp {
         Resp::read(r).await
     }
 
-    /// Signs up and logs in a customer; returns it with its bound device.
+    /// Signs up a customer and verifies both contact points with the codes read out of the
+    /// delivered email and SMS; returns it with the device the verification bound.
     pub async fn customer(&self, email: &str) -> Customer {
         let password = "correct horse battery staple";
+        let phone = phone_for(email);
+        let r = self.sign_up(email, &phone, password).await;
+        assert_eq!(r.status, 202, "{}: signup {}", self.label, r.text);
+        let signup_id = r.body["signup_id"].as_str().expect("signup id").to_string();
+        let email_code = self.email_code(email, "sign-up code", 0).await;
+        let phone_code = self.sms_code(&phone, "sign-up code", 0).await;
         let r = self
             .send(
                 "POST",
-                "/v1/signup",
+                "/v1/signup/verify",
                 None,
                 None,
-                Some(json!({"email": email, "phone": "+819012345678", "password": password})),
+                Some(json!({"signup_id": signup_id, "email_code": email_code, "phone_code": phone_code})),
             )
             .await;
-        assert_eq!(r.status, 202, "{}: signup {}", self.label, r.text);
-        self.log_in(email, password).await
+        assert_eq!(r.status, 201, "{}: verify {}", self.label, r.text);
+        customer_from(email, &phone, password, &r)
     }
 
-    /// Logs in with the password only, which binds a new device (its own slot and code key)
-    /// and opens a new session for the same customer.
+    pub async fn sign_up(&self, email: &str, phone: &str, password: &str) -> Resp {
+        self.send(
+            "POST",
+            "/v1/signup",
+            None,
+            None,
+            Some(json!({"email": email, "phone": phone, "password": password})),
+        )
+        .await
+    }
+
+    /// Waits for the `nth` (0-based) email to `to` containing `needle` and returns the
+    /// 6-digit code in it.
+    pub async fn email_code(&self, to: &str, needle: &str, nth: usize) -> String {
+        let msg = self.email(to, needle, nth).await;
+        konbini_server::devsinks::find_code(&msg, 6).unwrap_or_else(|| panic!("no code in {msg}"))
+    }
+
+    /// Waits for the `nth` (0-based) SMS to `to` containing `needle`; returns its 6-digit code.
+    pub async fn sms_code(&self, to: &str, needle: &str, nth: usize) -> String {
+        let msg = self.text(to, needle, nth).await;
+        konbini_server::devsinks::find_code(&msg, 6).unwrap_or_else(|| panic!("no code in {msg}"))
+    }
+
+    /// Waits for the `nth` (0-based) email to `to` containing `needle`.
+    pub async fn email(&self, to: &str, needle: &str, nth: usize) -> String {
+        for _ in 0..400 {
+            let got: Vec<String> = self
+                .mail
+                .to(to)
+                .into_iter()
+                .filter(|m| m.contains(needle))
+                .collect();
+            if let Some(m) = got.get(nth) {
+                return m.clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!(
+            "{}: no email {nth} to {to} with '{needle}': {:?}",
+            self.label,
+            self.mail.to(to)
+        );
+    }
+
+    /// Waits for the `nth` (0-based) SMS to `to` containing `needle`.
+    pub async fn text(&self, to: &str, needle: &str, nth: usize) -> String {
+        for _ in 0..400 {
+            let got: Vec<String> = self
+                .sms
+                .to(to)
+                .into_iter()
+                .filter(|m| m.contains(needle))
+                .collect();
+            if let Some(m) = got.get(nth) {
+                return m.clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!(
+            "{}: no SMS {nth} to {to} with '{needle}': {:?}",
+            self.label,
+            self.sms.to(to)
+        );
+    }
+
+    /// Logs in from a new device: the password answers with a challenge, and the SMS code
+    /// sent to the verified phone binds the device (its own slot and code key) and opens a
+    /// new session for the same customer.
     pub async fn login_new_device(&self, c: &Customer) -> Customer {
-        self.log_in(&c.email, &c.password).await
-    }
-
-    async fn log_in(&self, email: &str, password: &str) -> Customer {
+        let seen = self
+            .sms
+            .to(&c.phone)
+            .iter()
+            .filter(|m| m.contains("sign-in code"))
+            .count();
         let r = self
             .send(
                 "POST",
                 "/v1/sessions",
                 None,
                 None,
-                Some(json!({"email": email, "password": password})),
+                Some(json!({"email": c.email, "password": c.password})),
             )
             .await;
-        assert_eq!(r.status, 201, "{}: login {}", self.label, r.text);
-        let d = &r.body["device"];
-        let key_hex = d["payment_code"]["key"].as_str().expect("code key");
-        let key: [u8; 32] = unhex(key_hex).expect("hex").try_into().expect("32 bytes");
-        Customer {
-            email: email.to_string(),
-            password: password.to_string(),
-            token: r.body["token"].as_str().expect("token").to_string(),
-            customer_id: r.body["customer_id"].as_str().expect("id").to_string(),
-            device_id: d["id"].as_str().expect("device id").to_string(),
-            device_secret: d["secret"].as_str().expect("device secret").to_string(),
-            slot: d["payment_code"]["slot"].as_u64().expect("slot") as u32,
-            code_key: key,
-        }
+        assert_eq!(r.status, 202, "{}: login {}", self.label, r.text);
+        assert_eq!(r.body["status"], "second_factor_required", "{}", self.label);
+        let challenge = r.body["challenge"].as_str().expect("challenge").to_string();
+        let code = self.sms_code(&c.phone, "sign-in code", seen).await;
+        let r = self
+            .send(
+                "POST",
+                "/v1/sessions/second-factor",
+                None,
+                None,
+                Some(json!({"challenge": challenge, "method": "sms", "code": code})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}: second factor {}", self.label, r.text);
+        customer_from(&c.email, &c.phone, &c.password, &r)
     }
 
     /// A customer with a linked test card and `balance` topped up.
@@ -391,10 +486,50 @@ impl TestApp {
     }
 }
 
+/// A body with the values that differ on every call (flow handles, expiry times) blanked,
+/// to compare answers that must not tell two cases apart.
+pub fn scrub(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(o) = v.as_object_mut() {
+        for k in ["signup_id", "recovery_id", "challenge", "expires_at_ms"] {
+            if let Some(x) = o.get_mut(k) {
+                *x = json!("<varies>");
+            }
+        }
+    }
+    v
+}
+
+/// A distinct Japanese mobile number per email, so customers never share a phone.
+pub fn phone_for(email: &str) -> String {
+    let h = token_hash(email);
+    let n = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) % 100_000_000;
+    format!("+8190{n:08}")
+}
+
+/// The customer and device in a 201 session answer (sign-up verification or second factor).
+pub fn customer_from(email: &str, phone: &str, password: &str, r: &Resp) -> Customer {
+    let d = &r.body["device"];
+    let key_hex = d["payment_code"]["key"].as_str().expect("code key");
+    let key: [u8; 32] = unhex(key_hex).expect("hex").try_into().expect("32 bytes");
+    Customer {
+        email: email.to_string(),
+        phone: phone.to_string(),
+        password: password.to_string(),
+        token: r.body["token"].as_str().expect("token").to_string(),
+        customer_id: r.body["customer_id"].as_str().expect("id").to_string(),
+        device_id: d["id"].as_str().expect("device id").to_string(),
+        device_secret: d["secret"].as_str().expect("device secret").to_string(),
+        slot: d["payment_code"]["slot"].as_u64().expect("slot") as u32,
+        code_key: key,
+    }
+}
+
 /// A signed-up, logged-in customer with its bound device.
 #[derive(Debug, Clone)]
 pub struct Customer {
     pub email: String,
+    pub phone: String,
     pub password: String,
     pub token: String,
     pub customer_id: String,

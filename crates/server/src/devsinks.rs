@@ -1,0 +1,206 @@
+//! Local message sinks for development, the demo and tests: an SMTP server that keeps every
+//! message it is given (speaking enough of the protocol for lettre), and an HTTP SMS gateway
+//! that keeps every `{"to", "body"}` it is posted. Real sockets, real protocols: the
+//! dispatcher cannot tell them from a mail relay and an SMS provider. Not for production.
+
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// One message received over SMTP.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub to: Vec<String>,
+    /// The raw DATA (headers and body).
+    pub data: String,
+}
+
+/// An SMTP server on a local port that accepts every message.
+#[derive(Clone, Default)]
+pub struct MailSink(Arc<Mutex<Vec<Mail>>>);
+
+impl MailSink {
+    /// Starts the sink; returns it with its `smtp://127.0.0.1:port` URL.
+    pub async fn start() -> std::io::Result<(MailSink, String)> {
+        let sink = MailSink::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("smtp://{}", listener.local_addr()?);
+        let s = sink.clone();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                tokio::spawn(serve_smtp(sock, s.clone()));
+            }
+        });
+        Ok((sink, url))
+    }
+
+    /// Every message received so far.
+    pub fn all(&self) -> Vec<Mail> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Every message addressed to `addr`, as readable text (quoted-printable undone).
+    pub fn to(&self, addr: &str) -> Vec<String> {
+        self.all()
+            .into_iter()
+            .filter(|m| m.to.iter().any(|x| x == addr))
+            .map(|m| m.text())
+            .collect()
+    }
+}
+
+impl Mail {
+    /// Headers and body with quoted-printable soft line breaks and `=XX` escapes decoded
+    /// (lettre encodes long lines so; a code or link may otherwise be split).
+    pub fn text(&self) -> String {
+        let joined = self.data.replace("=\n", "");
+        let b = joined.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if b[i] == b'=' && i + 2 < b.len() {
+                if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(b[i]);
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+async fn serve_smtp(sock: tokio::net::TcpStream, sink: MailSink) {
+    let (r, mut w) = sock.into_split();
+    let mut lines = BufReader::new(r).lines();
+    let _ = w.write_all(b"220 sink ESMTP\r\n").await;
+    let mut rcpt = Vec::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let upper = line.to_ascii_uppercase();
+        let reply: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+            b"250-sink\r\n250 8BITMIME\r\n"
+        } else if upper.starts_with("RCPT TO:") {
+            rcpt.push(
+                line[8..]
+                    .trim()
+                    .trim_matches(|c| c == '<' || c == '>')
+                    .to_string(),
+            );
+            b"250 ok\r\n"
+        } else if upper.starts_with("DATA") {
+            let _ = w.write_all(b"354 go ahead\r\n").await;
+            let mut data = String::new();
+            while let Ok(Some(l)) = lines.next_line().await {
+                if l == "." {
+                    break;
+                }
+                data.push_str(&l);
+                data.push('\n');
+            }
+            if let Ok(mut v) = sink.0.lock() {
+                v.push(Mail {
+                    to: std::mem::take(&mut rcpt),
+                    data,
+                });
+            }
+            b"250 queued\r\n"
+        } else if upper.starts_with("QUIT") {
+            let _ = w.write_all(b"221 bye\r\n").await;
+            break;
+        } else {
+            b"250 ok\r\n"
+        };
+        let _ = w.write_all(reply).await;
+    }
+}
+
+/// An HTTP SMS gateway on a local port. It can be told to fail the next requests with 500
+/// (to exercise retries).
+#[derive(Clone, Default)]
+pub struct SmsSink {
+    got: Arc<Mutex<Vec<Value>>>,
+    fail_next: Arc<Mutex<usize>>,
+}
+
+impl SmsSink {
+    /// Starts the gateway; returns it with its `http://127.0.0.1:port/send` URL.
+    pub async fn start() -> std::io::Result<(SmsSink, String)> {
+        let sink = SmsSink::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/send", listener.local_addr()?);
+        let s = sink.clone();
+        let app = axum::Router::new().route(
+            "/send",
+            axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+                let s = s.clone();
+                async move {
+                    if let Ok(mut left) = s.fail_next.lock()
+                        && *left > 0
+                    {
+                        *left -= 1;
+                        return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    if let Ok(mut got) = s.got.lock() {
+                        got.push(v);
+                    }
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok((sink, url))
+    }
+
+    /// Fails the next `n` requests with 500.
+    pub fn fail_next(&self, n: usize) {
+        if let Ok(mut left) = self.fail_next.lock() {
+            *left = n;
+        }
+    }
+
+    /// Every `{"to", "body"}` received so far.
+    pub fn all(&self) -> Vec<Value> {
+        self.got.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// The bodies of the texts sent to `phone`.
+    pub fn to(&self, phone: &str) -> Vec<String> {
+        self.all()
+            .iter()
+            .filter(|m| m["to"] == phone)
+            .map(|m| m["body"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut v) = self.got.lock() {
+            v.clear();
+        }
+    }
+}
+
+/// The first run of `digits` ASCII digits in `text` that stands alone (not part of a longer
+/// number): how a person reads a code out of a message.
+pub fn find_code(text: &str, digits: usize) -> Option<String> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_digit() {
+            let start = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i - start == digits {
+                return Some(text[start..i].to_string());
+            }
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
