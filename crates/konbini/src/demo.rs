@@ -3,6 +3,7 @@
 
 use konbini_server::clock::SystemClock;
 use konbini_server::config::Config;
+use konbini_server::devsinks::{MailSink, SmsSink};
 use konbini_server::state::AppState;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -18,7 +19,10 @@ const STORES: &[(&str, &str, &str)] = &[
     ("ST-SHINJUKU", "Konbini Shinjuku West", "tokyo"),
     ("ST-UMEDA", "Konbini Umeda", "osaka"),
 ];
-const CUSTOMERS: &[&str] = &["hanako@example.com", "taro@example.com"];
+const CUSTOMERS: &[(&str, &str)] = &[
+    ("hanako@example.com", "+819011110001"),
+    ("taro@example.com", "+819011110002"),
+];
 
 pub fn run(bind: &str, exit_after: bool) -> Result<ExitCode, String> {
     for suffix in ["", "-wal", "-shm"] {
@@ -27,9 +31,13 @@ pub fn run(bind: &str, exit_after: bool) -> Result<ExitCode, String> {
     let url = format!("sqlite://{DEMO_DB}");
     let secret = crate::settings::master_secret(None, None, &url)?;
     let db = crate::open_db(&url)?;
-    let state = AppState::new(db, Config::default(), Arc::new(SystemClock), secret)?;
     let rt = crate::runtime()?;
     rt.block_on(async move {
+        // The demo's own mail server and SMS gateway (local sockets): every message Konbini
+        // sends is printed on this console, so codes can be read without a real inbox.
+        let mut config = Config::default();
+        let inbox = Inbox::start(&mut config).await?;
+        let state = AppState::new(db, config, Arc::new(SystemClock), secret)?;
         let listener = tokio::net::TcpListener::bind(bind)
             .await
             .map_err(|e| format!("cannot listen on {bind}: {e} (try --bind 127.0.0.1:0)"))?;
@@ -37,7 +45,10 @@ pub fn run(bind: &str, exit_after: bool) -> Result<ExitCode, String> {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let st = state.clone();
         let walk = tokio::spawn(async move {
-            let r = after_start(st, addr, exit_after).await;
+            let r = after_start(st, addr, exit_after, &inbox).await;
+            if r.is_ok() && !exit_after {
+                tokio::spawn(inbox.print_forever());
+            }
             if exit_after {
                 let _ = stop_tx.send(());
             }
@@ -60,6 +71,83 @@ pub fn run(bind: &str, exit_after: bool) -> Result<ExitCode, String> {
             Err(e) => Err(format!("demo walk-through crashed: {e}")),
         }
     })
+}
+
+/// The demo's mail and SMS sinks.
+#[derive(Clone)]
+pub struct Inbox {
+    pub mail: MailSink,
+    pub sms: SmsSink,
+}
+
+impl Inbox {
+    /// Starts the sinks and points `config`'s mail relay and SMS gateway at them.
+    pub async fn start(config: &mut Config) -> Result<Inbox, String> {
+        let (mail, smtp_url) = MailSink::start().await.map_err(|e| e.to_string())?;
+        let (sms, sms_url) = SmsSink::start().await.map_err(|e| e.to_string())?;
+        config.smtp_url = Some(smtp_url);
+        config.sms_url = Some(sms_url);
+        Ok(Inbox { mail, sms })
+    }
+
+    /// Waits for the newest message to `to` (an email address or phone number) containing
+    /// `needle` beyond the first `seen` such messages, and returns it.
+    async fn wait(&self, to: &str, needle: &str, seen: usize) -> Result<String, String> {
+        for _ in 0..500 {
+            if let Some(m) = self.matching(to, needle).get(seen) {
+                return Ok(m.clone());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Err(format!("no message to {to} with '{needle}' arrived"))
+    }
+
+    fn matching(&self, to: &str, needle: &str) -> Vec<String> {
+        let all = if to.contains('@') {
+            self.mail.to(to)
+        } else {
+            self.sms.to(to)
+        };
+        all.into_iter().filter(|m| m.contains(needle)).collect()
+    }
+
+    /// The 6-digit code in the next message to `to` containing `needle`.
+    async fn code(&self, to: &str, needle: &str, seen: usize) -> Result<String, String> {
+        let m = self.wait(to, needle, seen).await?;
+        konbini_server::devsinks::find_code(&m, 6).ok_or_else(|| format!("no code in: {m}"))
+    }
+
+    /// Prints every message that arrives from now on (the demo's "inbox").
+    pub async fn print_forever(self) {
+        let (mut mails, mut texts) = (self.mail.all().len(), self.sms.all().len());
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let all = self.mail.all();
+            for m in all.iter().skip(mails) {
+                let text = m.text();
+                let subject = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Subject: "))
+                    .unwrap_or("");
+                let body = text.split_once("\n\n").map(|x| x.1).unwrap_or("").trim();
+                println!(
+                    "[demo inbox] email to {}: {subject}\n    {}",
+                    m.to.join(", "),
+                    body.replace('\n', "\n    ")
+                );
+            }
+            mails = all.len();
+            let all = self.sms.all();
+            for t in all.iter().skip(texts) {
+                println!(
+                    "[demo inbox] SMS to {}: {}",
+                    t["to"].as_str().unwrap_or("?"),
+                    t["body"].as_str().unwrap_or("")
+                );
+            }
+            texts = all.len();
+        }
+    }
 }
 
 struct Client {
@@ -135,6 +223,7 @@ pub async fn after_start(
     state: AppState,
     addr: SocketAddr,
     quiet_after: bool,
+    inbox: &Inbox,
 ) -> Result<(), String> {
     let c = Client {
         base: format!("http://{addr}"),
@@ -161,8 +250,11 @@ pub async fn after_start(
         keys.push(key);
     }
     // Demo customers with a linked test card and ¥20,000.
-    for email in CUSTOMERS {
-        let tok = sign_in(&c, email).await?.0;
+    for (email, phone) in CUSTOMERS {
+        let tok = sign_up_verified(&c, inbox, email, phone).await?.2["token"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         let cards = c
             .expect("GET", "/v1/cards", Some(&tok), None, None, 200)
             .await?;
@@ -200,28 +292,62 @@ pub async fn after_start(
         "demo-{}@example.com",
         konbini_core::encoding::hex(&konbini_server::secrets::random_bytes::<3>())
     );
-    c.expect(
-        "POST",
-        "/v1/signup",
-        None,
-        None,
-        Some(json!({"email": email, "phone": "+819012345678", "password": DEMO_PASSWORD})),
-        202,
-    )
-    .await?;
+    let phone = "+819011119999";
+    let (email_code, phone_code, verified) = sign_up_verified(&c, inbox, &email, phone).await?;
     step(
         1,
         "sign up",
         "POST /v1/signup",
-        &format!("{email} -> 202 accepted"),
+        &format!("{email}, {phone} -> 202: a code to each"),
     );
-    let (tok, login) = sign_in(&c, &email).await?;
     step(
         2,
-        "log in",
+        "verify",
+        "POST /v1/signup/verify",
+        &format!(
+            "email code {email_code} + SMS code {phone_code} -> device {} bound",
+            verified["device"]["id"].as_str().unwrap_or("?")
+        ),
+    );
+    // A second phone: the password alone is not enough, the SMS code binds it.
+    let seen = inbox.matching(phone, "sign-in code").len();
+    let challenge = c
+        .expect(
+            "POST",
+            "/v1/sessions",
+            None,
+            None,
+            Some(json!({"email": email, "password": DEMO_PASSWORD, "device_name": "second phone"})),
+            202,
+        )
+        .await?;
+    step(
+        3,
+        "new device",
         "POST /v1/sessions",
         &format!(
-            "device {} bound, payment-code slot {}",
+            "password right -> 202 {}: no session yet",
+            challenge["status"].as_str().unwrap_or("")
+        ),
+    );
+    let sms_code = inbox.code(phone, "sign-in code", seen).await?;
+    let login = c
+        .expect(
+            "POST",
+            "/v1/sessions/second-factor",
+            None,
+            None,
+            Some(json!({"challenge": challenge["challenge"], "method": "sms", "code": sms_code})),
+            201,
+        )
+        .await?;
+    let tok = login["token"].as_str().unwrap_or("").to_string();
+    step(
+        4,
+        "second factor",
+        "POST /v1/sessions/second-factor",
+        &format!(
+            "SMS code {sms_code} -> device {} bound, payment-code slot {}",
             login["device"]["id"].as_str().unwrap_or("?"),
             login["device"]["payment_code"]["slot"]
         ),
@@ -229,7 +355,7 @@ pub async fn after_start(
     let card = c.expect("POST", "/v1/cards", Some(&tok), None, Some(json!({"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"})), 201).await?;
     let card_id = card["id"].as_str().unwrap_or("").to_string();
     step(
-        3,
+        5,
         "link card",
         "POST /v1/cards",
         &format!(
@@ -252,7 +378,7 @@ pub async fn after_start(
         .expect("GET", "/v1/wallet", Some(&tok), None, None, 200)
         .await?;
     step(
-        4,
+        6,
         "top up",
         "POST /v1/topups",
         &format!(
@@ -267,7 +393,7 @@ pub async fn after_start(
         .await?;
     let digits = code["code"].as_str().unwrap_or("").to_string();
     step(
-        5,
+        7,
         "payment code",
         "POST /v1/payment-codes",
         &format!("{digits} (one-time, valid 60 s, also as Code 128 and QR)"),
@@ -286,7 +412,7 @@ pub async fn after_start(
         .expect("GET", "/v1/wallet", Some(&tok), None, None, 200)
         .await?;
     step(
-        6,
+        8,
         "pay at till",
         "POST /v1/pos/payments",
         &format!(
@@ -301,7 +427,7 @@ pub async fn after_start(
         "basket": [{"sku": "4901234567004", "category": "food", "quantity": 1, "unit_price": 100}]
     }))).await?;
     step(
-        7,
+        9,
         "replay code",
         "POST /v1/pos/payments (same code)",
         &format!(
@@ -324,7 +450,7 @@ pub async fn after_start(
         .expect("GET", "/v1/wallet", Some(&tok), None, None, 200)
         .await?;
     step(
-        8,
+        10,
         "refund",
         "POST /v1/pos/payments/{id}/refunds",
         &format!(
@@ -340,7 +466,7 @@ pub async fn after_start(
         .await
         .map_err(|e| e.to_string())?;
     step(
-        9,
+        11,
         "ledger verify",
         "konbini ledger verify",
         if report.ok() { "OK" } else { "FAILED" },
@@ -367,9 +493,17 @@ pub async fn after_start(
         "  API reference:  http://{addr}/docs   (OpenAPI document: http://{addr}/openapi.json)"
     );
     println!(
-        "  Customers:      {} / password {DEMO_PASSWORD}  (each has a linked test card and ¥20,000)",
-        CUSTOMERS.join(", ")
+        "  Customers:      {} / password {DEMO_PASSWORD}  (verified; each has a linked test card and ¥20,000)",
+        CUSTOMERS
+            .iter()
+            .map(|(e, p)| format!("{e} ({p})"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
+    println!(
+        "  Messages:       this demo runs its own mail server and SMS gateway; every email and SMS"
+    );
+    println!("                  Konbini sends (codes included) is printed below as [demo inbox].");
     println!("  Terminal keys (POS API, Authorization: Bearer ...):");
     for (store, key) in &keys {
         println!("      {store:<12} {key}");
@@ -383,34 +517,51 @@ pub async fn after_start(
     );
     println!(
         "           -d '{{\"email\":\"{}\",\"password\":\"{DEMO_PASSWORD}\"}}'",
-        CUSTOMERS[0]
+        CUSTOMERS[0].0
+    );
+    println!("      then, with the challenge it returns and the SMS code printed below:");
+    println!(
+        "      curl -s -X POST http://{addr}/v1/sessions/second-factor -H 'content-type: application/json' \\"
+    );
+    println!(
+        "           -d '{{\"challenge\":\"klc_...\",\"method\":\"sms\",\"code\":\"123456\"}}'"
     );
     Ok(())
 }
 
-async fn sign_in(c: &Client, email: &str) -> Result<(String, Value), String> {
-    c.expect(
-        "POST",
-        "/v1/signup",
-        None,
-        None,
-        Some(json!({"email": email, "phone": "+819012345678", "password": DEMO_PASSWORD})),
-        202,
-    )
-    .await?;
-    let login = c
+/// Signs a customer up and verifies both contact points with the codes from the demo
+/// inbox; returns the two codes and the session answer (the first device is bound).
+async fn sign_up_verified(
+    c: &Client,
+    inbox: &Inbox,
+    email: &str,
+    phone: &str,
+) -> Result<(String, String, Value), String> {
+    let (mails, texts) = (
+        inbox.matching(email, "sign-up code").len(),
+        inbox.matching(phone, "sign-up code").len(),
+    );
+    let r = c
         .expect(
             "POST",
-            "/v1/sessions",
+            "/v1/signup",
             None,
             None,
-            Some(json!({"email": email, "password": DEMO_PASSWORD, "device_name": "demo phone"})),
+            Some(json!({"email": email, "phone": phone, "password": DEMO_PASSWORD})),
+            202,
+        )
+        .await?;
+    let email_code = inbox.code(email, "sign-up code", mails).await?;
+    let phone_code = inbox.code(phone, "sign-up code", texts).await?;
+    let v = c
+        .expect(
+            "POST",
+            "/v1/signup/verify",
+            None,
+            None,
+            Some(json!({"signup_id": r["signup_id"], "email_code": email_code, "phone_code": phone_code, "device_name": "demo phone"})),
             201,
         )
         .await?;
-    let tok = login["token"]
-        .as_str()
-        .ok_or("no token in login response")?
-        .to_string();
-    Ok((tok, login))
+    Ok((email_code, phone_code, v))
 }

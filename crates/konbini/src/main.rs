@@ -236,16 +236,27 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 &database_url,
             )?;
             let db = open_db(&database_url)?;
-            let state = AppState::new(db, config, Arc::new(SystemClock), secret)?;
             runtime()?.block_on(async move {
+                let mut config = config;
+                // The demo brings its own mail server and SMS gateway (printed on the console).
+                let inbox = match demo {
+                    true => Some(demo::Inbox::start(&mut config).await?),
+                    false => None,
+                };
+                let state = AppState::new(db, config, Arc::new(SystemClock), secret)?;
                 let listener = tokio::net::TcpListener::bind(&bind)
                     .await
                     .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
                 let addr = listener.local_addr().map_err(|e| e.to_string())?;
                 tracing::info!(%addr, database = %redact_url(&database_url), "konbini serving");
-                if demo {
+                if let Some(inbox) = inbox {
                     let st = state.clone();
-                    tokio::spawn(async move { demo::after_start(st, addr, false).await });
+                    tokio::spawn(async move {
+                        match demo::after_start(st, addr, false, &inbox).await {
+                            Ok(()) => inbox.print_forever().await,
+                            Err(e) => eprintln!("demo walk-through failed: {e}"),
+                        }
+                    });
                 } else {
                     println!(
                         "Konbini is serving on http://{addr} (API reference: http://{addr}/docs)"

@@ -2,6 +2,7 @@
 //! `ledger verify` catching corruption, two nodes on one PostgreSQL, and no card number in
 //! the logs or the database files.
 
+use konbini_server::devsinks::{MailSink, SmsSink};
 use serde_json::{Value, json};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -58,9 +59,50 @@ impl Drop for Server {
     }
 }
 
+/// A local SMTP server and SMS gateway that spawned servers deliver to.
+struct Sinks {
+    mail: MailSink,
+    sms: SmsSink,
+    smtp_url: String,
+    sms_url: String,
+}
+
+async fn sinks() -> Sinks {
+    let (mail, smtp_url) = MailSink::start().await.expect("mail sink");
+    let (sms, sms_url) = SmsSink::start().await.expect("sms sink");
+    Sinks {
+        mail,
+        sms,
+        smtp_url,
+        sms_url,
+    }
+}
+
+impl Sinks {
+    /// The 6-digit code of the first message to `to` (address or phone) with "sign-up code".
+    async fn signup_code(&self, to: &str) -> String {
+        for _ in 0..500 {
+            let got = if to.contains('@') {
+                self.mail.to(to)
+            } else {
+                self.sms.to(to)
+            };
+            if let Some(code) = got
+                .iter()
+                .find(|m| m.contains("sign-up code"))
+                .and_then(|m| konbini_server::devsinks::find_code(m, 6))
+            {
+                return code;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no sign-up code reached {to}");
+    }
+}
+
 // The child is waited for in `Server`'s Drop, which clippy cannot see.
 #[allow(clippy::zombie_processes)]
-fn serve(dir: &Path, db: &str, name: &str) -> Server {
+fn serve(dir: &Path, db: &str, name: &str, sinks: &Sinks) -> Server {
     let port = free_port();
     let log = dir.join(format!("{name}.log"));
     let f = std::fs::File::create(&log).expect("log");
@@ -69,6 +111,8 @@ fn serve(dir: &Path, db: &str, name: &str) -> Server {
         .env("KONBINI_DATABASE_URL", db)
         .env("KONBINI_SECRET_KEY", SECRET)
         .env("KONBINI_LOG", "debug")
+        .env("KONBINI_SMTP_URL", &sinks.smtp_url)
+        .env("KONBINI_SMS_URL", &sinks.sms_url)
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
         .stdout(f.try_clone().expect("log"))
         .stderr(f)
@@ -121,26 +165,31 @@ async fn call(
     (s, r.json().await.unwrap_or(Value::Null))
 }
 
-/// Signs up, logs in, links the test card and tops up; returns (token, customer id).
-async fn funded(base: &str, email: &str, amount: i64) -> String {
+/// Signs up (both contact points verified with the codes the sinks received), links the
+/// test card and tops up; returns the session token.
+async fn funded(base: &str, sinks: &Sinks, email: &str, phone: &str, amount: i64) -> String {
     let pw = "correct horse battery staple";
-    let (s, _) = call(
+    let (s, signup) = call(
         base,
         "POST",
         "/v1/signup",
         None,
         None,
-        Some(json!({"email": email, "phone": "+819012345678", "password": pw})),
+        Some(json!({"email": email, "phone": phone, "password": pw})),
     )
     .await;
-    assert_eq!(s, 202);
+    assert_eq!(s, 202, "{signup}");
+    let (email_code, phone_code) = (
+        sinks.signup_code(email).await,
+        sinks.signup_code(phone).await,
+    );
     let (s, login) = call(
         base,
         "POST",
-        "/v1/sessions",
+        "/v1/signup/verify",
         None,
         None,
-        Some(json!({"email": email, "password": pw})),
+        Some(json!({"signup_id": signup["signup_id"], "email_code": email_code, "phone_code": phone_code})),
     )
     .await;
     assert_eq!(s, 201, "{login}");
@@ -253,8 +302,16 @@ async fn operator_flow_on_sqlite_and_ledger_verify_catches_corruption() {
     );
     assert_ne!(code, 0, "an unknown role is refused: {out}");
 
-    let server = serve(&dir, db, "node");
-    let tok = funded(&server.base, "ops@example.com", 3_000).await;
+    let sinks = sinks().await;
+    let server = serve(&dir, db, "node", &sinks);
+    let tok = funded(
+        &server.base,
+        &sinks,
+        "ops@example.com",
+        "+819077770001",
+        3_000,
+    )
+    .await;
     let (s, c) = call(
         &server.base,
         "POST",
@@ -399,9 +456,10 @@ async fn two_nodes_share_one_postgres() {
     let (_, out2) = konbini(&dir, &url, &["terminal", "add", "--store", "ST2"]);
     let (k1, k2) = (terminal_key(&out1), terminal_key(&out2));
     let _ = out;
-    let a = serve(&dir, &url, "a");
-    let b = serve(&dir, &url, "b");
-    let tok = funded(&a.base, "two@example.com", 10_000).await;
+    let sinks = sinks().await;
+    let a = serve(&dir, &url, "a", &sinks);
+    let b = serve(&dir, &url, "b", &sinks);
+    let tok = funded(&a.base, &sinks, "two@example.com", "+819077770002", 10_000).await;
 
     // One code scanned at both nodes at once: exactly one payment.
     let (_, c) = call(&b.base, "POST", "/v1/payment-codes", Some(&tok), None, None).await;

@@ -339,6 +339,15 @@ pub async fn verify_sign_up(
                 "signup",
                 now,
             )?;
+            // The first device: audited; the welcome message below tells the customer.
+            konbini_store::audit::append(
+                c,
+                &flow.customer_id,
+                "device.bound",
+                &flow.customer_id,
+                &json!({"customer_id": flow.customer_id, "device_id": out["device"]["id"], "factor": "signup"}).to_string(),
+                now,
+            )?;
             super::security_event(
                 c,
                 &flow.customer_id,
