@@ -182,11 +182,13 @@ impl TestApp {
     pub async fn customer(&self, email: &str) -> Customer {
         let password = "correct horse battery staple";
         let phone = phone_for(email);
+        let seen = |v: Vec<String>| v.iter().filter(|m| m.contains("sign-up code")).count();
+        let (mails, texts) = (seen(self.mail.to(email)), seen(self.sms.to(&phone)));
         let r = self.sign_up(email, &phone, password).await;
         assert_eq!(r.status, 202, "{}: signup {}", self.label, r.text);
         let signup_id = r.body["signup_id"].as_str().expect("signup id").to_string();
-        let email_code = self.email_code(email, "sign-up code", 0).await;
-        let phone_code = self.sms_code(&phone, "sign-up code", 0).await;
+        let email_code = self.email_code(email, "sign-up code", mails).await;
+        let phone_code = self.sms_code(&phone, "sign-up code", texts).await;
         let r = self
             .send(
                 "POST",
