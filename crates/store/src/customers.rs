@@ -342,19 +342,35 @@ pub fn revoke_everything(
     Ok(())
 }
 
-/// Live sessions of a customer, newest first: (token hash, device id, created, last seen).
+/// A live session as the customer sees it in their list.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub token_hash: Vec<u8>,
+    pub device_id: String,
+    pub created_ms: i64,
+    pub last_seen_ms: i64,
+}
+
+/// Live sessions of a customer, newest first.
 pub fn sessions_of(
     conn: &mut dyn Conn,
     customer_id: &str,
     now_ms: i64,
-) -> Result<Vec<(Vec<u8>, String, i64, i64)>, StoreError> {
+) -> Result<Vec<SessionInfo>, StoreError> {
     conn.query(
         "SELECT token_hash, device_id, created_ms, last_seen_ms FROM sessions \
          WHERE customer_id = $1 AND revoked_ms IS NULL AND expires_ms > $2 ORDER BY created_ms DESC",
         params![customer_id, now_ms],
     )?
     .iter()
-    .map(|r| Ok((r.bytes(0)?, r.text(1)?, r.int(2)?, r.int(3)?)))
+    .map(|r| {
+        Ok(SessionInfo {
+            token_hash: r.bytes(0)?,
+            device_id: r.text(1)?,
+            created_ms: r.int(2)?,
+            last_seen_ms: r.int(3)?,
+        })
+    })
     .collect()
 }
 

@@ -953,12 +953,12 @@ pub async fn list_sessions(
         .read(move |c| customers::sessions_of(c, &customer_id, now))
         .await?;
     Ok(json!({
-        "data": sessions.iter().filter(|s| now < s.3 + idle).map(|(h, device, created, seen)| json!({
-            "id": format!("sess_{}", hex(&h[..16])),
-            "device_id": device,
-            "created_ms": created,
-            "last_seen_ms": seen,
-            "current": *h == current,
+        "data": sessions.iter().filter(|s| now < s.last_seen_ms + idle).map(|s| json!({
+            "id": format!("sess_{}", hex(&s.token_hash[..16])),
+            "device_id": s.device_id,
+            "created_ms": s.created_ms,
+            "last_seen_ms": s.last_seen_ms,
+            "current": s.token_hash == current,
         })).collect::<Vec<_>>()
     }))
 }
@@ -975,10 +975,10 @@ pub async fn revoke_session(state: &AppState, customer_id: String, id: &str) -> 
         .db
         .write(move |c| {
             let live = customers::sessions_of(c, &customer_id, now)?;
-            let Some((h, ..)) = live.into_iter().find(|s| s.0.starts_with(&prefix)) else {
+            let Some(s) = live.into_iter().find(|s| s.token_hash.starts_with(&prefix)) else {
                 return Err(ApiError::not_found("session"));
             };
-            identity::revoke_session_of(c, &customer_id, &h, now)?;
+            identity::revoke_session_of(c, &customer_id, &s.token_hash, now)?;
             Ok(())
         })
         .await

@@ -45,13 +45,15 @@ pub const T0_MS: i64 = 1_795_564_800_000;
 pub async fn apps_with(tweak: impl Fn(&mut Config)) -> Vec<TestApp> {
     let mut out = Vec::new();
     for t in konbini_store::testing::databases() {
-        let mut cfg = Config::default();
-        cfg.signups_per_ip = 100_000;
-        cfg.signups_per_network = 100_000;
-        cfg.recoveries_per_ip = 100_000;
-        cfg.recoveries_per_network = 100_000;
-        cfg.challenges_per_account = 1_000;
-        cfg.dispatch_interval_ms = 50;
+        let mut cfg = Config {
+            signups_per_ip: 100_000,
+            signups_per_network: 100_000,
+            recoveries_per_ip: 100_000,
+            recoveries_per_network: 100_000,
+            challenges_per_account: 1_000,
+            dispatch_interval_ms: 50,
+            ..Config::default()
+        };
         tweak(&mut cfg);
         out.push(start(t.label, t.db, t.url, cfg).await);
     }
