@@ -785,8 +785,53 @@ fn top(amount: i64, currency: &str, card: &str) -> Value {
     json!({"amount": amount, "currency": currency, "card_id": card})
 }
 
+/// A 6-digit code that is not `code` (its last digit moved on by one).
+fn other_code(code: &str) -> String {
+    let (head, last) = code.split_at(code.len() - 1);
+    let d = last.parse::<u8>().expect("digit");
+    format!("{head}{}", (d + 1) % 10)
+}
+
+/// The lower-case base32 token that follows `marker` (after any whitespace) in `text`.
+fn link_token(text: &str, marker: &str) -> String {
+    let at = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("no `{marker}` in {text}"))
+        + marker.len();
+    let token: String = text[at..]
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_lowercase() || ('2'..='7').contains(c))
+        .collect();
+    assert_eq!(token.len(), 26, "token after `{marker}` in {text}");
+    token
+}
+
+/// How many SMS to `to` containing `needle` were delivered so far.
+fn count_sms(app: &TestApp, to: &str, needle: &str) -> usize {
+    app.sms.to(to).iter().filter(|m| m.contains(needle)).count()
+}
+
 const SIGNUP: &str = "/v1/signup";
+const VERIFY: &str = "/v1/signup/verify";
+const RESEND: &str = "/v1/signup/resend";
 const SESSIONS: &str = "/v1/sessions";
+const SECOND_FACTOR: &str = "/v1/sessions/second-factor";
+const LOGIN_SMS: &str = "/v1/sessions/second-factor/sms";
+const REAUTH: &str = "/v1/sessions/current/reauthenticate";
+const SESSION: &str = "/v1/sessions/{id}";
+const PASSWORD: &str = "/v1/password";
+const MFA: &str = "/v1/mfa";
+const TOTP: &str = "/v1/mfa/totp";
+const TOTP_CONFIRM: &str = "/v1/mfa/totp/confirm";
+const TOTP_DISABLE: &str = "/v1/mfa/totp/disable";
+const RECOVERY_CODES: &str = "/v1/mfa/recovery-codes";
+const STEP_UP_SMS: &str = "/v1/mfa/sms";
+const RECOVERY: &str = "/v1/recovery";
+const RECOVERY_DONE: &str = "/v1/recovery/complete";
+const CHANGES: &str = "/v1/contact-changes";
+const CHANGE_VERIFY: &str = "/v1/contact-changes/verify";
+const REVERT: &str = "/v1/contact-changes/revert";
 const DEVICE: &str = "/v1/devices/{id}";
 const CARDS: &str = "/v1/cards";
 const CARD: &str = "/v1/cards/{id}";
@@ -814,30 +859,109 @@ async fn walk(app: &TestApp, doc: &Value) {
         w.ok(rq("GET", p), 200).await;
     }
 
-    // Accounts.
+    // Sign-up: codes to the email and the phone, a resend, then the verification that binds
+    // the first device.
     let (email, pw) = ("contract@example.com", "correct horse battery staple");
+    let phone = "+819012345678";
     let signup = json!({"email": email, "phone": "+81 90-1234-5678", "password": pw});
-    w.ok(rq("POST", SIGNUP).body(signup), 202).await;
-    let bad = json!({"email": "nope", "phone": "+819012345678", "password": pw});
+    let r = w.ok(rq("POST", SIGNUP).body(signup.clone()), 202).await;
+    let signup_id = s(&r.body["signup_id"]);
+    let first = r.body.clone();
+    let bad = json!({"email": "nope", "phone": phone, "password": pw});
     w.err(rq("POST", SIGNUP).body(bad), 400, "invalid_email")
         .await;
-    let extra = json!({"email": email, "phone": "+819012345678", "password": pw, "name": "x"});
+    let extra = json!({"email": email, "phone": phone, "password": pw, "name": "x"});
     w.err(rq("POST", SIGNUP).body(extra), 400, "invalid_request")
         .await;
-    let login = json!({"email": email, "password": pw, "device_name": "contract phone"});
-    let r = w.ok(rq("POST", SESSIONS).body(login), 201).await;
+    app.email_code(email, "sign-up code", 0).await;
+    app.sms_code(phone, "sign-up code", 0).await;
+    let handle = json!({"signup_id": signup_id});
+    w.ok(rq("POST", RESEND).body(handle), 202).await;
+    // Same answer whatever the handle.
+    let bogus = json!({"signup_id": "ksu_nope"});
+    w.ok(rq("POST", RESEND).body(bogus), 202).await;
+    let email_code = app.email_code(email, "sign-up code", 1).await;
+    let phone_code = app.sms_code(phone, "sign-up code", 1).await;
+    let verify = |email_code: &str| {
+        let b = json!({"signup_id": signup_id, "email_code": email_code, "phone_code": phone_code, "device_name": "contract phone"});
+        rq("POST", VERIFY).body(b)
+    };
+    w.err(verify(&other_code(&email_code)), 400, "invalid_code")
+        .await;
+    let r = w.ok(verify(&email_code), 201).await;
+    assert_eq!(r.body["device"]["new"], true, "{}", r.text);
     let token = s(&r.body["token"]);
     let t = token.as_str();
-    let device = json!({"id": r.body["device"]["id"], "secret": r.body["device"]["secret"]});
-    let again = json!({"email": email, "password": pw, "device": device});
+    let device_a = json!({"id": r.body["device"]["id"], "secret": r.body["device"]["secret"]});
+    w.err(verify(&email_code), 400, "invalid_code").await;
+    // Signing up again with a registered address answers alike.
+    let r = w.ok(rq("POST", SIGNUP).body(signup), 202).await;
+    assert_eq!(scrub(&r.body), scrub(&first), "{}", r.text);
+
+    // Log-in: a bound device signs in with its credentials; another device needs a second
+    // factor (the SMS code, sent again on request).
+    let again = json!({"email": email, "password": pw, "device": device_a});
     let r = w.ok(rq("POST", SESSIONS).body(again), 201).await;
     assert_eq!(r.body["device"]["new"], false, "{}", r.text);
-    let plain = json!({"email": email, "password": pw});
-    let r = w.ok(rq("POST", SESSIONS).body(plain), 201).await;
+    let second = s(&r.body["token"]);
+    let plain = json!({"email": email, "password": pw, "device_name": "tablet"});
+    let r = w.ok(rq("POST", SESSIONS).body(plain.clone()), 202).await;
+    assert_eq!(r.body["status"], "second_factor_required", "{}", r.text);
+    assert_eq!(r.body["sms_sent"], true, "{}", r.text);
+    let challenge = s(&r.body["challenge"]);
+    app.sms_code(phone, "sign-in code", 0).await;
+    let resend = json!({"challenge": challenge});
+    w.ok(rq("POST", LOGIN_SMS).body(resend), 202).await;
+    let code = app.sms_code(phone, "sign-in code", 1).await;
+    let factor = |method: &str, code: &str| {
+        let b = json!({"challenge": challenge, "method": method, "code": code});
+        rq("POST", SECOND_FACTOR).body(b)
+    };
+    w.err(factor("sms", &other_code(&code)), 400, "invalid_code")
+        .await;
+    w.err(factor("totp", "123456"), 400, "invalid_code").await;
+    let r = w.ok(factor("sms", &code), 201).await;
+    assert_eq!(r.body["device"]["new"], true, "{}", r.text);
     let other = format!("/v1/devices/{}", s(&r.body["device"]["id"]));
+    w.err(factor("sms", &code), 400, "invalid_code").await;
     let wrong = json!({"email": email, "password": "not the password"});
     w.err(rq("POST", SESSIONS).body(wrong), 401, "invalid_credentials")
         .await;
+    // A sign-up never verified: the password gets fresh sign-up codes, not a session.
+    let pending = "pending@example.com";
+    app.sign_up(pending, &phone_for(pending), pw).await;
+    app.email_code(pending, "sign-up code", 0).await;
+    let r = w
+        .ok(
+            rq("POST", SESSIONS).body(json!({"email": pending, "password": pw})),
+            202,
+        )
+        .await;
+    assert_eq!(r.body["status"], "verification_required", "{}", r.text);
+
+    // Sessions and devices.
+    let r = w.ok(rq("GET", SESSIONS).auth(t), 200).await;
+    let list = r.body["data"].as_array().expect("sessions");
+    assert_eq!(list.len(), 3, "{}", r.text);
+    let listed = list
+        .iter()
+        .find(|x| x["device_id"] == device_a["id"] && x["current"] == false)
+        .unwrap_or_else(|| panic!("{}", r.text));
+    let session = format!("/v1/sessions/{}", s(&listed["id"]));
+    w.ok(rq("DELETE", SESSION).at(&session).auth(t), 204).await;
+    w.err(
+        rq("GET", "/v1/wallet").auth(&second),
+        401,
+        "unauthenticated",
+    )
+    .await;
+    w.err(
+        rq("DELETE", SESSION).at(&session).auth(t),
+        404,
+        "resource_missing",
+    )
+    .await;
+    w.err(rq("GET", SESSIONS), 401, "unauthenticated").await;
     w.ok(rq("GET", "/v1/devices").auth(t), 200).await;
     w.err(rq("GET", "/v1/devices"), 401, "unauthenticated")
         .await;
@@ -1024,6 +1148,244 @@ async fn walk(app: &TestApp, doc: &Value) {
     w.ok(rq("DELETE", "/v1/sessions/current").auth(t), 204)
         .await;
     w.err(rq("GET", "/v1/wallet").auth(t), 401, "unauthenticated")
+        .await;
+
+    // Step-up: the bound device signs in again; five minutes later the sensitive actions want
+    // the password again, and re-authenticating replaces the session token.
+    let back = json!({"email": email, "password": pw, "device": device_a});
+    let r = w.ok(rq("POST", SESSIONS).body(back), 201).await;
+    let stale = s(&r.body["token"]);
+    app.clock.advance_ms(6 * 60_000);
+    let link = rq("POST", CARDS)
+        .auth(&stale)
+        .body(card("4242424242424242"));
+    w.err(link, 403, "reauthentication_required").await;
+    let big = rq("POST", TOPUPS)
+        .auth(&stale)
+        .idem("t6")
+        .body(top(20_000, "JPY", &good));
+    w.err(big, 403, "reauthentication_required").await;
+    w.err(
+        rq("POST", TOTP).auth(&stale),
+        403,
+        "reauthentication_required",
+    )
+    .await;
+    let reauth = |password: &str| {
+        rq("POST", REAUTH)
+            .auth(&stale)
+            .body(json!({"password": password}))
+    };
+    w.err(reauth("not the password"), 401, "invalid_credentials")
+        .await;
+    let r = w.ok(reauth(pw), 201).await;
+    let token = s(&r.body["token"]);
+    let t = token.as_str();
+    w.err(rq("GET", "/v1/wallet").auth(&stale), 401, "unauthenticated")
+        .await;
+
+    // The password.
+    let pw2 = "violet tram umbrella nineteen";
+    let change = |current: &str, new: &str| {
+        let b = json!({"current_password": current, "new_password": new});
+        rq("PUT", PASSWORD).auth(t).body(b)
+    };
+    w.err(change("not the password", pw2), 401, "invalid_credentials")
+        .await;
+    w.err(change(pw, "short"), 400, "invalid_password").await;
+    let r = w.ok(change(pw, pw2), 200).await;
+    assert_eq!(r.body["status"], "changed", "{}", r.text);
+
+    // An authenticator app, and recovery codes.
+    let r = w.ok(rq("GET", MFA).auth(t), 200).await;
+    assert_eq!(r.body["totp"]["enabled"], false, "{}", r.text);
+    let r = w.ok(rq("POST", TOTP).auth(t), 200).await;
+    let key = konbini_core::encoding::unbase32(&s(&r.body["secret"])).expect("base32 secret");
+    let totp_now = || konbini_core::totp::code_at(&key, app.clock_ms());
+    let confirm = |code: &str| rq("POST", TOTP_CONFIRM).auth(t).body(json!({"code": code}));
+    w.err(confirm("not a code"), 400, "invalid_code").await;
+    let r = w.ok(confirm(&totp_now()), 200).await;
+    assert_eq!(r.body["totp"]["enabled"], true, "{}", r.text);
+    w.err(rq("POST", TOTP).auth(t), 409, "totp_already_enabled")
+        .await;
+    let r = w.ok(rq("POST", RECOVERY_CODES).auth(t), 200).await;
+    let mut recovery_codes: Vec<String> = r.body["recovery_codes"]
+        .as_array()
+        .expect("recovery codes")
+        .iter()
+        .map(s)
+        .collect();
+    let r = w.ok(rq("GET", MFA).auth(t), 200).await;
+    assert_eq!(r.body["totp"]["enabled"], true, "{}", r.text);
+    assert_eq!(r.body["recovery_codes"]["remaining"], 10, "{}", r.text);
+
+    // New devices now offer the app first (no SMS unasked); a recovery code works too.
+    app.clock.advance_ms(31_000);
+    let plain = json!({"email": email, "password": pw2});
+    for (method, code) in [
+        ("totp", totp_now()),
+        ("recovery_code", recovery_codes.pop().expect("code")),
+    ] {
+        let r = w.ok(rq("POST", SESSIONS).body(plain.clone()), 202).await;
+        assert_eq!(r.body["sms_sent"], false, "{}", r.text);
+        assert_eq!(r.body["methods"][0], "totp", "{}", r.text);
+        let b = json!({"challenge": r.body["challenge"], "method": method, "code": code});
+        w.ok(rq("POST", SECOND_FACTOR).body(b), 201).await;
+    }
+
+    // A contact change: a step-up SMS code as the factor, a code to the new address, and a
+    // revert link to the old one.
+    let new_email = "contract.new@example.com";
+    let seen = count_sms(app, phone, "confirmation code");
+    let r = w.ok(rq("POST", STEP_UP_SMS).auth(t), 202).await;
+    assert_eq!(r.body["status"], "sent", "{}", r.text);
+    let sms = app.sms_code(phone, "confirmation code", seen).await;
+    let begin = |kind: &str, value: &str, factor: Value| {
+        let b = json!({"kind": kind, "value": value, "factor": factor});
+        rq("POST", CHANGES).auth(t).body(b)
+    };
+    let by_sms = |code: &str| json!({"method": "sms", "code": code});
+    w.err(begin("fax", new_email, by_sms(&sms)), 400, "invalid_kind")
+        .await;
+    // (A refusal after the factor was checked spends it: ask for another code.)
+    w.err(
+        begin("email", email, by_sms(&sms)),
+        400,
+        "contact_unchanged",
+    )
+    .await;
+    w.ok(rq("POST", STEP_UP_SMS).auth(t), 202).await;
+    let sms = app.sms_code(phone, "confirmation code", seen + 1).await;
+    let wrong = by_sms(&other_code(&sms));
+    w.err(begin("email", new_email, wrong), 400, "invalid_code")
+        .await;
+    let r = w.ok(begin("email", new_email, by_sms(&sms)), 202).await;
+    let change_id = s(&r.body["change_id"]);
+    let code = app.email_code(new_email, "confirmation code", 0).await;
+    let verify = |code: &str| {
+        let b = json!({"change_id": change_id, "code": code});
+        rq("POST", CHANGE_VERIFY).auth(t).body(b)
+    };
+    w.err(verify(&other_code(&code)), 400, "invalid_code").await;
+    let r = w.ok(verify(&code), 200).await;
+    assert_eq!(r.body["kind"], "email", "{}", r.text);
+    let mail = app.email(email, "/revert#token=", 0).await;
+    let revert_token = link_token(&mail, "/revert#token=");
+    // An address another account has cannot be taken.
+    let by_code = json!({"method": "recovery_code", "code": recovery_codes.pop()});
+    let r = w.ok(begin("email", pending, by_code), 202).await;
+    let change_id = s(&r.body["change_id"]);
+    let code = app.email_code(pending, "confirmation code", 0).await;
+    let b = json!({"change_id": change_id, "code": code});
+    w.err(
+        rq("POST", CHANGE_VERIFY).auth(t).body(b),
+        409,
+        "contact_unavailable",
+    )
+    .await;
+
+    // Recovery: the same answer for any account; with an authenticator app enrolled the
+    // email token and SMS code are not enough.
+    let ask = |identifier: &str| rq("POST", RECOVERY).body(json!({"identifier": identifier}));
+    let r = w.ok(ask(new_email), 202).await;
+    let recovery_id = s(&r.body["recovery_id"]);
+    let nobody = w.ok(ask("nobody@example.com"), 202).await;
+    assert_eq!(scrub(&r.body), scrub(&nobody.body), "{}", nobody.text);
+    w.err(ask("nope"), 400, "invalid_identifier").await;
+    let elsewhere = json!({"identifier": new_email, "email": "attacker@example.com"});
+    w.err(rq("POST", RECOVERY).body(elsewhere), 400, "invalid_request")
+        .await;
+    let mail = app.email(new_email, "recovery token is", 0).await;
+    let email_token = link_token(&mail, "recovery token is:");
+    let sms = app.sms_code(phone, "account recovery code", 0).await;
+    let pw3 = "quiet lantern orchard seventy";
+    let complete = |password: &str, proofs: Value| {
+        let mut b = json!({"recovery_id": recovery_id, "new_password": password});
+        for (k, v) in proofs.as_object().expect("proofs") {
+            b[k] = v.clone();
+        }
+        rq("POST", RECOVERY_DONE).body(b)
+    };
+    let weak = json!({"email_token": email_token, "sms_code": sms});
+    w.err(complete(pw3, weak.clone()), 400, "invalid_proof")
+        .await;
+    w.err(complete("short", weak), 400, "invalid_password")
+        .await;
+    let extra = json!({"email_token": email_token, "to": "attacker@example.com"});
+    w.err(complete(pw3, extra), 400, "invalid_request").await;
+    app.clock.advance_ms(31_000);
+    let strong = json!({"email_token": email_token, "totp_code": totp_now()});
+    let r = w.ok(complete(pw3, strong.clone()), 200).await;
+    assert_eq!(r.body["status"], "recovered", "{}", r.text);
+    w.err(complete(pw3, strong), 400, "invalid_proof").await;
+    w.err(rq("GET", "/v1/wallet").auth(t), 401, "unauthenticated")
+        .await;
+
+    // The recovery hold: a device bound by SMS may not top up, link cards or change
+    // contacts, and pays only small amounts; a device bound by the app may.
+    let plain = json!({"email": new_email, "password": pw3});
+    let r = w.ok(rq("POST", SESSIONS).body(plain.clone()), 202).await;
+    let challenge = s(&r.body["challenge"]);
+    let seen = count_sms(app, phone, "sign-in code");
+    let resend = json!({"challenge": challenge});
+    w.ok(rq("POST", LOGIN_SMS).body(resend), 202).await;
+    let code = app.sms_code(phone, "sign-in code", seen).await;
+    let b = json!({"challenge": challenge, "method": "sms", "code": code});
+    let r = w.ok(rq("POST", SECOND_FACTOR).body(b), 201).await;
+    let held = s(&r.body["token"]);
+    let r = w.ok(rq("GET", MFA).auth(&held), 200).await;
+    assert_eq!(r.body["recovery_hold"]["active"], true, "{}", r.text);
+    let link = rq("POST", CARDS).auth(&held).body(card("4242424242424242"));
+    w.err(link, 403, "recovery_hold").await;
+    let small = rq("POST", TOPUPS)
+        .auth(&held)
+        .idem("t7")
+        .body(top(1_000, "JPY", &good));
+    w.err(small, 403, "recovery_hold").await;
+    let b = json!({"kind": "phone", "value": "+819099990000", "factor": by_sms("123456")});
+    w.err(
+        rq("POST", CHANGES).auth(&held).body(b),
+        403,
+        "recovery_hold",
+    )
+    .await;
+    let code = s(&w.ok(rq("POST", CODES).auth(&held), 201).await.body["code"]);
+    let r = w.ok(pay("p9", sale(&code, 4_000)), 201).await;
+    assert_eq!(r.body["decline_code"], "recovery_hold", "{}", r.text);
+    app.clock.advance_ms(31_000);
+    let r = w.ok(rq("POST", SESSIONS).body(plain), 202).await;
+    let b = json!({"challenge": r.body["challenge"], "method": "totp", "code": totp_now()});
+    let r = w.ok(rq("POST", SECOND_FACTOR).body(b), 201).await;
+    let token = s(&r.body["token"]);
+    let t = token.as_str();
+    let small = rq("POST", TOPUPS)
+        .auth(t)
+        .idem("t8")
+        .body(top(1_000, "JPY", &good));
+    w.ok(small, 201).await;
+
+    // Removing the app takes a strong factor.
+    let disable = |factor: Value| rq("POST", TOTP_DISABLE).auth(t).body(factor);
+    w.err(disable(by_sms("123456")), 400, "invalid_code").await;
+    let by_code = json!({"method": "recovery_code", "code": recovery_codes.pop()});
+    let r = w.ok(disable(by_code), 200).await;
+    assert_eq!(r.body["totp"]["enabled"], false, "{}", r.text);
+
+    // Logging out.
+    w.ok(rq("DELETE", "/v1/sessions/current").auth(t), 204)
+        .await;
+    w.err(rq("GET", "/v1/wallet").auth(t), 401, "unauthenticated")
+        .await;
+
+    // The old address undoes the email change: the account is frozen.
+    let revert = |token: &str| rq("POST", REVERT).body(json!({"token": token}));
+    w.err(revert("abcdefghijklmnopqrstuvwxyz"), 400, "invalid_token")
+        .await;
+    let r = w.ok(revert(&revert_token), 200).await;
+    assert_eq!(r.body["status"], "reverted", "{}", r.text);
+    w.err(revert(&revert_token), 400, "invalid_token").await;
+    let frozen = json!({"email": email, "password": pw3});
+    w.err(rq("POST", SESSIONS).body(frozen), 403, "account_frozen")
         .await;
 
     // Staff: password + TOTP, then the session.
