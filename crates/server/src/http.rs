@@ -231,11 +231,12 @@ struct ChangePassword {
 
 async fn change_password(
     State(s): State<AppState>,
+    axum::extract::ConnectInfo(peer): Peer,
     auth: CustomerAuth,
     Json(b): Json<ChangePassword>,
 ) -> ApiResult<axum::Json<Value>> {
     Ok(axum::Json(
-        mfa::change_password(&s, &auth, &b.current_password, &b.new_password).await?,
+        mfa::change_password(&s, &auth, &b.current_password, &b.new_password, peer.ip()).await?,
     ))
 }
 

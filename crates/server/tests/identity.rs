@@ -1007,3 +1007,134 @@ async fn sign_up_needs_both_codes_and_nobody_can_squat_an_address() {
         assert_eq!(last, 429, "{l}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_up_again_over_an_unverified_sign_up_cannot_hijack_it() {
+    for app in apps().await {
+        let l = app.label;
+        let email = format!("race-{l}@example.com");
+        let victim_phone = "+819055550001";
+        // The victim signs up and receives both codes...
+        let r = app
+            .sign_up(&email, victim_phone, "the victim's passphrase")
+            .await;
+        let victim_flow = r.body["signup_id"].clone();
+        let email_code = app.email_code(&email, "sign-up code", 0).await;
+        let phone_code = app.sms_code(victim_phone, "sign-up code", 0).await;
+        // ...but before they verify, an attacker signs the same address up again with their
+        // own phone and password.
+        let r = app
+            .sign_up(&email, "+819055550002", "the attacker's passphrase")
+            .await;
+        assert_eq!(r.status, 202, "{l}");
+        app.email_code(&email, "sign-up code", 1).await;
+        // The victim's codes no longer verify anything: nothing is handed over.
+        let r = app
+            .send(
+                "POST",
+                "/v1/signup/verify",
+                None,
+                None,
+                Some(json!({"signup_id": victim_flow, "email_code": email_code, "phone_code": phone_code})),
+            )
+            .await;
+        assert_error(l, &r, 400, "invalid_request_error", "invalid_code");
+        // The attacker's password opens nothing either (the email was never proven).
+        let r = log_in(&app, &email, "the attacker's passphrase").await;
+        assert_eq!(
+            (r.status, r.body["status"].as_str()),
+            (202, Some("verification_required")),
+            "{l}: {}",
+            r.text
+        );
+        assert_eq!(app.count("SELECT COUNT(*) FROM sessions").await, 0, "{l}");
+        // (That log-in sent fresh codes to the unproven contacts; let them arrive.)
+        app.email_code(&email, "sign-up code", 2).await;
+        // The victim signs up once more and gets the account, with their own password.
+        let owner = app.customer(&email).await;
+        let r = log_in(&app, &email, "the attacker's passphrase").await;
+        assert_error(l, &r, 401, "authentication_error", "invalid_credentials");
+        let w = app
+            .send("GET", "/v1/wallet", Some(&owner.token), None, None)
+            .await;
+        assert_eq!(w.status, 200, "{l}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completing_a_recovery_does_not_tell_real_recoveries_from_made_up_ones() {
+    for app in apps().await {
+        let l = app.label;
+        let c = app.customer(&format!("weak-{l}@example.com")).await;
+        let real = recover(&app, json!({"identifier": c.email})).await;
+        let fake = recover(
+            &app,
+            json!({"identifier": format!("nobody-{l}@example.com")}),
+        )
+        .await;
+        app.email(&c.email, "recovery token", 0).await;
+        for password in ["short", "password123456"] {
+            let answers: Vec<Resp> = futures_answers(&app, &[&real, &fake], password).await;
+            assert_eq!(
+                (answers[0].status, &answers[0].text),
+                (answers[1].status, &answers[1].text),
+                "{l}: {password}"
+            );
+            assert_eq!(answers[0].status, 400, "{l}");
+        }
+    }
+}
+
+async fn futures_answers(app: &TestApp, recoveries: &[&Resp], password: &str) -> Vec<Resp> {
+    let mut out = Vec::new();
+    for r in recoveries {
+        let body = json!({"recovery_id": r.body["recovery_id"], "new_password": password, "email_token": "x", "sms_code": "000000"});
+        out.push(
+            app.send("POST", "/v1/recovery/complete", None, None, Some(body))
+                .await,
+        );
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stolen_session_cannot_guess_the_second_factor_of_a_contact_change() {
+    for app in apps().await {
+        let l = app.label;
+        let c = app.customer(&format!("guess-{l}@example.com")).await;
+        let r = app
+            .send("POST", "/v1/mfa/sms", Some(&c.token), None, None)
+            .await;
+        assert_eq!(r.status, 202, "{l}");
+        let real = app.sms_code(&c.phone, "confirmation code", 0).await;
+        let change = |code: String| json!({"kind": "email", "value": format!("thief-{l}@evil.example"), "factor": {"method": "sms", "code": code}});
+        for i in 0..5 {
+            let guess = format!(
+                "{:06}",
+                (real.parse::<u32>().unwrap_or(0) + 1 + i) % 1_000_000
+            );
+            let r = app
+                .send(
+                    "POST",
+                    "/v1/contact-changes",
+                    Some(&c.token),
+                    None,
+                    Some(change(guess)),
+                )
+                .await;
+            assert_error(l, &r, 400, "invalid_request_error", "invalid_code");
+        }
+        let r = app
+            .send(
+                "POST",
+                "/v1/contact-changes",
+                Some(&c.token),
+                None,
+                Some(change(real)),
+            )
+            .await;
+        assert_error(l, &r, 429, "rate_limit_error", "too_many_attempts");
+        settle().await;
+        no_message_to(&app, &[&format!("thief-{l}@evil.example")]);
+    }
+}

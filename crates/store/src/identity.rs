@@ -219,7 +219,7 @@ pub fn mark_verified(
 }
 
 /// Replaces a verified contact point (`email` or `phone`); false when the new email belongs
-/// to another account.
+/// to another account, or the new phone is verified on another account.
 pub fn set_contact(
     conn: &mut dyn Conn,
     customer_id: &str,
@@ -234,7 +234,8 @@ pub fn set_contact(
             params![value, now_ms, customer_id],
         )?,
         _ => conn.exec(
-            "UPDATE customers SET phone = $1, phone_verified_ms = $2 WHERE id = $3",
+            "UPDATE customers SET phone = $1, phone_verified_ms = $2 WHERE id = $3 \
+             AND NOT EXISTS (SELECT 1 FROM customers o WHERE o.phone = $1 AND o.id <> $3 AND o.phone_verified_ms IS NOT NULL)",
             params![value, now_ms, customer_id],
         )?,
     };
@@ -414,6 +415,21 @@ pub fn extend_flow(
     conn.exec(
         "UPDATE auth_flows SET expires_ms = $1 WHERE handle_hash = $2",
         params![expires_ms, handle_hash],
+    )?;
+    Ok(())
+}
+
+/// Closes every open flow of `kind` of a customer (a re-registration kills the sign-ups
+/// started before it, so codes sent for them can no longer verify anything).
+pub fn close_flows(
+    conn: &mut dyn Conn,
+    customer_id: &str,
+    kind: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    conn.exec(
+        "UPDATE auth_flows SET done_ms = $1 WHERE customer_id = $2 AND kind = $3 AND done_ms IS NULL",
+        params![now_ms, customer_id, kind],
     )?;
     Ok(())
 }

@@ -73,9 +73,10 @@ pub fn normalize_phone(s: &str) -> ApiResult<String> {
 
 /// Length and blocklist rules, no composition rules (NIST SP 800-63B); see
 /// `konbini_core::password`.
-pub fn check_password(password: &str, email: &str) -> ApiResult<()> {
+/// `email`, when known, adds the rule against passwords built from it.
+pub fn check_password(password: &str, email: Option<&str>) -> ApiResult<()> {
     use konbini_core::password::{PasswordProblem, check};
-    check(password, Some(email)).map_err(|p| {
+    check(password, email).map_err(|p| {
         let code = match p {
             PasswordProblem::TooShort | PasswordProblem::TooLong => "invalid_password",
             PasswordProblem::Common => "password_too_common",
@@ -156,7 +157,7 @@ pub async fn sign_up(
 ) -> ApiResult<Value> {
     let email = normalize_email(email)?;
     let phone = normalize_phone(phone)?;
-    check_password(password, &email)?;
+    check_password(password, Some(&email))?;
     let cfg = state.config.clone();
     let now = state.now_ms();
     let limits = throttle::per_client(
@@ -236,6 +237,9 @@ fn register(
             if existing.email_verified_ms.is_none() && existing.phone_verified_ms.is_none() =>
         {
             identity::reregister(c, &existing.id, phone, password_hash)?;
+            // Earlier sign-ups die: a code sent for one of them must not verify the new phone
+            // and password (the victim's own code would otherwise hand the account over).
+            identity::close_flows(c, &existing.id, "signup", now)?;
             existing.id
         }
         Some(existing) => {
@@ -807,24 +811,11 @@ pub async fn reauthenticate(
     password: &str,
     client_ip: IpAddr,
 ) -> ApiResult<Value> {
-    let cid = auth.customer_id.clone();
-    let customer = state
-        .db
-        .read(move |c| customers::by_id(c, &cid))
-        .await?
-        .ok_or_else(ApiError::unauthenticated)?;
-    let subjects = LoginSubjects::new(state, &customer.email, client_ip);
-    login_throttled(state, &subjects, true).await?;
+    let customer = confirm_password(state, &auth.customer_id, password, client_ip)
+        .await
+        .map_err(|e| e.with_param("password"))?;
     let cfg = state.config.clone();
     let now = state.now_ms();
-    if !password_matches_async(password, &customer.password_hash).await {
-        let window = cfg.login_window_ms;
-        state
-            .db
-            .write(move |c| subjects.record_failure(c, now, window))
-            .await?;
-        return Err(ApiError::invalid_credentials().with_param("password"));
-    }
     let (old, device_id) = (auth.token_hash.clone(), auth.device_id.clone());
     let (token, expires) = state
         .db
@@ -834,6 +825,34 @@ pub async fn reauthenticate(
         })
         .await?;
     Ok(json!({"token": token, "expires_at_ms": expires, "authenticated_at_ms": now}))
+}
+
+/// Checks a signed-in customer's password (re-authentication, password change) under the
+/// same throttles as a log-in from a new device — including the per-account ones, so a
+/// stolen session cannot be used to guess the password.
+pub async fn confirm_password(
+    state: &AppState,
+    customer_id: &str,
+    password: &str,
+    client_ip: IpAddr,
+) -> ApiResult<Customer> {
+    let cid = customer_id.to_string();
+    let customer = state
+        .db
+        .read(move |c| customers::by_id(c, &cid))
+        .await?
+        .ok_or_else(ApiError::unauthenticated)?;
+    let subjects = LoginSubjects::new(state, &customer.email, client_ip);
+    login_throttled(state, &subjects, false).await?;
+    if !password_matches_async(password, &customer.password_hash).await {
+        let (now, window) = (state.now_ms(), state.config.login_window_ms);
+        state
+            .db
+            .write(move |c| subjects.record_failure(c, now, window))
+            .await?;
+        return Err(ApiError::invalid_credentials());
+    }
+    Ok(customer)
 }
 
 /// Opens a session on a device: a new random token, stored as its hash.

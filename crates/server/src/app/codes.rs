@@ -225,3 +225,35 @@ where
         Err(Refusal::Store(e)) => Err(e),
     }
 }
+
+/// Wrong second factors presented by a signed-in customer (for a contact change or an MFA
+/// change): at most `max_code_attempts` per `login_window_ms`, then `429`. A stolen session
+/// cannot guess its way past the second factor.
+pub fn factor_limits(
+    cfg: &crate::config::Config,
+    customer_id: &str,
+) -> Vec<super::throttle::Limit> {
+    vec![super::throttle::Limit::new(
+        format!("factor:{customer_id}"),
+        cfg.max_code_attempts,
+        cfg.login_window_ms,
+    )]
+}
+
+/// Records a wrong factor: against the customer's limit and, for an SMS code, against the
+/// code itself (it dies after `max_code_attempts` wrong answers).
+pub fn factor_failed(
+    c: &mut dyn Conn,
+    limits: &[super::throttle::Limit],
+    factor: &Factor,
+    sms: (&[u8], &str),
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    super::throttle::hit(c, limits, now_ms)?;
+    if factor.method == "sms"
+        && let Some(v) = identity::latest_verification(c, sms.0, sms.1)?
+    {
+        identity::verification_failed(c, &v.id)?;
+    }
+    Ok(())
+}

@@ -34,8 +34,8 @@ pub async fn begin(
 ) -> ApiResult<Value> {
     auth.require_recent_auth(state)?;
     let value = match kind {
-        "email" => normalize_email(value)?,
-        "phone" => normalize_phone(value)?,
+        "email" => normalize_email(value).map_err(|e| e.with_param("value"))?,
+        "phone" => normalize_phone(value).map_err(|e| e.with_param("value"))?,
         _ => {
             return Err(ApiError::invalid_param(
                 "invalid_kind",
@@ -52,17 +52,37 @@ pub async fn begin(
         ));
     }
     let cfg = state.config.clone();
+    let limits = codes::factor_limits(&cfg, &auth.customer_id);
+    not_throttled(state, &limits).await?;
+    let cid = auth.customer_id.clone();
+    let cu = state
+        .db
+        .read(move |c| customers::by_id(c, &cid))
+        .await?
+        .ok_or_else(ApiError::unauthenticated)?;
+    let old = if kind == "email" {
+        &cu.email
+    } else {
+        &cu.phone
+    }
+    .clone();
+    if old == value {
+        // Refused before the factor is looked at, so no code is spent on it.
+        return Err(ApiError::invalid_param(
+            "contact_unchanged",
+            "value",
+            "That is already the account's address.",
+        ));
+    }
     let secret = state.secret.clone();
     let (cid, session) = (auth.customer_id.clone(), auth.token_hash.clone());
     let kind = kind.to_string();
     let handle = new_token("kcc");
     let hh = token_hash(&handle);
+    let (failed_factor, failed_session) = (factor.clone(), session.clone());
     let out = codes::attempt(
         state,
         move |c| {
-            let Some(cu) = customers::by_id(c, &cid)? else {
-                return Ok(None);
-            };
             if !codes::check_factor(
                 c,
                 &secret,
@@ -73,18 +93,6 @@ pub async fn begin(
                 cfg.max_code_attempts,
             )? {
                 return Ok(None);
-            }
-            let old = if kind == "email" {
-                &cu.email
-            } else {
-                &cu.phone
-            };
-            if *old == value {
-                return Ok(Some(Err(ApiError::invalid_param(
-                    "contact_unchanged",
-                    "value",
-                    "That is already the account's address.",
-                ))));
             }
             identity::insert_flow(
                 c,
@@ -113,16 +121,23 @@ pub async fn begin(
                 ttl_ms: cfg.code_ttl_ms,
             };
             codes::send(c, &secret, &code, now)?;
-            Ok(Some(Ok(())))
+            Ok(Some(()))
         },
-        |_| Ok(()),
+        move |c| {
+            codes::factor_failed(
+                c,
+                &limits,
+                &failed_factor,
+                (&failed_session, "step_up_sms"),
+                now,
+            )
+        },
     )
     .await?;
     state.wake_dispatcher();
     match out {
         None => Err(invalid_factor()),
-        Some(Err(e)) => Err(e),
-        Some(Ok(())) => Ok(json!({
+        Some(()) => Ok(json!({
             "change_id": handle,
             "status": "pending_verification",
             "expires_at_ms": now + state.config.code_ttl_ms,
@@ -245,7 +260,9 @@ pub async fn revert(state: &AppState, token: &str, ip: IpAddr) -> ApiResult<Valu
                 data["kind"].as_str().unwrap_or(""),
                 data["old"].as_str().unwrap_or(""),
             );
-            identity::set_contact(c, &flow.customer_id, kind, old, now)?;
+            // The old address may have been taken by another account since: the account is
+            // frozen either way, and the audit record says whether it came back.
+            let restored = identity::set_contact(c, &flow.customer_id, kind, old, now)?;
             identity::set_status(c, &flow.customer_id, "frozen")?;
             customers::revoke_everything(c, &flow.customer_id, now)?;
             super::security_event(
@@ -253,7 +270,7 @@ pub async fn revert(state: &AppState, token: &str, ip: IpAddr) -> ApiResult<Valu
                 "anonymous",
                 "contact.change_reverted",
                 &flow.customer_id,
-                &json!({"customer_id": flow.customer_id, "kind": kind}),
+                &json!({"customer_id": flow.customer_id, "kind": kind, "restored": restored}),
                 now,
             )?;
             Ok::<_, StoreError>(Some(()))

@@ -118,6 +118,8 @@ pub async fn disable_totp(
     let now = state.now_ms();
     let secret = state.secret.clone();
     let max = state.config.max_code_attempts;
+    let limits = codes::factor_limits(&state.config, &auth.customer_id);
+    super::accounts::not_throttled(state, &limits).await?;
     let id = auth.customer_id.clone();
     let ok = state
         .db
@@ -129,6 +131,7 @@ pub async fn disable_totp(
                 || !factor.strong()
                 || !codes::check_factor(c, &secret, &cust, &factor, (&[], ""), now, max)?
             {
+                super::throttle::hit(c, &limits, now)?;
                 return Ok(false);
             }
             identity::enable_totp(c, &id, false, now)?;
@@ -185,12 +188,19 @@ pub async fn send_step_up_sms(state: &AppState, auth: &CustomerAuth) -> ApiResul
     let ttl = cfg.code_ttl_ms;
     let secret = state.secret.clone();
     let (id, flow) = (auth.customer_id.clone(), auth.token_hash.clone());
+    // At most `max_code_sends` step-up codes per code lifetime for one customer.
+    let limits = vec![super::throttle::Limit::new(
+        format!("step-up-sms:{id}"),
+        cfg.max_code_sends,
+        cfg.code_ttl_ms,
+    )];
     let sent = state
         .db
         .write(move |c| {
-            if identity::verifications_in_flow(c, &flow, "step_up_sms")? >= cfg.max_code_sends * 3 {
+            if super::throttle::exhausted(c, &limits, now)?.is_some() {
                 return Ok(false);
             }
+            super::throttle::hit(c, &limits, now)?;
             let code = NewCode {
                 customer_id: &id,
                 flow: &flow,
@@ -216,13 +226,14 @@ pub async fn change_password(
     auth: &CustomerAuth,
     current: &str,
     new: &str,
+    client_ip: std::net::IpAddr,
 ) -> ApiResult<Value> {
     auth.require_recent_auth(state)?;
-    let cust = customer(state, &auth.customer_id).await?;
-    if !super::accounts::password_matches_async(current, &cust.password_hash).await {
-        return Err(ApiError::invalid_credentials().with_param("current_password"));
-    }
-    super::accounts::check_password(new, &cust.email).map_err(|e| e.with_param("new_password"))?;
+    let cust = super::accounts::confirm_password(state, &auth.customer_id, current, client_ip)
+        .await
+        .map_err(|e| e.with_param("current_password"))?;
+    super::accounts::check_password(new, Some(&cust.email))
+        .map_err(|e| e.with_param("new_password"))?;
     let hash = super::accounts::hash_password_async(new).await?;
     let now = state.now_ms();
     let (id, keep) = (auth.customer_id.clone(), auth.token_hash.clone());

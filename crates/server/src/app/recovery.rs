@@ -198,15 +198,11 @@ pub async fn complete(
             Ok(customers::by_id(c, &flow.customer_id)?.map(|cu| (flow, cu)))
         })
         .await?;
-    // The new password is checked before any proof is spent (it needs the account's email
-    // for the context rule; an unknown recovery id is refused like a wrong code below).
-    let password_hash = match &found {
-        Some((_, cu)) => {
-            check_password(new_password, &cu.email).map_err(|e| e.with_param("new_password"))?;
-            Some(hash_password_async(new_password).await?)
-        }
-        None => None,
-    };
+    // The new password is checked, and hashed, the same way whether or not the recovery id
+    // is real (without the email-context rule, which needs the account): a weak password
+    // must not answer differently for a real recovery than for a made-up one.
+    check_password(new_password, None).map_err(|e| e.with_param("new_password"))?;
+    let password_hash = Some(hash_password_async(new_password).await?);
     let secret = state.secret.clone();
     let st = state.clone();
     let h2 = hh.clone();
