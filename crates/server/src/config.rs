@@ -128,7 +128,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            public_url: "http://127.0.0.1:8080".into(),
+            public_url: "http://localhost:8080".into(),
             currency: Currency::JPY,
             limits: Limits::default(),
             session_idle_ms: 30 * 60 * 1000,

@@ -131,9 +131,9 @@ impl CustomerAuth {
         ))
     }
 
-    /// Bound with an authenticator app or a recovery code, not just an SMS code.
+    /// Bound with an authenticator app, a passkey or a recovery code, not just an SMS code.
     pub fn strong_device(&self) -> bool {
-        matches!(self.device_bound_by.as_str(), "totp" | "recovery_code")
+        crate::app::codes::is_strong(&self.device_bound_by)
     }
 
     pub fn under_recovery_hold(&self, now_ms: i64) -> bool {

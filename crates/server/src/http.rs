@@ -1,6 +1,8 @@
 //! Routes and thin handlers: parse, authenticate, call a use case, answer.
 
-use crate::app::{accounts, contacts, funding, idem::Stored, mfa, paycodes, pos, recovery};
+use crate::app::{
+    accounts, contacts, funding, idem::Stored, mfa, passkeys, paycodes, pos, recovery,
+};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{CustomerAuth, IdempotencyKey, Json, Path, TerminalAuth, TerminalKey};
 use crate::processor::CardDetails;
@@ -31,6 +33,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sessions", post(log_in).get(list_sessions))
         .route("/v1/sessions/second-factor", post(complete_log_in))
         .route("/v1/sessions/second-factor/sms", post(send_login_sms))
+        .route(
+            "/v1/sessions/second-factor/passkey",
+            post(begin_passkey_log_in),
+        )
         .route("/v1/sessions/current", delete(log_out))
         .route("/v1/sessions/current/reauthenticate", post(reauthenticate))
         .route("/v1/sessions/{id}", delete(revoke_session))
@@ -41,8 +47,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/mfa/totp/disable", post(disable_totp))
         .route("/v1/mfa/recovery-codes", post(new_recovery_codes))
         .route("/v1/mfa/sms", post(send_step_up_sms))
+        .route("/v1/mfa/passkeys", post(begin_passkey).get(list_passkeys))
+        .route("/v1/mfa/passkeys/finish", post(finish_passkey))
+        .route("/v1/mfa/passkeys/{id}", delete(remove_passkey))
         .route("/v1/recovery", post(request_recovery))
         .route("/v1/recovery/complete", post(complete_recovery))
+        .route("/v1/recovery/passkey", post(begin_recovery_passkey))
         .route("/v1/contact-changes", post(begin_contact_change))
         .route("/v1/contact-changes/verify", post(verify_contact_change))
         .route("/v1/contact-changes/revert", post(revert_contact_change))
@@ -158,7 +168,9 @@ async fn resend_sign_up(
 struct SecondFactor {
     challenge: String,
     method: String,
+    #[serde(default)]
     code: String,
+    credential: Option<Value>,
 }
 
 async fn complete_log_in(
@@ -169,6 +181,7 @@ async fn complete_log_in(
     let factor = crate::app::codes::Factor {
         method: b.method,
         code: b.code,
+        credential: b.credential,
     };
     let out = accounts::complete_log_in(&s, &b.challenge, factor, peer.ip()).await?;
     Ok((StatusCode::CREATED, axum::Json(out)))
@@ -283,6 +296,80 @@ async fn send_step_up_sms(
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     let out = mfa::send_step_up_sms(&s, &auth).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(out)))
+}
+
+async fn begin_passkey_log_in(
+    State(s): State<AppState>,
+    Json(b): Json<Challenge>,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(
+        accounts::begin_passkey_log_in(&s, &b.challenge).await?,
+    ))
+}
+
+async fn begin_passkey(
+    State(s): State<AppState>,
+    auth: CustomerAuth,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(passkeys::begin_registration(&s, &auth).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FinishPasskey {
+    registration_id: String,
+    credential: Value,
+    name: Option<String>,
+}
+
+async fn finish_passkey(
+    State(s): State<AppState>,
+    auth: CustomerAuth,
+    Json(b): Json<FinishPasskey>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    let out =
+        passkeys::finish_registration(&s, &auth, &b.registration_id, b.credential, b.name).await?;
+    Ok((StatusCode::CREATED, axum::Json(out)))
+}
+
+async fn list_passkeys(
+    State(s): State<AppState>,
+    auth: CustomerAuth,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(passkeys::list(&s, &auth).await?))
+}
+
+async fn remove_passkey(
+    State(s): State<AppState>,
+    auth: CustomerAuth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    passkeys::remove(&s, &auth, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecoveryPasskey {
+    recovery_id: String,
+    email_token: Option<String>,
+    sms_code: Option<String>,
+}
+
+async fn begin_recovery_passkey(
+    State(s): State<AppState>,
+    axum::extract::ConnectInfo(peer): Peer,
+    Json(b): Json<RecoveryPasskey>,
+) -> ApiResult<axum::Json<Value>> {
+    let out = recovery::begin_passkey(
+        &s,
+        &b.recovery_id,
+        b.email_token.as_deref(),
+        b.sms_code.as_deref(),
+        peer.ip(),
+    )
+    .await?;
+    Ok(axum::Json(out))
 }
 
 /// The recovery request: an identifier and nothing else (any other field is refused).

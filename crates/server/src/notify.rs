@@ -200,10 +200,16 @@ pub fn render(topic: &str, p: &Value, email: &str, phone: &str, public_url: &str
             ),
             sms(format!("Konbini: your password was changed. {not_you}")),
         ],
-        "mfa.totp_enabled" | "mfa.totp_disabled" | "mfa.recovery_codes_regenerated" => {
+        "mfa.totp_enabled"
+        | "mfa.totp_disabled"
+        | "mfa.recovery_codes_regenerated"
+        | "mfa.passkey_added"
+        | "mfa.passkey_removed" => {
             let what = match topic {
                 "mfa.totp_enabled" => "An authenticator app was added to",
                 "mfa.totp_disabled" => "The authenticator app was removed from",
+                "mfa.passkey_added" => "A passkey was added to",
+                "mfa.passkey_removed" => "A passkey was removed from",
                 _ => "New recovery codes were made for",
             };
             vec![

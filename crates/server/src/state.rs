@@ -20,6 +20,8 @@ pub struct AppState {
     pub dummy_password_hash: Arc<String>,
     /// Request counters and latencies for `/metrics`.
     pub metrics: Arc<crate::telemetry::Metrics>,
+    /// The WebAuthn relying party (passkeys); `None` when the public URL is not a domain.
+    pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
     /// Wakes the outbox dispatcher (codes should leave at once, not at the next sweep).
     pub outbox_wake: Arc<tokio::sync::Notify>,
 }
@@ -44,6 +46,7 @@ impl AppState {
         ))
         .map_err(|e| e.message)?;
         Ok(AppState {
+            webauthn: crate::app::passkeys::relying_party(&config.public_url).map(Arc::new),
             db,
             config: Arc::new(config),
             clock,

@@ -92,6 +92,19 @@ CREATE TABLE verifications (
 CREATE INDEX verifications_flow ON verifications(flow);
 CREATE INDEX verifications_customer ON verifications(customer_id, purpose);
 
+-- Passkeys (WebAuthn credentials): the public key and counter as webauthn-rs serializes
+-- them. Nothing here is secret; the private key never leaves the customer's authenticator.
+CREATE TABLE passkeys (
+    id            TEXT PRIMARY KEY,
+    customer_id   TEXT NOT NULL REFERENCES customers(id),
+    credential_id BYTEA NOT NULL UNIQUE,
+    passkey       TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    created_ms    BIGINT NOT NULL,
+    last_used_ms  BIGINT
+);
+CREATE INDEX passkeys_customer ON passkeys(customer_id);
+
 -- One-time recovery codes (10 per issue, 80 bits each), stored as SHA-256.
 CREATE TABLE recovery_codes (
     customer_id TEXT NOT NULL REFERENCES customers(id),

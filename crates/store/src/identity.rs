@@ -433,3 +433,88 @@ pub fn close_flows(
     )?;
     Ok(())
 }
+
+/// A registered passkey.
+#[derive(Debug, Clone)]
+pub struct StoredPasskey {
+    pub id: String,
+    pub customer_id: String,
+    pub credential_id: Vec<u8>,
+    /// The credential as webauthn-rs serializes it (public key, counter).
+    pub passkey: String,
+    pub name: String,
+    pub created_ms: i64,
+    pub last_used_ms: Option<i64>,
+}
+
+pub fn insert_passkey(conn: &mut dyn Conn, p: &StoredPasskey) -> Result<bool, StoreError> {
+    let n = conn.exec(
+        "INSERT INTO passkeys (id, customer_id, credential_id, passkey, name, created_ms, last_used_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        params![&p.id, &p.customer_id, p.credential_id.clone(), &p.passkey, &p.name, p.created_ms, p.last_used_ms],
+    )?;
+    Ok(n == 1)
+}
+
+pub fn passkeys_of(
+    conn: &mut dyn Conn,
+    customer_id: &str,
+) -> Result<Vec<StoredPasskey>, StoreError> {
+    conn.query(
+        "SELECT id, customer_id, credential_id, passkey, name, created_ms, last_used_ms FROM passkeys \
+         WHERE customer_id = $1 ORDER BY created_ms, id",
+        params![customer_id],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(StoredPasskey {
+            id: r.text(0)?,
+            customer_id: r.text(1)?,
+            credential_id: r.bytes(2)?,
+            passkey: r.text(3)?,
+            name: r.text(4)?,
+            created_ms: r.int(5)?,
+            last_used_ms: r.opt_int(6)?,
+        })
+    })
+    .collect()
+}
+
+/// Records a use of a passkey (its new signature counter).
+pub fn passkey_used(
+    conn: &mut dyn Conn,
+    id: &str,
+    passkey: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    conn.exec(
+        "UPDATE passkeys SET passkey = $1, last_used_ms = $2 WHERE id = $3",
+        params![passkey, now_ms, id],
+    )?;
+    Ok(())
+}
+
+pub fn delete_passkey(
+    conn: &mut dyn Conn,
+    customer_id: &str,
+    id: &str,
+) -> Result<bool, StoreError> {
+    let n = conn.exec(
+        "DELETE FROM passkeys WHERE id = $1 AND customer_id = $2",
+        params![id, customer_id],
+    )?;
+    Ok(n == 1)
+}
+
+/// Replaces a flow's data (a passkey ceremony keeps its state there between its two steps).
+pub fn set_flow_data(
+    conn: &mut dyn Conn,
+    handle_hash: &[u8],
+    data: &str,
+) -> Result<(), StoreError> {
+    conn.exec(
+        "UPDATE auth_flows SET data = $1 WHERE handle_hash = $2",
+        params![data, handle_hash],
+    )?;
+    Ok(())
+}

@@ -671,6 +671,9 @@ pub async fn log_in(
             if totp {
                 methods.insert(0, "totp");
             }
+            if !identity::passkeys_of(c, &customer.id)?.is_empty() {
+                methods.insert(0, "passkey");
+            }
             methods.push("recovery_code");
             Ok::<_, StoreError>(Ok((
                 false,
@@ -727,6 +730,20 @@ pub async fn send_login_sms(state: &AppState, challenge: &str) -> ApiResult<Valu
     )
 }
 
+/// Starts a passkey assertion for a log-in challenge: the options for the authenticator.
+pub async fn begin_passkey_log_in(state: &AppState, challenge: &str) -> ApiResult<Value> {
+    let hh = handle_hash(challenge, "klc").ok_or_else(invalid_code)?;
+    let now = state.now_ms();
+    let max = state.config.max_code_attempts;
+    let flow = state
+        .db
+        .read(move |c| identity::flow_by_handle(c, &hh, "login"))
+        .await?
+        .filter(|f| f.live(now, max))
+        .ok_or_else(invalid_code)?;
+    super::passkeys::begin_assertion(state, &flow).await
+}
+
 /// Completes a log-in challenge with a second factor: binds the device and opens a session.
 /// A wrong factor counts against the challenge (it dies after `max_code_attempts`) and as a
 /// failed log-in of the account.
@@ -741,6 +758,7 @@ pub async fn complete_log_in(
     let now = state.now_ms();
     let limits = code_check_limits(&cfg, client_ip);
     not_throttled(state, &limits).await?;
+    let webauthn = state.webauthn.clone();
     let secret = state.secret.clone();
     let h2 = hh.clone();
     let h = hh.clone();
@@ -767,7 +785,11 @@ pub async fn complete_log_in(
             };
             let ok = flow.live(now, cfg.max_code_attempts)
                 && customer.status == "active"
-                && codes::check_factor(c, &secret, customer, &factor, (&hh, "login_sms"), now, cfg.max_code_attempts)?
+                && if factor.method == "passkey" {
+                    super::passkeys::check(c, webauthn.as_deref(), &customer.id, &flow.data, factor.credential.as_ref(), now)?
+                } else {
+                    codes::check_factor(c, &secret, customer, &factor, (&hh, "login_sms"), now, cfg.max_code_attempts)?
+                }
                 && identity::finish_flow(c, &hh, now)?;
             if !ok {
                 return Ok(None);

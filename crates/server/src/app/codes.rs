@@ -98,19 +98,49 @@ pub fn check(
     Ok(false)
 }
 
+/// Whether `code` matches the newest live code of `purpose` in `flow`, without spending it
+/// (a first proof shown to open a later step; the final step spends it).
+pub fn matches(
+    c: &mut dyn Conn,
+    flow: &[u8],
+    purpose: &str,
+    code: &str,
+    now_ms: i64,
+    max_attempts: i64,
+) -> Result<bool, StoreError> {
+    Ok(
+        identity::latest_verification(c, flow, purpose)?.is_some_and(|v| {
+            v.used_ms.is_none()
+                && now_ms < v.expires_ms
+                && v.attempts < max_attempts
+                && constant_time_eq(&v.code_hash, &token_hash(code.trim()))
+        }),
+    )
+}
+
 /// A second factor presented with a request.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Factor {
-    /// `sms`, `totp` or `recovery_code`.
+    /// `sms`, `totp`, `recovery_code`, or `passkey` (where a passkey ceremony was started).
     pub method: String,
+    /// The code, for every method but `passkey`.
+    #[serde(default)]
     pub code: String,
+    /// The authenticator's answer (`PublicKeyCredential` JSON), for `passkey`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<serde_json::Value>,
+}
+
+/// The proofs that show something other than the phone number: they lift the recovery hold's
+/// limits and are required to recover an account that has one enrolled.
+pub fn is_strong(method: &str) -> bool {
+    matches!(method, "totp" | "recovery_code" | "passkey")
 }
 
 impl Factor {
-    /// TOTP and recovery codes are strong: they prove something other than the phone number.
     pub fn strong(&self) -> bool {
-        matches!(self.method.as_str(), "totp" | "recovery_code")
+        is_strong(&self.method)
     }
 }
 

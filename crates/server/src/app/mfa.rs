@@ -24,15 +24,21 @@ async fn customer(state: &AppState, id: &str) -> ApiResult<customers::Customer> 
 pub async fn status(state: &AppState, auth: &CustomerAuth) -> ApiResult<Value> {
     let cust = customer(state, &auth.customer_id).await?;
     let id = auth.customer_id.clone();
-    let left = state
+    let (left, passkeys) = state
         .db
-        .read(move |c| identity::recovery_codes_left(c, &id))
+        .read(move |c| {
+            Ok::<_, StoreError>((
+                identity::recovery_codes_left(c, &id)?,
+                identity::passkeys_of(c, &id)?.len(),
+            ))
+        })
         .await?;
     let now = state.now_ms();
     Ok(json!({
         "sms": {"enabled": cust.phone_verified_ms.is_some()},
         "totp": {"enabled": cust.totp_enabled_ms.is_some()},
         "recovery_codes": {"remaining": left},
+        "passkeys": {"count": passkeys},
         "recovery_hold": {
             "active": now < cust.recovery_hold_until_ms,
             "until_ms": (now < cust.recovery_hold_until_ms).then_some(cust.recovery_hold_until_ms),

@@ -8,6 +8,7 @@ pub mod contacts;
 pub mod funding;
 pub mod idem;
 pub mod mfa;
+pub mod passkeys;
 pub mod paycodes;
 pub mod pos;
 pub mod reconcile;

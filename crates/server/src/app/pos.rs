@@ -262,7 +262,7 @@ pub async fn create_payment(
             // After an account recovery, a device bound without a strong factor pays only
             // small amounts until the hold ends.
             let held = now < paying.recovery_hold_until_ms
-                && !matches!(paying.bound_by.as_str(), "totp" | "recovery_code")
+                && !super::codes::is_strong(&paying.bound_by)
                 && amount.minor() > cfg.recovery_hold_payment_limit_minor;
             let immediate_wallet = paying.customer_status == "active"
                 && !held

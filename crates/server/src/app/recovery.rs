@@ -151,6 +151,54 @@ fn start(
     Ok(())
 }
 
+/// Starts the passkey step of a recovery. Only after a first proof (the email token or the
+/// SMS code) checks out, so that the answer — which lists the account's passkeys — never
+/// tells an account apart from a made-up recovery id.
+pub async fn begin_passkey(
+    state: &AppState,
+    recovery_id: &str,
+    email_token: Option<&str>,
+    sms_code: Option<&str>,
+    ip: IpAddr,
+) -> ApiResult<Value> {
+    let hh = handle_hash(recovery_id, "krc").ok_or_else(refused)?;
+    let cfg = state.config.clone();
+    let now = state.now_ms();
+    let limits = throttle::per_client(
+        "code",
+        ip,
+        cfg.login_failures_per_ip,
+        cfg.login_failures_per_network,
+        cfg.login_window_ms,
+    );
+    not_throttled(state, &limits).await?;
+    let (e, s) = (
+        email_token.map(str::to_string),
+        sms_code.map(str::to_string),
+    );
+    let flow = state
+        .db
+        .write(move |c| {
+            let flow = identity::flow_by_handle(c, &hh, "recovery")?
+                .filter(|f| f.live(now, cfg.max_code_attempts));
+            let max = cfg.max_code_attempts;
+            let shown = match (&flow, &e, &s) {
+                (Some(_), Some(t), None) => codes::matches(c, &hh, "recovery_email", t, now, max)?,
+                (Some(_), None, Some(t)) => codes::matches(c, &hh, "recovery_sms", t, now, max)?,
+                _ => false,
+            };
+            if !shown {
+                identity::flow_failed(c, &hh)?;
+                throttle::hit(c, &limits, now)?;
+                return Ok::<_, StoreError>(None);
+            }
+            Ok(flow)
+        })
+        .await?
+        .ok_or_else(refused)?;
+    super::passkeys::begin_assertion(state, &flow).await
+}
+
 /// The proofs presented to complete a recovery (at least two).
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -159,6 +207,8 @@ pub struct Proofs {
     pub sms_code: Option<String>,
     pub totp_code: Option<String>,
     pub recovery_code: Option<String>,
+    /// A passkey's answer to the ceremony started with `POST /v1/recovery/passkey`.
+    pub passkey: Option<Value>,
 }
 
 fn refused() -> ApiError {
@@ -204,6 +254,7 @@ pub async fn complete(
     check_password(new_password, None).map_err(|e| e.with_param("new_password"))?;
     let password_hash = Some(hash_password_async(new_password).await?);
     let secret = state.secret.clone();
+    let webauthn = state.webauthn.clone();
     let st = state.clone();
     let h2 = hh.clone();
     let out = codes::attempt(
@@ -235,12 +286,24 @@ pub async fn complete(
                     codes::check_recovery_code(c, &cu.id, t, now)?,
                 ));
             }
+            if let Some(v) = &proofs.passkey {
+                let ok = super::passkeys::check(
+                    c,
+                    webauthn.as_deref(),
+                    &cu.id,
+                    &flow.data,
+                    Some(v),
+                    now,
+                )?;
+                results.push(("passkey", ok));
+            }
             let all_valid = results.iter().all(|(_, ok)| *ok);
-            let strong = results
-                .iter()
-                .any(|(k, ok)| *ok && matches!(*k, "totp" | "recovery_code"));
-            // Two independent proofs; with an authenticator app enrolled, one must be strong.
-            if !all_valid || results.len() < 2 || (cu.totp_enabled_ms.is_some() && !strong) {
+            let strong = results.iter().any(|(k, ok)| *ok && codes::is_strong(k));
+            // Two independent proofs; with an authenticator app or a passkey enrolled, one
+            // must be strong: recovery never bypasses an enrolled factor.
+            let enrolled =
+                cu.totp_enabled_ms.is_some() || !identity::passkeys_of(c, &cu.id)?.is_empty();
+            if !all_valid || results.len() < 2 || (enrolled && !strong) {
                 return Ok(None);
             }
             identity::reset_password(c, &cu.id, hash, now + cfg.recovery_hold_ms, now)?;

@@ -1,0 +1,252 @@
+//! Passkeys (WebAuthn through webauthn-rs), driven over HTTP by a software authenticator
+//! (webauthn-authenticator-rs's `SoftPasskey`, which signs like a real one): registration,
+//! binding a new device at log-in, recovery with a passkey, and the attacks — a passkey that
+//! was never registered, a replayed assertion, a recovery that tries to skip it.
+
+mod common;
+use common::*;
+use serde_json::{Value, json};
+use webauthn_authenticator_rs::prelude::WebauthnAuthenticator;
+use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse, Url};
+
+/// The origin the browser would report: the server's configured public URL.
+fn origin() -> Url {
+    Url::parse("http://localhost:8080").expect("url")
+}
+
+/// Registers a new passkey on `c`'s account; returns the authenticator that holds it.
+async fn register(app: &TestApp, c: &Customer) -> SoftPasskey {
+    let r = app
+        .send("POST", "/v1/mfa/passkeys", Some(&c.token), None, None)
+        .await;
+    assert_eq!(r.status, 200, "{}: {}", app.label, r.text);
+    let options: CreationChallengeResponse =
+        serde_json::from_value(r.body["options"].clone()).expect("creation options");
+    let mut key = SoftPasskey::new(true);
+    let answer = key.do_registration(origin(), options).expect("register");
+    let r = app
+        .send(
+            "POST",
+            "/v1/mfa/passkeys/finish",
+            Some(&c.token),
+            None,
+            Some(json!({"registration_id": r.body["registration_id"], "credential": answer, "name": "my phone"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}: {}", app.label, r.text);
+    key
+}
+
+/// Signs `options` (from a passkey step) with `key`.
+fn sign(key: &mut SoftPasskey, body: &Value) -> Value {
+    let options: RequestChallengeResponse =
+        serde_json::from_value(body["options"].clone()).expect("request options");
+    serde_json::to_value(key.do_authentication(origin(), options).expect("assert")).expect("json")
+}
+
+async fn challenge(app: &TestApp, c: &Customer) -> Value {
+    let r = app
+        .send(
+            "POST",
+            "/v1/sessions",
+            None,
+            None,
+            Some(json!({"email": c.email, "password": c.password})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}: {}", app.label, r.text);
+    r.body
+}
+
+async fn passkey_options(app: &TestApp, challenge: &Value) -> Resp {
+    app.send(
+        "POST",
+        "/v1/sessions/second-factor/passkey",
+        None,
+        None,
+        Some(json!({"challenge": challenge["challenge"]})),
+    )
+    .await
+}
+
+async fn answer(app: &TestApp, challenge: &Value, credential: &Value) -> Resp {
+    app.send(
+        "POST",
+        "/v1/sessions/second-factor",
+        None,
+        None,
+        Some(json!({"challenge": challenge["challenge"], "method": "passkey", "credential": credential})),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passkey_binds_a_new_device_and_a_stranger_or_a_replay_does_not() {
+    for app in apps().await {
+        let l = app.label;
+        let c = app.customer(&format!("pia-{l}@example.com")).await;
+        let mut key = register(&app, &c).await;
+        app.email(&c.email, "A passkey was added", 0).await;
+        let listed = app
+            .send("GET", "/v1/mfa/passkeys", Some(&c.token), None, None)
+            .await;
+        assert_eq!(listed.body["data"][0]["name"], "my phone", "{l}");
+        // Log in on a new device: the challenge offers the passkey.
+        let ch = challenge(&app, &c).await;
+        assert_eq!(ch["methods"][0], "passkey", "{l}: {ch}");
+        let opts = passkey_options(&app, &ch).await;
+        assert_eq!(opts.status, 200, "{l}: {}", opts.text);
+        let signed = sign(&mut key, &opts.body);
+        let r = answer(&app, &ch, &signed).await;
+        assert_eq!(r.status, 201, "{l}: {}", r.text);
+        assert_eq!(r.body["device"]["new"], true, "{l}");
+        // The same signed answer on a new challenge: a replay, refused.
+        let ch2 = challenge(&app, &c).await;
+        let opts2 = passkey_options(&app, &ch2).await;
+        assert_eq!(opts2.status, 200, "{l}");
+        let r = answer(&app, &ch2, &signed).await;
+        assert_error(l, &r, 400, "invalid_request_error", "invalid_code");
+        // A passkey that was never registered on this account, answering the right
+        // challenge: refused.
+        let mut stranger = SoftPasskey::new(true);
+        let other = app.customer(&format!("pia-other-{l}@example.com")).await;
+        let _ = register(&app, &other).await; // the stranger's key is registered elsewhere
+        let ch3 = challenge(&app, &c).await;
+        let opts3 = passkey_options(&app, &ch3).await;
+        let options: RequestChallengeResponse =
+            serde_json::from_value(opts3.body["options"].clone()).expect("options");
+        assert!(
+            stranger.do_authentication(origin(), options).is_err(),
+            "{l}: an authenticator without the credential cannot answer"
+        );
+        let forged = json!({"id": "AAAA", "rawId": "AAAA", "type": "public-key", "response": {"authenticatorData": "AAAA", "clientDataJSON": "AAAA", "signature": "AAAA"}});
+        let r = answer(&app, &ch3, &forged).await;
+        assert_error(l, &r, 400, "invalid_request_error", "invalid_code");
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM devices WHERE bound_by = 'passkey'")
+                .await,
+            1,
+            "{l}"
+        );
+        // Removing it needs a recent sign-in and tells the customer.
+        let id = listed.body["data"][0]["id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+        app.clock.advance_ms(6 * 60 * 1000);
+        let r = app
+            .send(
+                "DELETE",
+                &format!("/v1/mfa/passkeys/{id}"),
+                Some(&c.token),
+                None,
+                None,
+            )
+            .await;
+        assert_error(
+            l,
+            &r,
+            403,
+            "authentication_error",
+            "reauthentication_required",
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_of_a_passkey_account_needs_the_passkey_and_lifts_the_hold_limits() {
+    for app in apps().await {
+        let l = app.label;
+        let (c, card) = app
+            .funded_customer(&format!("rio-{l}@example.com"), 5_000)
+            .await;
+        let mut key = register(&app, &c).await;
+        // Email token and SMS code are not enough for an account with a passkey.
+        let r = app
+            .send(
+                "POST",
+                "/v1/recovery",
+                None,
+                None,
+                Some(json!({"identifier": c.email})),
+            )
+            .await;
+        let rid = r.body["recovery_id"].clone();
+        let mail = app.email(&c.email, "recovery token", 0).await;
+        let token: String = mail[mail.find("/recover#token=").expect("link") + 15..]
+            .chars()
+            .take_while(char::is_ascii_alphanumeric)
+            .collect();
+        let sms = app.sms_code(&c.phone, "recovery code", 0).await;
+        let complete = |proofs: Value| {
+            let mut body = json!({"recovery_id": rid, "new_password": "a fresh passphrase 2026"});
+            for (k, v) in proofs.as_object().expect("proofs") {
+                body[k] = v.clone();
+            }
+            app.send("POST", "/v1/recovery/complete", None, None, Some(body))
+        };
+        let r = complete(json!({"email_token": token, "sms_code": sms})).await;
+        assert_error(l, &r, 400, "invalid_request_error", "invalid_proof");
+        // The passkey step opens only after a first proof, so it cannot be used to learn
+        // whether an account (or a passkey) exists.
+        let r = app
+            .send(
+                "POST",
+                "/v1/recovery/passkey",
+                None,
+                None,
+                Some(json!({"recovery_id": rid})),
+            )
+            .await;
+        assert_error(l, &r, 400, "invalid_request_error", "invalid_proof");
+        let fake = format!("krc_{}", "1".repeat(64));
+        let r = app
+            .send(
+                "POST",
+                "/v1/recovery/passkey",
+                None,
+                None,
+                Some(json!({"recovery_id": fake, "email_token": token})),
+            )
+            .await;
+        assert_error(l, &r, 400, "invalid_request_error", "invalid_proof");
+        let opts = app
+            .send(
+                "POST",
+                "/v1/recovery/passkey",
+                None,
+                None,
+                Some(json!({"recovery_id": rid, "email_token": token})),
+            )
+            .await;
+        assert_eq!(opts.status, 200, "{l}: {}", opts.text);
+        let signed = sign(&mut key, &opts.body);
+        let r = complete(json!({"email_token": token, "passkey": signed})).await;
+        assert_eq!(r.status, 200, "{l}: {}", r.text);
+        // Back in with the passkey: a strong factor, so the recovery hold does not limit
+        // top-ups.
+        let ch = challenge(
+            &app,
+            &Customer {
+                password: "a fresh passphrase 2026".into(),
+                ..c.clone()
+            },
+        )
+        .await;
+        let opts = passkey_options(&app, &ch).await;
+        let r = answer(&app, &ch, &sign(&mut key, &opts.body)).await;
+        assert_eq!(r.status, 201, "{l}: {}", r.text);
+        let token = r.body["token"].as_str().expect("token").to_string();
+        let top = app
+            .send(
+                "POST",
+                "/v1/topups",
+                Some(&token),
+                Some("pk-top"),
+                Some(json!({"amount": 1_000, "currency": "JPY", "card_id": card})),
+            )
+            .await;
+        assert_eq!(top.status, 201, "{l}: {}", top.text);
+    }
+}
