@@ -21,6 +21,44 @@ pub struct FileSettings {
     pub smtp_url: Option<String>,
     pub mail_from: Option<String>,
     pub sms_url: Option<String>,
+    pub security: Option<SecuritySettings>,
+}
+
+/// The `[security]` section: session lifetimes, step-up and the recovery hold.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySettings {
+    pub session_absolute_hours: Option<i64>,
+    pub step_up_minutes: Option<i64>,
+    pub step_up_topup_above_minor: Option<i64>,
+    pub recovery_hold_hours: Option<i64>,
+    pub recovery_hold_payment_limit_minor: Option<i64>,
+    pub code_ttl_minutes: Option<i64>,
+    pub recovery_ttl_minutes: Option<i64>,
+    pub contact_revert_days: Option<i64>,
+}
+
+impl SecuritySettings {
+    fn apply(&self, c: &mut Config) {
+        let set = |v: Option<i64>, unit_ms: i64, field: &mut i64| {
+            if let Some(v) = v {
+                *field = v.saturating_mul(unit_ms);
+            }
+        };
+        set(self.session_absolute_hours, 3_600_000, &mut c.session_absolute_ms);
+        set(self.step_up_minutes, 60_000, &mut c.step_up_window_ms);
+        set(self.step_up_topup_above_minor, 1, &mut c.step_up_topup_above_minor);
+        set(self.recovery_hold_hours, 3_600_000, &mut c.recovery_hold_ms);
+        set(
+            self.recovery_hold_payment_limit_minor,
+            1,
+            &mut c.recovery_hold_payment_limit_minor,
+        );
+        set(self.code_ttl_minutes, 60_000, &mut c.code_ttl_ms);
+        // Recovery links and codes live at most 15 minutes, whatever the file says.
+        set(self.recovery_ttl_minutes.map(|m| m.min(15)), 60_000, &mut c.recovery_ttl_ms);
+        set(self.contact_revert_days, 86_400_000, &mut c.contact_revert_ttl_ms);
+    }
 }
 
 pub fn load_file(path: Option<&Path>) -> Result<FileSettings, String> {
@@ -50,6 +88,9 @@ pub fn server_config(
     }
     if let Some(s) = file.confirmation_timeout_seconds {
         c.confirmation_timeout_ms = s * 1000;
+    }
+    if let Some(sec) = &file.security {
+        sec.apply(&mut c);
     }
     if let Some(u) = std::env::var("KONBINI_SMTP_URL")
         .ok()
@@ -134,5 +175,25 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
             .create_new(true)
             .open(path)?;
         f.write_all(contents.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_security_section_sets_lifetimes_and_caps_recovery_links() {
+        let file: FileSettings = toml::from_str(
+            "[security]\nstep_up_minutes = 2\nrecovery_hold_hours = 24\nrecovery_ttl_minutes = 60\n",
+        )
+        .expect("toml");
+        let c = server_config(&file, None, None);
+        assert_eq!(c.step_up_window_ms, 2 * 60_000);
+        assert_eq!(c.recovery_hold_ms, 24 * 3_600_000);
+        assert_eq!(c.recovery_ttl_ms, 15 * 60_000, "never above 15 minutes");
+        assert_eq!(c.session_absolute_ms, Config::default().session_absolute_ms);
+        let typo: Result<FileSettings, _> = toml::from_str("[security]\nstep_up_minuts = 2\n");
+        assert!(typo.is_err(), "unknown keys are refused");
     }
 }
