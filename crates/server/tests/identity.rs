@@ -1138,3 +1138,73 @@ async fn a_stolen_session_cannot_guess_the_second_factor_of_a_contact_change() {
         no_message_to(&app, &[&format!("thief-{l}@evil.example")]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stolen_phone_cannot_guess_the_password_forever() {
+    for app in apps().await {
+        let l = app.label;
+        let c = app.customer(&format!("thief-phone-{l}@example.com")).await;
+        let other = app.login_new_device(&c).await;
+        let with = |d: &Customer, password: &str| json!({"email": d.email, "password": password, "device": {"id": d.device_id, "secret": d.device_secret}});
+        for i in 0..5 {
+            let r = app
+                .send(
+                    "POST",
+                    "/v1/sessions",
+                    None,
+                    None,
+                    Some(with(&c, &format!("guess number {i}"))),
+                )
+                .await;
+            assert_error(l, &r, 401, "authentication_error", "invalid_credentials");
+        }
+        let r = app
+            .send(
+                "POST",
+                "/v1/sessions",
+                None,
+                None,
+                Some(with(&c, &c.password)),
+            )
+            .await;
+        assert_error(l, &r, 429, "rate_limit_error", "too_many_attempts");
+        // The owner's other phone is not affected.
+        let r = app
+            .send(
+                "POST",
+                "/v1/sessions",
+                None,
+                None,
+                Some(with(&other, &c.password)),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{l}: {}", r.text);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_an_address_up_again_and_again_does_not_flood_its_owner() {
+    for app in apps_with(|c| c.challenges_per_account = 3).await {
+        let l = app.label;
+        let c = app.customer(&format!("flooded-{l}@example.com")).await;
+        for i in 0..6 {
+            let r = app
+                .sign_up(
+                    &c.email,
+                    &format!("+81906666{i:04}"),
+                    "a passphrase to flood with",
+                )
+                .await;
+            assert_eq!(r.status, 202, "{l}");
+        }
+        app.email(&c.email, "tried to register", 2).await;
+        settle().await;
+        let warnings = app
+            .mail
+            .to(&c.email)
+            .iter()
+            .filter(|m| m.contains("tried to register"))
+            .count();
+        assert_eq!(warnings, 3, "{l}: at most 3 warnings per window");
+    }
+}

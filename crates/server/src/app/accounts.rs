@@ -233,6 +233,14 @@ fn register(
             customer.id
         }
         // Never verified: whoever signs up again takes it over (no squatting an address).
+        // Sign-ups per account are bounded too, so nobody floods an address with codes or
+        // warnings by signing it up again and again (the answer stays the same).
+        Some(existing)
+            if identity::flows_since(c, &existing.id, "signup", now - cfg.request_window_ms)?
+                >= cfg.challenges_per_account =>
+        {
+            return Ok(());
+        }
         Some(existing)
             if existing.email_verified_ms.is_none() && existing.phone_verified_ms.is_none() =>
         {
@@ -243,6 +251,11 @@ fn register(
             existing.id
         }
         Some(existing) => {
+            // Counted like a sign-up of the account (one warning per attempt, bounded).
+            let mut marker = flow.clone();
+            marker.customer_id = existing.id.clone();
+            marker.done_ms = Some(now);
+            identity::insert_flow(c, &marker)?;
             return super::security_event(
                 c,
                 "anonymous",
@@ -467,6 +480,9 @@ struct LoginSubjects {
     consecutive: String,
     ip: String,
     network: String,
+    /// A bound device presented with the attempt: its own limit replaces the account's (a
+    /// stolen phone cannot guess the password forever, and cannot lock the account either).
+    device: Option<String>,
 }
 
 impl LoginSubjects {
@@ -478,12 +494,16 @@ impl LoginSubjects {
             consecutive: format!("login:consec:{who}"),
             ip: format!("login:ip:{ip}"),
             network: format!("login:net:{}", throttle::network(ip)),
+            device: None,
         }
     }
 
     /// Counts one failure (a wrong password or a wrong second factor).
     fn record_failure(&self, c: &mut dyn Conn, now: i64, window: i64) -> Result<(), StoreError> {
-        for s in [&self.account, &self.ip, &self.network] {
+        for s in [&self.account, &self.ip, &self.network]
+            .into_iter()
+            .chain(self.device.as_ref())
+        {
             konbini_store::stores::record_code_failure(c, s, now, window)?;
         }
         konbini_store::stores::record_code_failure(c, &self.consecutive, now, i64::MAX / 4)
@@ -527,15 +547,21 @@ async fn login_throttled(
         subjects.network.clone(),
         subjects.consecutive.clone(),
     );
+    let d = subjects.device.clone();
     let window = cfg.login_window_ms;
-    let (acct, ip, net, consec) = state
+    let (acct, ip, net, consec, dev) = state
         .db
         .read(move |c| {
+            let dev = match &d {
+                Some(d) => konbini_store::stores::failures(c, d, now, window)?,
+                None => (0, now),
+            };
             Ok::<_, ApiError>((
                 konbini_store::stores::failures(c, &a, now, window)?,
                 konbini_store::stores::failures(c, &i, now, window)?,
                 konbini_store::stores::failures(c, &n, now, window)?,
                 konbini_store::stores::failures(c, &k, now, i64::MAX / 4)?,
+                dev,
             ))
         })
         .await?;
@@ -545,6 +571,9 @@ async fn login_throttled(
     }
     if net.0 >= cfg.login_failures_per_network {
         return Err(too_many(window_end(net.1)));
+    }
+    if dev.0 >= cfg.login_failures_per_account {
+        return Err(too_many(window_end(dev.1)));
     }
     if !bound_device {
         if consec.0 >= cfg.login_lockout_after {
@@ -577,7 +606,7 @@ pub async fn log_in(
     client_ip: IpAddr,
 ) -> ApiResult<(bool, Value)> {
     let email = normalize_email(email).map_err(|_| ApiError::invalid_credentials())?;
-    let subjects = LoginSubjects::new(state, &email, client_ip);
+    let mut subjects = LoginSubjects::new(state, &email, client_ip);
     let cfg = state.config.clone();
     let now = state.now_ms();
     let found = {
@@ -595,6 +624,7 @@ pub async fn log_in(
         }
         _ => None,
     };
+    subjects.device = bound.as_ref().map(|d| format!("login:dev:{}", d.id));
     login_throttled(state, &subjects, bound.is_some()).await?;
     // Verify against a dummy hash when the account does not exist, so timing does not tell.
     let (hash, customer) = match found {
