@@ -1197,7 +1197,8 @@ async fn signing_an_address_up_again_and_again_does_not_flood_its_owner() {
                 .await;
             assert_eq!(r.status, 202, "{l}");
         }
-        app.email(&c.email, "tried to register", 2).await;
+        // Three sign-ups of the account per window, the owner's own included: two warnings.
+        app.email(&c.email, "tried to register", 1).await;
         settle().await;
         let warnings = app
             .mail
@@ -1205,6 +1206,6 @@ async fn signing_an_address_up_again_and_again_does_not_flood_its_owner() {
             .iter()
             .filter(|m| m.contains("tried to register"))
             .count();
-        assert_eq!(warnings, 3, "{l}: at most 3 warnings per window");
+        assert_eq!(warnings, 2, "{l}: the rest were answered alike but sent nothing");
     }
 }
