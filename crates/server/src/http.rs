@@ -27,6 +27,16 @@ pub fn router(state: AppState) -> Router {
             "/docs",
             get(|| async { Html(include_str!("../assets/docs.html")) }),
         )
+        // The pages the links in security emails open (the token stays in the URL fragment,
+        // which browsers never send to the server).
+        .route(
+            "/recover",
+            get(|| async { Html(include_str!("../assets/recover.html")) }),
+        )
+        .route(
+            "/revert",
+            get(|| async { Html(include_str!("../assets/revert.html")) }),
+        )
         .route("/v1/signup", post(sign_up))
         .route("/v1/signup/verify", post(verify_sign_up))
         .route("/v1/signup/resend", post(resend_sign_up))
@@ -391,7 +401,7 @@ async fn request_recovery(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CompleteRecovery {
-    recovery_id: String,
+    recovery_id: Option<String>,
     new_password: String,
     #[serde(flatten)]
     proofs: recovery::Proofs,
@@ -403,7 +413,14 @@ async fn complete_recovery(
     Json(b): Json<CompleteRecovery>,
 ) -> ApiResult<axum::Json<Value>> {
     Ok(axum::Json(
-        recovery::complete(&s, &b.recovery_id, b.proofs, &b.new_password, peer.ip()).await?,
+        recovery::complete(
+            &s,
+            b.recovery_id.as_deref(),
+            b.proofs,
+            &b.new_password,
+            peer.ip(),
+        )
+        .await?,
     ))
 }
 

@@ -220,14 +220,30 @@ fn refused() -> ApiError {
 
 /// Completes a recovery: checks the proofs, sets the new password, ends every session and
 /// device binding, starts the recovery hold and tells every contact point. Logs no one in.
+///
+/// Without a `recovery_id` (the page the email link opens has only the token), the email
+/// token itself names the recovery.
 pub async fn complete(
     state: &AppState,
-    recovery_id: &str,
+    recovery_id: Option<&str>,
     proofs: Proofs,
     new_password: &str,
     ip: IpAddr,
 ) -> ApiResult<Value> {
-    let hh = handle_hash(recovery_id, "krc").ok_or_else(refused)?;
+    let hh = match (recovery_id, &proofs.email_token) {
+        (Some(id), _) => handle_hash(id, "krc").ok_or_else(refused)?,
+        (None, Some(token)) => {
+            let code_hash = token_hash(token.trim());
+            state
+                .db
+                .read(move |c| identity::verification_by_code(c, "recovery_email", &code_hash))
+                .await?
+                .map(|v| v.flow)
+                // An unknown token goes on like a made-up recovery id: refused below, alike.
+                .unwrap_or_else(|| token_hash("no such recovery"))
+        }
+        (None, None) => return Err(refused()),
+    };
     let cfg = state.config.clone();
     let now = state.now_ms();
     let limits = throttle::per_client(
