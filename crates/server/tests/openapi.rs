@@ -9,6 +9,9 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
+use webauthn_authenticator_rs::prelude::WebauthnAuthenticator;
+use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse, Url};
 
 const HTTP_RS: &str = include_str!("../src/http.rs");
 const DOC: &str = include_str!("../assets/openapi.json");
@@ -807,6 +810,29 @@ fn link_token(text: &str, marker: &str) -> String {
     token
 }
 
+/// The origin the browser reports for passkeys: the default public URL.
+fn origin() -> Url {
+    Url::parse("http://localhost:8080").expect("url")
+}
+
+/// `key`'s answer to the passkey options in `body` (of a passkey step).
+fn sign(key: &mut SoftPasskey, body: &Value) -> Value {
+    let options: RequestChallengeResponse =
+        serde_json::from_value(body["options"].clone()).expect("request options");
+    let answer = key
+        .do_authentication(origin(), options)
+        .expect("passkey assertion");
+    serde_json::to_value(answer).expect("assertion json")
+}
+
+/// `base` with the fields of `extra` added.
+fn with(mut base: Value, extra: Value) -> Value {
+    for (k, v) in extra.as_object().expect("object") {
+        base[k] = v.clone();
+    }
+    base
+}
+
 /// How many SMS to `to` containing `needle` were delivered so far.
 fn count_sms(app: &TestApp, to: &str, needle: &str) -> usize {
     app.sms.to(to).iter().filter(|m| m.contains(needle)).count()
@@ -818,6 +844,7 @@ const RESEND: &str = "/v1/signup/resend";
 const SESSIONS: &str = "/v1/sessions";
 const SECOND_FACTOR: &str = "/v1/sessions/second-factor";
 const LOGIN_SMS: &str = "/v1/sessions/second-factor/sms";
+const LOGIN_PASSKEY: &str = "/v1/sessions/second-factor/passkey";
 const REAUTH: &str = "/v1/sessions/current/reauthenticate";
 const SESSION: &str = "/v1/sessions/{id}";
 const PASSWORD: &str = "/v1/password";
@@ -827,7 +854,11 @@ const TOTP_CONFIRM: &str = "/v1/mfa/totp/confirm";
 const TOTP_DISABLE: &str = "/v1/mfa/totp/disable";
 const RECOVERY_CODES: &str = "/v1/mfa/recovery-codes";
 const STEP_UP_SMS: &str = "/v1/mfa/sms";
+const PASSKEYS: &str = "/v1/mfa/passkeys";
+const PASSKEY_FINISH: &str = "/v1/mfa/passkeys/finish";
+const PASSKEY: &str = "/v1/mfa/passkeys/{id}";
 const RECOVERY: &str = "/v1/recovery";
+const RECOVERY_PASSKEY: &str = "/v1/recovery/passkey";
 const RECOVERY_DONE: &str = "/v1/recovery/complete";
 const CHANGES: &str = "/v1/contact-changes";
 const CHANGE_VERIFY: &str = "/v1/contact-changes/verify";
@@ -855,7 +886,15 @@ async fn walk(app: &TestApp, doc: &Value) {
         covered: BTreeSet::new(),
         problems: Vec::new(),
     };
-    for p in ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"] {
+    for p in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+        "/recover",
+        "/revert",
+    ] {
         w.ok(rq("GET", p), 200).await;
     }
 
@@ -909,6 +948,14 @@ async fn walk(app: &TestApp, doc: &Value) {
     assert_eq!(r.body["status"], "second_factor_required", "{}", r.text);
     assert_eq!(r.body["sms_sent"], true, "{}", r.text);
     let challenge = s(&r.body["challenge"]);
+    // No passkey yet: the passkey step says so (the challenge already proved the password).
+    let passkey_step = |challenge: &str| {
+        let b = json!({"challenge": challenge});
+        rq("POST", LOGIN_PASSKEY).body(b)
+    };
+    w.err(passkey_step(&challenge), 400, "no_passkey").await;
+    let made_up = format!("klc_{}", "0".repeat(64));
+    w.err(passkey_step(&made_up), 400, "invalid_code").await;
     app.sms_code(phone, "sign-in code", 0).await;
     let resend = json!({"challenge": challenge});
     w.ok(rq("POST", LOGIN_SMS).body(resend), 202).await;
@@ -1233,6 +1280,61 @@ async fn walk(app: &TestApp, doc: &Value) {
         w.ok(rq("POST", SECOND_FACTOR).body(b), 201).await;
     }
 
+    // Passkeys: registering one needs a recent authentication; then new devices are offered
+    // the passkey first, and its answer binds them.
+    let r = w.ok(rq("GET", PASSKEYS).auth(t), 200).await;
+    assert_eq!(r.body["data"], json!([]), "{}", r.text);
+    app.clock.advance_ms(6 * 60_000);
+    w.err(
+        rq("POST", PASSKEYS).auth(t),
+        403,
+        "reauthentication_required",
+    )
+    .await;
+    let nope = rq("DELETE", PASSKEY).at("/v1/mfa/passkeys/pk_nope").auth(t);
+    w.err(nope, 403, "reauthentication_required").await;
+    let again = rq("POST", REAUTH).auth(t).body(json!({"password": pw2}));
+    let token = s(&w.ok(again, 201).await.body["token"]);
+    let t = token.as_str();
+    let r = w.ok(rq("POST", PASSKEYS).auth(t), 200).await;
+    let registration_id = s(&r.body["registration_id"]);
+    let options: CreationChallengeResponse =
+        serde_json::from_value(r.body["options"].clone()).expect("creation options");
+    let mut authenticator = SoftPasskey::new(true);
+    let created = authenticator
+        .do_registration(origin(), options)
+        .expect("passkey registration");
+    let created = serde_json::to_value(created).expect("registration json");
+    let finish = |credential: &Value| {
+        let b = json!({"registration_id": registration_id, "credential": credential, "name": "contract key"});
+        rq("POST", PASSKEY_FINISH).auth(t).body(b)
+    };
+    let forged = json!({"id": "AAAA", "rawId": "AAAA", "type": "public-key", "response": {"attestationObject": "AAAA", "clientDataJSON": "AAAA"}});
+    w.err(finish(&forged), 400, "passkey_rejected").await;
+    let r = w.ok(finish(&created), 201).await;
+    assert_eq!(r.body["name"], "contract key", "{}", r.text);
+    let passkey = format!("/v1/mfa/passkeys/{}", s(&r.body["id"]));
+    w.err(finish(&created), 400, "passkey_rejected").await;
+    let r = w.ok(rq("GET", MFA).auth(t), 200).await;
+    assert_eq!(r.body["passkeys"]["count"], 1, "{}", r.text);
+    let r = w.ok(rq("POST", SESSIONS).body(plain.clone()), 202).await;
+    let offered = json!(["passkey", "totp", "sms", "recovery_code"]);
+    assert_eq!(r.body["methods"], offered, "{}", r.text);
+    let challenge = s(&r.body["challenge"]);
+    let r = w.ok(passkey_step(&challenge), 200).await;
+    let assertion = sign(&mut authenticator, &r.body);
+    let by_passkey = |credential: &Value| {
+        let b = json!({"challenge": challenge, "method": "passkey", "credential": credential});
+        rq("POST", SECOND_FACTOR).body(b)
+    };
+    let forged = json!({"id": "AAAA", "rawId": "AAAA", "type": "public-key", "response": {"authenticatorData": "AAAA", "clientDataJSON": "AAAA", "signature": "AAAA"}});
+    w.err(by_passkey(&forged), 400, "invalid_code").await;
+    let r = w.ok(by_passkey(&assertion), 201).await;
+    assert_eq!(r.body["device"]["new"], true, "{}", r.text);
+    w.err(by_passkey(&assertion), 400, "invalid_code").await;
+    let r = w.ok(rq("GET", PASSKEYS).auth(t), 200).await;
+    assert!(r.body["data"][0]["last_used_ms"].is_i64(), "{}", r.text);
+
     // A contact change: a step-up SMS code as the factor, a code to the new address, and a
     // revert link to the old one.
     let new_email = "contract.new@example.com";
@@ -1284,8 +1386,8 @@ async fn walk(app: &TestApp, doc: &Value) {
     )
     .await;
 
-    // Recovery: the same answer for any account; with an authenticator app enrolled the
-    // email token and SMS code are not enough.
+    // Recovery: the same answer for any account; with an authenticator app or a passkey
+    // enrolled the email token and SMS code are not enough.
     let ask = |identifier: &str| rq("POST", RECOVERY).body(json!({"identifier": identifier}));
     let r = w.ok(ask(new_email), 202).await;
     let recovery_id = s(&r.body["recovery_id"]);
@@ -1300,11 +1402,8 @@ async fn walk(app: &TestApp, doc: &Value) {
     let sms = app.sms_code(phone, "account recovery code", 0).await;
     let pw3 = "quiet lantern orchard seventy";
     let complete = |password: &str, proofs: Value| {
-        let mut b = json!({"recovery_id": recovery_id, "new_password": password});
-        for (k, v) in proofs.as_object().expect("proofs") {
-            b[k] = v.clone();
-        }
-        rq("POST", RECOVERY_DONE).body(b)
+        let b = json!({"recovery_id": recovery_id, "new_password": password});
+        rq("POST", RECOVERY_DONE).body(with(b, proofs))
     };
     let weak = json!({"email_token": email_token, "sms_code": sms});
     w.err(complete(pw3, weak.clone()), 400, "invalid_proof")
@@ -1313,8 +1412,20 @@ async fn walk(app: &TestApp, doc: &Value) {
         .await;
     let extra = json!({"email_token": email_token, "to": "attacker@example.com"});
     w.err(complete(pw3, extra), 400, "invalid_request").await;
-    app.clock.advance_ms(31_000);
-    let strong = json!({"email_token": email_token, "totp_code": totp_now()});
+    // The passkey step opens only after a first proof, alike for a made-up recovery.
+    let open = |recovery_id: &str, proofs: Value| {
+        let b = with(json!({"recovery_id": recovery_id}), proofs);
+        rq("POST", RECOVERY_PASSKEY).body(b)
+    };
+    w.err(open(&recovery_id, json!({})), 400, "invalid_proof")
+        .await;
+    let token_only = json!({"email_token": email_token});
+    let made_up = s(&nobody.body["recovery_id"]);
+    w.err(open(&made_up, token_only.clone()), 400, "invalid_proof")
+        .await;
+    let r = w.ok(open(&recovery_id, token_only), 200).await;
+    let assertion = sign(&mut authenticator, &r.body);
+    let strong = json!({"email_token": email_token, "passkey": assertion});
     let r = w.ok(complete(pw3, strong.clone()), 200).await;
     assert_eq!(r.body["status"], "recovered", "{}", r.text);
     w.err(complete(pw3, strong), 400, "invalid_proof").await;
@@ -1367,9 +1478,23 @@ async fn walk(app: &TestApp, doc: &Value) {
     // Removing the app takes a strong factor.
     let disable = |factor: Value| rq("POST", TOTP_DISABLE).auth(t).body(factor);
     w.err(disable(by_sms("123456")), 400, "invalid_code").await;
+    // (No passkey ceremony is started for this action, so a passkey is no factor here.)
+    let by_key = json!({"method": "passkey", "credential": assertion});
+    w.err(disable(by_key), 400, "invalid_code").await;
     let by_code = json!({"method": "recovery_code", "code": recovery_codes.pop()});
     let r = w.ok(disable(by_code), 200).await;
     assert_eq!(r.body["totp"]["enabled"], false, "{}", r.text);
+
+    // The passkey outlived the recovery; removing it takes a recent authentication.
+    w.ok(rq("DELETE", PASSKEY).at(&passkey).auth(t), 204).await;
+    w.err(
+        rq("DELETE", PASSKEY).at(&passkey).auth(t),
+        404,
+        "resource_missing",
+    )
+    .await;
+    let r = w.ok(rq("GET", MFA).auth(t), 200).await;
+    assert_eq!(r.body["passkeys"]["count"], 0, "{}", r.text);
 
     // Logging out.
     w.ok(rq("DELETE", "/v1/sessions/current").auth(t), 204)
@@ -1451,6 +1576,60 @@ async fn walk(app: &TestApp, doc: &Value) {
         missed.is_empty(),
         "add these operations to the walk in tests/openapi.rs: {missed:?}"
     );
+}
+
+/// WebAuthn needs a domain: where the public URL is an IP address, every passkey step answers
+/// the documented 503 (the log-in and recovery steps only once their challenge or first proof
+/// checks out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passkeys_without_a_domain_answer_as_documented() {
+    let doc = doc();
+    for app in apps_with(|c| c.public_url = "http://127.0.0.1:8080".into()).await {
+        let mut w = Walk {
+            app: &app,
+            doc: &doc,
+            covered: BTreeSet::new(),
+            problems: Vec::new(),
+        };
+        let c = app.customer("no-domain@example.com").await;
+        let t = c.token.as_str();
+        w.err(rq("POST", PASSKEYS).auth(t), 503, "passkeys_unavailable")
+            .await;
+        let b = json!({"registration_id": format!("kpr_{}", "0".repeat(64)), "credential": {}});
+        let finish = rq("POST", PASSKEY_FINISH).auth(t).body(b);
+        w.err(finish, 503, "passkeys_unavailable").await;
+        w.ok(rq("GET", PASSKEYS).auth(t), 200).await;
+        let login = json!({"email": c.email, "password": c.password});
+        let r = w.ok(rq("POST", SESSIONS).body(login), 202).await;
+        assert_eq!(
+            r.body["methods"],
+            json!(["sms", "recovery_code"]),
+            "{}",
+            r.text
+        );
+        let b = json!({"challenge": r.body["challenge"]});
+        w.err(
+            rq("POST", LOGIN_PASSKEY).body(b),
+            503,
+            "passkeys_unavailable",
+        )
+        .await;
+        let ask = json!({"identifier": c.email});
+        let r = w.ok(rq("POST", RECOVERY).body(ask), 202).await;
+        let sms = app.sms_code(&c.phone, "account recovery code", 0).await;
+        let b = json!({"recovery_id": r.body["recovery_id"], "sms_code": sms});
+        w.err(
+            rq("POST", RECOVERY_PASSKEY).body(b),
+            503,
+            "passkeys_unavailable",
+        )
+        .await;
+        assert!(
+            w.problems.is_empty(),
+            "answers that do not match the document:\n{}",
+            w.problems.join("\n")
+        );
+    }
 }
 
 // ------------------------------------------------------------------ live server
