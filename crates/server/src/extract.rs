@@ -148,7 +148,7 @@ impl CustomerAuth {
         Err(ApiError::forbidden(
             "recovery_hold",
             format!(
-                "The account was recovered recently: until the recovery hold ends, {what} needs a device signed in with an authenticator app or a recovery code."
+                "The account was recovered recently: until the recovery hold ends, {what} needs a device signed in with an authenticator app, a passkey or a recovery code."
             ),
         ))
     }

@@ -59,7 +59,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/mfa/sms", post(send_step_up_sms))
         .route("/v1/mfa/passkeys", post(begin_passkey).get(list_passkeys))
         .route("/v1/mfa/passkeys/finish", post(finish_passkey))
-        .route("/v1/mfa/passkeys/{id}", delete(remove_passkey))
+        .route("/v1/mfa/passkeys/{id}/remove", post(remove_passkey))
         .route("/v1/recovery", post(request_recovery))
         .route("/v1/recovery/complete", post(complete_recovery))
         .route("/v1/recovery/passkey", post(begin_recovery_passkey))
@@ -353,8 +353,9 @@ async fn remove_passkey(
     State(s): State<AppState>,
     auth: CustomerAuth,
     Path(id): Path<String>,
+    Json(factor): Json<crate::app::codes::Factor>,
 ) -> ApiResult<StatusCode> {
-    passkeys::remove(&s, &auth, id).await?;
+    passkeys::remove(&s, &auth, id, factor).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

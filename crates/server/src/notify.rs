@@ -186,7 +186,7 @@ pub fn render(topic: &str, p: &Value, email: &str, phone: &str, public_url: &str
             mail(
                 "Your password was reset".into(),
                 format!(
-                    "Your Konbini password was reset through account recovery. Every device was signed out, and for the next 72 hours top-ups, card links and contact changes need an authenticator app or a recovery code.\n\n{not_you}"
+                    "Your Konbini password was reset through account recovery. Every device was signed out, and for the next 72 hours top-ups, card links and contact changes need a device signed in with an authenticator app, a passkey or a recovery code.\n\n{not_you}"
                 ),
             ),
             sms(format!(

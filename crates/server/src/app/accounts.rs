@@ -686,7 +686,10 @@ pub async fn log_in(
             let (handle, flow) = new_flow("login", &customer.id, json!({"device_name": name}), cfg.code_ttl_ms, now);
             identity::insert_flow(c, &flow)?;
             let totp = customer.totp_enabled_ms.is_some();
-            if !totp {
+            let passkeys = !identity::passkeys_of(c, &customer.id)?.is_empty();
+            // An SMS goes out unasked only when the account has nothing stronger.
+            let send_sms = !totp && !passkeys;
+            if send_sms {
                 codes::send(c, &secret, &login_sms(&customer.id, &flow.handle_hash, &cfg), now)?;
             }
             super::security_event(
@@ -701,7 +704,7 @@ pub async fn log_in(
             if totp {
                 methods.insert(0, "totp");
             }
-            if !identity::passkeys_of(c, &customer.id)?.is_empty() {
+            if passkeys {
                 methods.insert(0, "passkey");
             }
             methods.push("recovery_code");
@@ -711,7 +714,7 @@ pub async fn log_in(
                     "status": "second_factor_required",
                     "challenge": handle,
                     "methods": methods,
-                    "sms_sent": !totp,
+                    "sms_sent": send_sms,
                     "expires_at_ms": flow.expires_ms,
                 }),
             )))

@@ -132,6 +132,19 @@ pub struct Factor {
     pub credential: Option<serde_json::Value>,
 }
 
+/// Refuses a `passkey` factor where no passkey ceremony exists (contact changes, removing a
+/// factor): a clear error instead of a guess that can only fail.
+pub fn require_code_factor(factor: &Factor) -> Result<(), crate::error::ApiError> {
+    if matches!(factor.method.as_str(), "sms" | "totp" | "recovery_code") {
+        return Ok(());
+    }
+    Err(crate::error::ApiError::invalid_param(
+        "unsupported_factor",
+        "factor",
+        "Use an SMS code, a code from the authenticator app or a recovery code here.",
+    ))
+}
+
 /// The proofs that show something other than the phone number: they lift the recovery hold's
 /// limits and are required to recover an account that has one enrolled.
 pub fn is_strong(method: &str) -> bool {

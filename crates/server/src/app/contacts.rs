@@ -33,6 +33,7 @@ pub async fn begin(
     factor: Factor,
 ) -> ApiResult<Value> {
     auth.require_recent_auth(state)?;
+    codes::require_code_factor(&factor)?;
     let value = match kind {
         "email" => normalize_email(value).map_err(|e| e.with_param("value"))?,
         "phone" => normalize_phone(value).map_err(|e| e.with_param("value"))?,
@@ -48,7 +49,7 @@ pub async fn begin(
     if auth.under_recovery_hold(now) && !factor.strong() {
         return Err(ApiError::forbidden(
             "recovery_hold",
-            "The account was recovered recently: until the recovery hold ends, a contact change needs an authenticator app or a recovery code.",
+            "The account was recovered recently: until the recovery hold ends, a contact change needs a code from the authenticator app or a recovery code.",
         ));
     }
     let cfg = state.config.clone();

@@ -50,6 +50,8 @@ pub async fn status(state: &AppState, auth: &CustomerAuth) -> ApiResult<Value> {
 /// Nothing changes until `confirm_totp` proves the app shows the right codes.
 pub async fn begin_totp(state: &AppState, auth: &CustomerAuth) -> ApiResult<Value> {
     auth.require_recent_auth(state)?;
+    // A factor added from a weakly bound device during the hold would lift the hold.
+    auth.require_strong_during_hold(state, "adding a second factor")?;
     let cust = customer(state, &auth.customer_id).await?;
     if cust.totp_enabled_ms.is_some() {
         return Err(ApiError::conflict(
@@ -121,6 +123,7 @@ pub async fn disable_totp(
     factor: Factor,
 ) -> ApiResult<Value> {
     auth.require_recent_auth(state)?;
+    super::codes::require_code_factor(&factor)?;
     let now = state.now_ms();
     let secret = state.secret.clone();
     let max = state.config.max_code_attempts;

@@ -54,6 +54,8 @@ fn parse<T: serde::de::DeserializeOwned>(v: &str) -> Option<T> {
 /// Starts registering a passkey: the options for `navigator.credentials.create()`.
 pub async fn begin_registration(state: &AppState, auth: &CustomerAuth) -> ApiResult<Value> {
     auth.require_recent_auth(state)?;
+    // A factor added from a weakly bound device during the hold would lift the hold.
+    auth.require_strong_during_hold(state, "adding a second factor")?;
     let wa = webauthn(state)?;
     let id = auth.customer_id.clone();
     let (customer, existing) = state
@@ -143,14 +145,21 @@ pub async fn finish_registration(
         created_ms: now,
         last_used_ms: None,
     };
-    let out = json!({"id": stored.id, "name": stored.name, "created_ms": now});
-    let ok = state
+    let mut out = json!({"id": stored.id, "name": stored.name, "created_ms": now});
+    let issued = state
         .db
         .write(move |c| {
             if !identity::finish_flow(c, &hh, now)? || !identity::insert_passkey(c, &stored)? {
-                return Ok(false);
+                return Ok(None);
             }
             let id = &stored.customer_id;
+            // With a strong factor enrolled, recovery needs a strong proof: a customer whose
+            // only strong factor is this passkey gets recovery codes for the day it is lost.
+            let codes = if identity::recovery_codes_left(c, id)? == 0 {
+                Some(super::codes::issue_recovery_codes(c, id, now)?)
+            } else {
+                None
+            };
             super::security_event(
                 c,
                 id,
@@ -159,14 +168,19 @@ pub async fn finish_registration(
                 &json!({"customer_id": id, "passkey_id": stored.id}),
                 now,
             )?;
-            Ok::<_, StoreError>(true)
+            Ok::<_, StoreError>(Some(codes))
         })
         .await?;
     state.wake_dispatcher();
-    if !ok {
-        return Err(rejected());
+    match issued {
+        None => Err(rejected()),
+        Some(codes) => {
+            if let Some(codes) = codes {
+                out["recovery_codes"] = json!(codes);
+            }
+            Ok(out)
+        }
     }
-    Ok(out)
 }
 
 /// The customer's passkeys.
@@ -183,14 +197,44 @@ pub async fn list(state: &AppState, auth: &CustomerAuth) -> ApiResult<Value> {
     }))
 }
 
-/// Removes a passkey (recent authentication needed).
-pub async fn remove(state: &AppState, auth: &CustomerAuth, id: String) -> ApiResult<()> {
+/// Removes a passkey: a recent authentication AND a strong factor (a TOTP or recovery
+/// code), like removing the authenticator app — a stolen session with the password must not
+/// be able to strip the account's strongest factor.
+pub async fn remove(
+    state: &AppState,
+    auth: &CustomerAuth,
+    id: String,
+    factor: super::codes::Factor,
+) -> ApiResult<()> {
     auth.require_recent_auth(state)?;
+    super::codes::require_code_factor(&factor)?;
+    let limits = super::codes::factor_limits(&state.config, &auth.customer_id);
+    super::accounts::not_throttled(state, &limits).await?;
     let now = state.now_ms();
-    let cid = auth.customer_id.clone();
+    let (cid, secret, max) = (
+        auth.customer_id.clone(),
+        state.secret.clone(),
+        state.config.max_code_attempts,
+    );
     state
         .db
         .write(move |c| {
+            let Some(cu) = customers::by_id(c, &cid)? else {
+                return Err(ApiError::unauthenticated());
+            };
+            if !identity::passkeys_of(c, &cid)?.iter().any(|k| k.id == id) {
+                return Err(ApiError::not_found("passkey"));
+            }
+            if !factor.strong()
+                || !super::codes::check_factor(c, &secret, &cu, &factor, (&[], ""), now, max)?
+            {
+                super::throttle::hit(c, &limits, now)?;
+                return Ok(Err(ApiError::invalid(
+                    "invalid_code",
+                    "Give a current code from the authenticator app, or a recovery code.",
+                )
+                .with_param("factor")));
+            }
             if !identity::delete_passkey(c, &cid, &id)? {
                 return Err(ApiError::not_found("passkey"));
             }
@@ -202,9 +246,9 @@ pub async fn remove(state: &AppState, auth: &CustomerAuth, id: String) -> ApiRes
                 &json!({"customer_id": cid, "passkey_id": id}),
                 now,
             )?;
-            Ok(())
+            Ok(Ok(()))
         })
-        .await?;
+        .await??;
     state.wake_dispatcher();
     Ok(())
 }

@@ -347,6 +347,6 @@ pub async fn complete(
     Ok(json!({
         "status": "recovered",
         "recovery_hold_until_ms": hold_until,
-        "message": "The password was changed and every device was signed out. Sign in again; until the recovery hold ends, top-ups, card links and contact changes need an authenticator app or a recovery code, and payments are limited.",
+        "message": "The password was changed and every device was signed out. Sign in again; until the recovery hold ends, top-ups, card links and contact changes need a device signed in with an authenticator app, a passkey or a recovery code, and payments are limited.",
     }))
 }
