@@ -45,9 +45,17 @@ impl SecuritySettings {
                 *field = v.saturating_mul(unit_ms);
             }
         };
-        set(self.session_absolute_hours, 3_600_000, &mut c.session_absolute_ms);
+        set(
+            self.session_absolute_hours,
+            3_600_000,
+            &mut c.session_absolute_ms,
+        );
         set(self.step_up_minutes, 60_000, &mut c.step_up_window_ms);
-        set(self.step_up_topup_above_minor, 1, &mut c.step_up_topup_above_minor);
+        set(
+            self.step_up_topup_above_minor,
+            1,
+            &mut c.step_up_topup_above_minor,
+        );
         set(self.recovery_hold_hours, 3_600_000, &mut c.recovery_hold_ms);
         set(
             self.recovery_hold_payment_limit_minor,
@@ -56,8 +64,16 @@ impl SecuritySettings {
         );
         set(self.code_ttl_minutes, 60_000, &mut c.code_ttl_ms);
         // Recovery links and codes live at most 15 minutes, whatever the file says.
-        set(self.recovery_ttl_minutes.map(|m| m.min(15)), 60_000, &mut c.recovery_ttl_ms);
-        set(self.contact_revert_days, 86_400_000, &mut c.contact_revert_ttl_ms);
+        set(
+            self.recovery_ttl_minutes.map(|m| m.min(15)),
+            60_000,
+            &mut c.recovery_ttl_ms,
+        );
+        set(
+            self.contact_revert_days,
+            86_400_000,
+            &mut c.contact_revert_ttl_ms,
+        );
     }
 }
 

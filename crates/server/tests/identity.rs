@@ -1206,6 +1206,9 @@ async fn signing_an_address_up_again_and_again_does_not_flood_its_owner() {
             .iter()
             .filter(|m| m.contains("tried to register"))
             .count();
-        assert_eq!(warnings, 2, "{l}: the rest were answered alike but sent nothing");
+        assert_eq!(
+            warnings, 2,
+            "{l}: the rest were answered alike but sent nothing"
+        );
     }
 }

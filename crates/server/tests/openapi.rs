@@ -856,7 +856,7 @@ const RECOVERY_CODES: &str = "/v1/mfa/recovery-codes";
 const STEP_UP_SMS: &str = "/v1/mfa/sms";
 const PASSKEYS: &str = "/v1/mfa/passkeys";
 const PASSKEY_FINISH: &str = "/v1/mfa/passkeys/finish";
-const PASSKEY: &str = "/v1/mfa/passkeys/{id}";
+const PASSKEY: &str = "/v1/mfa/passkeys/{id}/remove";
 const RECOVERY: &str = "/v1/recovery";
 const RECOVERY_PASSKEY: &str = "/v1/recovery/passkey";
 const RECOVERY_DONE: &str = "/v1/recovery/complete";
@@ -1291,7 +1291,10 @@ async fn walk(app: &TestApp, doc: &Value) {
         "reauthentication_required",
     )
     .await;
-    let nope = rq("DELETE", PASSKEY).at("/v1/mfa/passkeys/pk_nope").auth(t);
+    let nope = rq("POST", PASSKEY)
+        .at("/v1/mfa/passkeys/pk_nope/remove")
+        .auth(t)
+        .body(json!({"method": "totp", "code": totp_now()}));
     w.err(nope, 403, "reauthentication_required").await;
     let again = rq("POST", REAUTH).auth(t).body(json!({"password": pw2}));
     let token = s(&w.ok(again, 201).await.body["token"]);
@@ -1313,7 +1316,9 @@ async fn walk(app: &TestApp, doc: &Value) {
     w.err(finish(&forged), 400, "passkey_rejected").await;
     let r = w.ok(finish(&created), 201).await;
     assert_eq!(r.body["name"], "contract key", "{}", r.text);
-    let passkey = format!("/v1/mfa/passkeys/{}", s(&r.body["id"]));
+    // The customer kept recovery codes from the app: none are issued again.
+    assert!(r.body.get("recovery_codes").is_none(), "{}", r.text);
+    let passkey = format!("/v1/mfa/passkeys/{}/remove", s(&r.body["id"]));
     w.err(finish(&created), 400, "passkey_rejected").await;
     let r = w.ok(rq("GET", MFA).auth(t), 200).await;
     assert_eq!(r.body["passkeys"]["count"], 1, "{}", r.text);
@@ -1349,6 +1354,14 @@ async fn walk(app: &TestApp, doc: &Value) {
     let by_sms = |code: &str| json!({"method": "sms", "code": code});
     w.err(begin("fax", new_email, by_sms(&sms)), 400, "invalid_kind")
         .await;
+    // No passkey ceremony exists for a contact change: refused before anything is checked.
+    let by_key = json!({"method": "passkey", "credential": assertion});
+    w.err(
+        begin("email", new_email, by_key.clone()),
+        400,
+        "unsupported_factor",
+    )
+    .await;
     // (A refusal after the factor was checked spends it: ask for another code.)
     w.err(
         begin("email", email, by_sms(&sms)),
@@ -1460,11 +1473,16 @@ async fn walk(app: &TestApp, doc: &Value) {
         "recovery_hold",
     )
     .await;
+    // A factor added from this device would lift the hold.
+    w.err(rq("POST", TOTP).auth(&held), 403, "recovery_hold")
+        .await;
+    w.err(rq("POST", PASSKEYS).auth(&held), 403, "recovery_hold")
+        .await;
     let code = s(&w.ok(rq("POST", CODES).auth(&held), 201).await.body["code"]);
     let r = w.ok(pay("p9", sale(&code, 4_000)), 201).await;
     assert_eq!(r.body["decline_code"], "recovery_hold", "{}", r.text);
     app.clock.advance_ms(31_000);
-    let r = w.ok(rq("POST", SESSIONS).body(plain), 202).await;
+    let r = w.ok(rq("POST", SESSIONS).body(plain.clone()), 202).await;
     let b = json!({"challenge": r.body["challenge"], "method": "totp", "code": totp_now()});
     let r = w.ok(rq("POST", SECOND_FACTOR).body(b), 201).await;
     let token = s(&r.body["token"]);
@@ -1479,22 +1497,54 @@ async fn walk(app: &TestApp, doc: &Value) {
     let disable = |factor: Value| rq("POST", TOTP_DISABLE).auth(t).body(factor);
     w.err(disable(by_sms("123456")), 400, "invalid_code").await;
     // (No passkey ceremony is started for this action, so a passkey is no factor here.)
-    let by_key = json!({"method": "passkey", "credential": assertion});
-    w.err(disable(by_key), 400, "invalid_code").await;
+    w.err(disable(by_key.clone()), 400, "unsupported_factor")
+        .await;
     let by_code = json!({"method": "recovery_code", "code": recovery_codes.pop()});
     let r = w.ok(disable(by_code), 200).await;
     assert_eq!(r.body["totp"]["enabled"], false, "{}", r.text);
 
-    // The passkey outlived the recovery; removing it takes a recent authentication.
-    w.ok(rq("DELETE", PASSKEY).at(&passkey).auth(t), 204).await;
-    w.err(
-        rq("DELETE", PASSKEY).at(&passkey).auth(t),
-        404,
-        "resource_missing",
-    )
-    .await;
+    // With a passkey but no app, a new device is sent no SMS unasked.
+    let r = w.ok(rq("POST", SESSIONS).body(plain), 202).await;
+    assert_eq!(r.body["sms_sent"], false, "{}", r.text);
+    let offered = json!(["passkey", "sms", "recovery_code"]);
+    assert_eq!(r.body["methods"], offered, "{}", r.text);
+
+    // The passkey outlived the recovery; removing it takes a recent authentication and a
+    // strong factor (an SMS code is not one, and a passkey is no factor here).
+    let remove = |factor: Value| rq("POST", PASSKEY).at(&passkey).auth(t).body(factor);
+    w.err(remove(by_sms("123456")), 400, "invalid_code").await;
+    w.err(remove(by_key), 400, "unsupported_factor").await;
+    let by_code = json!({"method": "recovery_code", "code": recovery_codes.pop()});
+    w.ok(remove(by_code), 204).await;
+    w.err(remove(by_sms("123456")), 404, "resource_missing")
+        .await;
     let r = w.ok(rq("GET", MFA).auth(t), 200).await;
     assert_eq!(r.body["passkeys"]["count"], 0, "{}", r.text);
+
+    // A customer whose first strong factor is a passkey gets recovery codes with it; wrong
+    // factors for removing it are limited (5 per 15 minutes), then even a right one waits.
+    let keyholder = app.customer("keyholder@example.com").await;
+    let k = keyholder.token.as_str();
+    let r = w.ok(rq("POST", PASSKEYS).auth(k), 200).await;
+    let options: CreationChallengeResponse =
+        serde_json::from_value(r.body["options"].clone()).expect("creation options");
+    let created = SoftPasskey::new(true)
+        .do_registration(origin(), options)
+        .expect("passkey registration");
+    let b = json!({"registration_id": r.body["registration_id"], "credential": created});
+    let r = w.ok(rq("POST", PASSKEY_FINISH).auth(k).body(b), 201).await;
+    let codes = r.body["recovery_codes"].as_array().expect("recovery codes");
+    assert_eq!(codes.len(), 10, "{}", r.text);
+    let real = json!({"method": "recovery_code", "code": codes[0]});
+    let key = format!("/v1/mfa/passkeys/{}/remove", s(&r.body["id"]));
+    let remove = |factor: Value| rq("POST", PASSKEY).at(&key).auth(k).body(factor);
+    for _ in 0..5 {
+        let wrong = json!({"method": "recovery_code", "code": "AAAA-AAAA-AAAA-AAAA"});
+        w.err(remove(wrong), 400, "invalid_code").await;
+    }
+    w.err(remove(real), 429, "too_many_attempts").await;
+    let r = w.ok(rq("GET", MFA).auth(k), 200).await;
+    assert_eq!(r.body["passkeys"]["count"], 1, "{}", r.text);
 
     // Logging out.
     w.ok(rq("DELETE", "/v1/sessions/current").auth(t), 204)

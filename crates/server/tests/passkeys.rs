@@ -358,7 +358,7 @@ async fn a_factor_cannot_be_added_during_the_recovery_hold_to_lift_it() {
             .await;
         assert_eq!(r.status, 201, "{l}: {}", r.text);
         let token = r.body["token"].as_str().expect("token").to_string();
-        for path in ["/v1/mfa/passkeys", "/v1/mfa/totp"] {
+        for path in ["/v1/mfa/passkeys", "/v1/mfa/totp", "/v1/mfa/recovery-codes"] {
             let r = app.send("POST", path, Some(&token), None, None).await;
             assert_error(l, &r, 403, "authentication_error", "recovery_hold");
         }

@@ -74,6 +74,7 @@ pub async fn begin_totp(state: &AppState, auth: &CustomerAuth) -> ApiResult<Valu
 /// Confirms the enrolment with a code from the app; returns ten recovery codes, once.
 pub async fn confirm_totp(state: &AppState, auth: &CustomerAuth, code: &str) -> ApiResult<Value> {
     auth.require_recent_auth(state)?;
+    auth.require_strong_during_hold(state, "adding a second factor")?;
     let now = state.now_ms();
     let secret = state.secret.clone();
     let (id, code) = (auth.customer_id.clone(), code.to_string());
@@ -160,7 +161,8 @@ pub async fn disable_totp(
         return Err(ApiError::invalid(
             "invalid_code",
             "Give a current code from the authenticator app, or a recovery code.",
-        ));
+        )
+        .with_param("factor"));
     }
     Ok(json!({"totp": {"enabled": false}}))
 }
@@ -168,6 +170,9 @@ pub async fn disable_totp(
 /// Replaces the recovery codes with ten new ones (the old ones stop working).
 pub async fn new_recovery_codes(state: &AppState, auth: &CustomerAuth) -> ApiResult<Value> {
     auth.require_recent_auth(state)?;
+    // Recovery codes are a strong factor: minting them from a held, weakly bound device would
+    // lift the hold.
+    auth.require_strong_during_hold(state, "making recovery codes")?;
     let now = state.now_ms();
     let id = auth.customer_id.clone();
     let codes = state

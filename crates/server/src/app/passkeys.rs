@@ -117,6 +117,7 @@ pub async fn finish_registration(
     name: Option<String>,
 ) -> ApiResult<Value> {
     auth.require_recent_auth(state)?;
+    auth.require_strong_during_hold(state, "adding a second factor")?;
     let wa = webauthn(state)?;
     let hh = handle_hash(registration_id, "kpr").ok_or_else(rejected)?;
     let now = state.now_ms();
