@@ -11,6 +11,7 @@ pub mod money;
 pub mod password;
 pub mod paycode;
 pub mod recovery;
+pub mod risk;
 pub mod totp;
 
 pub use money::{Amount, Currency, MoneyError};
