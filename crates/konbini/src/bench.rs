@@ -70,6 +70,8 @@ fn seed(db: &Db, secret: &MasterSecret, args: &BenchArgs) -> Result<Seeded, Stri
                 name: format!("Bench store {i}"),
                 region: "bench".into(),
                 created_ms: now,
+                lat_e6: None,
+                lon_e6: None,
             },
             Terminal {
                 id: format!("term-{run}-{i}"),

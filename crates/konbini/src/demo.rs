@@ -14,10 +14,10 @@ use std::sync::Arc;
 pub const DEMO_DB: &str = "konbini-demo.db";
 /// The password of every demo customer.
 pub const DEMO_PASSWORD: &str = "sakura-onigiri-2026";
-const STORES: &[(&str, &str, &str)] = &[
-    ("ST-SHIBUYA", "Konbini Shibuya Station", "tokyo"),
-    ("ST-SHINJUKU", "Konbini Shinjuku West", "tokyo"),
-    ("ST-UMEDA", "Konbini Umeda", "osaka"),
+const STORES: &[(&str, &str, &str, f64, f64)] = &[
+    ("ST-SHIBUYA", "Konbini Shibuya Station", "tokyo", 35.6580, 139.7016),
+    ("ST-SHINJUKU", "Konbini Shinjuku West", "tokyo", 35.6909, 139.6950),
+    ("ST-UMEDA", "Konbini Umeda", "osaka", 34.7025, 135.4959),
 ];
 const CUSTOMERS: &[(&str, &str)] = &[
     ("hanako@example.com", "+819011110001"),
@@ -231,9 +231,13 @@ pub async fn after_start(
     };
     // Stores and one till each (terminal keys are shown once, so every run makes fresh ones).
     let mut keys = Vec::new();
-    for (id, name, region) in STORES {
+    for (id, name, region, lat, lon) in STORES {
         let db = state.db.clone();
         let (id, name, region) = (id.to_string(), name.to_string(), region.to_string());
+        let at = crate::provision::Location {
+            lat: *lat,
+            lon: *lon,
+        };
         let key = tokio::task::spawn_blocking(move || {
             let probe = id.clone();
             let exists = db
@@ -241,7 +245,7 @@ pub async fn after_start(
                 .map_err(|e| e.to_string())?
                 .is_some();
             if !exists {
-                crate::provision::add_store(&db, &id, &name, &region)?;
+                crate::provision::add_store(&db, &id, &name, &region, Some(at))?;
             }
             crate::provision::add_terminal(&db, &id, "demo till").map(|(_, k)| (id, k))
         })

@@ -111,6 +111,12 @@ enum StoreAction {
         name: String,
         #[arg(long, default_value = "default")]
         region: String,
+        /// Latitude in degrees (with --lon; the risk engine's travel checks use it).
+        #[arg(long, requires = "lon", allow_hyphen_values = true)]
+        lat: Option<f64>,
+        /// Longitude in degrees.
+        #[arg(long, requires = "lat", allow_hyphen_values = true)]
+        lon: Option<f64>,
     },
     /// List stores.
     List,
@@ -283,8 +289,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Store { action } => {
             let db = open_db(&database_url)?;
             match action {
-                StoreAction::Add { id, name, region } => {
-                    provision::add_store(&db, &id, &name, &region)?
+                StoreAction::Add {
+                    id,
+                    name,
+                    region,
+                    lat,
+                    lon,
+                } => {
+                    let at = lat.zip(lon).map(|(lat, lon)| provision::Location { lat, lon });
+                    provision::add_store(&db, &id, &name, &region, at)?
                 }
                 StoreAction::List => provision::list_stores(&db)?,
             }

@@ -25,13 +25,42 @@ fn valid_id(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub fn add_store(db: &Db, id: &str, name: &str, region: &str) -> Result<(), String> {
+/// Where a store is, in degrees (the risk engine's travel features use it).
+#[derive(Debug, Clone, Copy)]
+pub struct Location {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+impl Location {
+    /// Millionths of a degree, after checking the ranges.
+    fn e6(self) -> Result<(i64, i64), String> {
+        if !(-90.0..=90.0).contains(&self.lat) || !(-180.0..=180.0).contains(&self.lon) {
+            return Err("latitude must be within ±90 and longitude within ±180 degrees".into());
+        }
+        Ok((
+            (self.lat * 1e6).round() as i64,
+            (self.lon * 1e6).round() as i64,
+        ))
+    }
+}
+
+pub fn add_store(
+    db: &Db,
+    id: &str,
+    name: &str,
+    region: &str,
+    at: Option<Location>,
+) -> Result<(), String> {
     valid_id(id)?;
+    let coords = at.map(Location::e6).transpose()?;
     let s = Store {
         id: id.into(),
         name: name.into(),
         region: region.into(),
         created_ms: now_ms(),
+        lat_e6: coords.map(|c| c.0),
+        lon_e6: coords.map(|c| c.1),
     };
     db.write_blocking(move |c| {
         stores::insert_store(c, &s)?;

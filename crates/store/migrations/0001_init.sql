@@ -133,7 +133,11 @@ CREATE TABLE stores (
     id         TEXT PRIMARY KEY,
     name       TEXT NOT NULL,
     region     TEXT NOT NULL,
-    created_ms BIGINT NOT NULL
+    created_ms BIGINT NOT NULL,
+    -- Where the store is, in millionths of a degree (the risk engine's travel features);
+    -- NULL when unknown.
+    lat_e6     BIGINT,
+    lon_e6     BIGINT
 );
 
 CREATE TABLE terminals (
@@ -335,4 +339,88 @@ CREATE TABLE staff_sessions (
     last_seen_ms BIGINT NOT NULL,
     expires_ms   BIGINT NOT NULL,
     revoked_ms   BIGINT
+);
+
+-- Risk engine. Velocity counters per subject ("cus:<id>:pay", "dev:<id>:pay",
+-- "store:<id>:pay", "term:<id>:pay", "cus:<id>:top", "card:<fingerprint>:top") and window
+-- (10 min, 1 h, 24 h, 7 d, in ms): two consecutive fixed buckets per window give a sliding
+-- estimate (previous x unexpired fraction + current), so an event writes 4 rows per subject
+-- and a decision reads at most 8, whatever the traffic.
+CREATE TABLE risk_counters (
+    subject TEXT NOT NULL,
+    win     BIGINT NOT NULL,
+    bucket  BIGINT NOT NULL,          -- floor(at_ms / win)
+    n       BIGINT NOT NULL,
+    total   BIGINT NOT NULL,          -- sum of amounts, minor units
+    PRIMARY KEY (subject, win, bucket)
+);
+
+-- Per-customer aggregates the engine keeps as payments happen: the customer's own history
+-- (count, total, largest) and the last store paid at (for travel speed).
+CREATE TABLE risk_profiles (
+    customer_id     TEXT PRIMARY KEY REFERENCES customers(id),
+    payments        BIGINT NOT NULL,
+    payments_total  BIGINT NOT NULL,
+    payments_max    BIGINT NOT NULL,
+    last_store_id   TEXT,
+    last_lat_e6     BIGINT,
+    last_lon_e6     BIGINT,
+    last_payment_ms BIGINT
+);
+
+-- Every decision, with the features it saw and the rules that fired (explainable, and the
+-- input of backtests).
+CREATE TABLE risk_decisions (
+    id          TEXT PRIMARY KEY,
+    at_ms       BIGINT NOT NULL,
+    customer_id TEXT,
+    event_kind  TEXT NOT NULL,        -- payment | topup | card_link | login | ...
+    ref_id      TEXT,                 -- the payment, top-up, ... it decided
+    outcome     TEXT NOT NULL,        -- allow | review | step_up | block
+    decided_by  TEXT,
+    fired       TEXT NOT NULL,        -- JSON array of live rules that fired
+    shadow      TEXT NOT NULL,        -- JSON array of shadow rules that fired
+    features    TEXT NOT NULL,        -- JSON object (konbini_core::risk::Features::to_json)
+    case_id     TEXT
+);
+CREATE INDEX risk_decisions_at ON risk_decisions(at_ms);
+CREATE INDEX risk_decisions_customer ON risk_decisions(customer_id, at_ms);
+
+-- Cases: one open case per customer collects its review and block decisions.
+CREATE TABLE risk_cases (
+    id          TEXT PRIMARY KEY,
+    customer_id TEXT NOT NULL REFERENCES customers(id),
+    status      TEXT NOT NULL,        -- open | resolved
+    resolution  TEXT,                 -- legitimate | fraud
+    assigned_to TEXT,
+    decisions   BIGINT NOT NULL,
+    opened_ms   BIGINT NOT NULL,
+    updated_ms  BIGINT NOT NULL,
+    note        TEXT
+);
+CREATE UNIQUE INDEX risk_cases_one_open ON risk_cases(customer_id) WHERE status = 'open';
+
+-- The rule set analysts edit (konbini_core::risk::RuleSpec); every version is kept.
+CREATE TABLE risk_rules (
+    name        TEXT PRIMARY KEY,
+    version     BIGINT NOT NULL,
+    description TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    priority    BIGINT NOT NULL,
+    mode        TEXT NOT NULL,        -- live | shadow
+    enabled     BIGINT NOT NULL,
+    updated_ms  BIGINT NOT NULL,
+    updated_by  TEXT NOT NULL
+);
+CREATE TABLE risk_rule_versions (
+    name        TEXT NOT NULL,
+    version     BIGINT NOT NULL,
+    description TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    priority    BIGINT NOT NULL,
+    mode        TEXT NOT NULL,
+    enabled     BIGINT NOT NULL,
+    updated_ms  BIGINT NOT NULL,
+    updated_by  TEXT NOT NULL,
+    PRIMARY KEY (name, version)
 );

@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod migrations;
 pub mod outbox;
 pub mod payments;
+pub mod risk;
 mod postgres;
 mod sqlite;
 pub mod staff;

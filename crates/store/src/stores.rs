@@ -8,12 +8,15 @@ pub struct Store {
     pub name: String,
     pub region: String,
     pub created_ms: i64,
+    /// Millionths of a degree; `None` when the location is unknown.
+    pub lat_e6: Option<i64>,
+    pub lon_e6: Option<i64>,
 }
 
 pub fn insert_store(conn: &mut dyn Conn, s: &Store) -> Result<(), StoreError> {
     conn.exec(
-        "INSERT INTO stores (id, name, region, created_ms) VALUES ($1, $2, $3, $4)",
-        params![&s.id, &s.name, &s.region, s.created_ms],
+        "INSERT INTO stores (id, name, region, created_ms, lat_e6, lon_e6) VALUES ($1, $2, $3, $4, $5, $6)",
+        params![&s.id, &s.name, &s.region, s.created_ms, s.lat_e6, s.lon_e6],
     )?;
     Ok(())
 }
@@ -24,12 +27,14 @@ fn store(r: &Row) -> Result<Store, StoreError> {
         name: r.text(1)?,
         region: r.text(2)?,
         created_ms: r.int(3)?,
+        lat_e6: r.opt_int(4)?,
+        lon_e6: r.opt_int(5)?,
     })
 }
 
 pub fn store_by_id(conn: &mut dyn Conn, id: &str) -> Result<Option<Store>, StoreError> {
     conn.query_opt(
-        "SELECT id, name, region, created_ms FROM stores WHERE id = $1",
+        "SELECT id, name, region, created_ms, lat_e6, lon_e6 FROM stores WHERE id = $1",
         params![id],
     )?
     .map(|r| store(&r))
@@ -38,7 +43,7 @@ pub fn store_by_id(conn: &mut dyn Conn, id: &str) -> Result<Option<Store>, Store
 
 pub fn list_stores(conn: &mut dyn Conn) -> Result<Vec<Store>, StoreError> {
     conn.query(
-        "SELECT id, name, region, created_ms FROM stores ORDER BY id",
+        "SELECT id, name, region, created_ms, lat_e6, lon_e6 FROM stores ORDER BY id",
         params![],
     )?
     .iter()

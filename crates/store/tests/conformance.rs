@@ -634,3 +634,91 @@ fn the_audit_chain_detects_edits_and_deletions() {
         })
     });
 }
+
+#[test]
+fn risk_counters_slide_and_cases_stay_one_per_customer() {
+    use konbini_store::risk;
+    each(|t| {
+        rt().block_on(async {
+            let l = t.label;
+            let t0: i64 = 1_795_564_800_000; // on a 7-day boundary? no matter: windows slide
+            let r: R<()> =
+                t.db.write(move |c| {
+                    customers::insert(c, &customer("cus_1", "a@example.com"))?;
+                    let s = ["cus:cus_1:pay", "dev:d:pay", "store:s:pay", "term:t:pay"];
+                    for i in 0..6 {
+                        risk::add_payment(c, s, 1_000, t0 + i * 60_000)?;
+                    }
+                    risk::add_topup(c, ["cus:cus_1:top", "card:ff:top"], 5_000, t0)?;
+                    let v = risk::velocities(c, s, t0 + 5 * 60_000)?;
+                    assert_eq!(v[0].count[1], 6, "{l}: six payments within the hour");
+                    assert_eq!(v[0].sum[1], 6_000, "{l}");
+                    assert_eq!(v[2].count[3], 6, "{l}: the store saw them too");
+                    let top = risk::velocities(c, ["cus:cus_1:top", "card:ff:top", "", ""], t0)?;
+                    assert_eq!(
+                        (top[0].count[0], top[1].sum[0], top[2].count[0]),
+                        (1, 5_000, 0)
+                    );
+                    // Two hours later the 1-hour window is empty; the 24-hour one is not.
+                    let later = risk::velocities(c, s, t0 + 2 * 3_600_000 + 600_000)?;
+                    assert_eq!(later[0].count[1], 0, "{l}");
+                    assert_eq!(later[0].count[2], 6, "{l}");
+                    // Profiles accumulate.
+                    risk::record_payment(
+                        c,
+                        "cus_1",
+                        800,
+                        "s",
+                        Some((35_000_000, 139_000_000)),
+                        t0,
+                    )?;
+                    risk::record_payment(c, "cus_1", 1_200, "s2", None, t0 + 1)?;
+                    let p = risk::profile(c, "cus_1")?;
+                    assert_eq!(
+                        (p.payments, p.payments_total, p.payments_max),
+                        (2, 2_000, 1_200)
+                    );
+                    assert_eq!(p.last_store_id.as_deref(), Some("s2"));
+                    // One open case per customer, extended by later decisions.
+                    let a = risk::open_or_extend_case(c, "case_a", "cus_1", t0)?;
+                    let b = risk::open_or_extend_case(c, "case_b", "cus_1", t0 + 1)?;
+                    assert_eq!((a.as_str(), b.as_str()), ("case_a", "case_a"), "{l}");
+                    assert_eq!(risk::case_by_id(c, "case_a")?.map(|k| k.decisions), Some(2));
+                    assert!(risk::resolve_case(
+                        c,
+                        "case_a",
+                        "fraud",
+                        "confirmed",
+                        t0 + 2
+                    )?);
+                    let next = risk::open_or_extend_case(c, "case_c", "cus_1", t0 + 3)?;
+                    assert_eq!(next, "case_c", "{l}: a resolved case is not reopened");
+                    // Rules keep every version; a concurrent save of the same version loses.
+                    let rule = risk::RuleRecord {
+                        name: "r1".into(),
+                        version: 1,
+                        description: "d".into(),
+                        source: "review when payment.amount > 1".into(),
+                        priority: 10,
+                        mode: "shadow".into(),
+                        enabled: true,
+                        updated_ms: t0,
+                        updated_by: "staff_1".into(),
+                    };
+                    assert!(risk::save_rule(c, &rule)?);
+                    assert!(!risk::save_rule(c, &rule)?);
+                    let v2 = risk::RuleRecord {
+                        version: 2,
+                        mode: "live".into(),
+                        ..rule
+                    };
+                    assert!(risk::save_rule(c, &v2)?);
+                    assert_eq!(risk::rules(c)?, vec![v2]);
+                    assert_eq!(risk::rules_fingerprint(c)?, (2, 3));
+                    Ok(())
+                })
+                .await;
+            r.expect("risk state");
+        })
+    });
+}

@@ -347,6 +347,11 @@ impl TestApp {
     /// Creates a store with one terminal directly in the database (as `konbini store add` /
     /// `konbini terminal add` do); returns (store id, terminal key).
     pub async fn store_with_terminal(&self, store_id: &str) -> (String, String) {
+        self.store_at(store_id, None).await
+    }
+
+    /// A store at `at` (microdegrees of latitude and longitude) with one terminal.
+    pub async fn store_at(&self, store_id: &str, at: Option<(i64, i64)>) -> (String, String) {
         let key = new_token("kt");
         let (sid, hash) = (store_id.to_string(), token_hash(&key));
         let now = self.clock_ms();
@@ -360,6 +365,8 @@ impl TestApp {
                         name: format!("Store {sid}"),
                         region: "tokyo".into(),
                         created_ms: now,
+                        lat_e6: at.map(|a| a.0),
+                        lon_e6: at.map(|a| a.1),
                     },
                 )?;
                 stores::insert_terminal(

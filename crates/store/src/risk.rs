@@ -1,0 +1,441 @@
+//! The risk engine's state: velocity counters, per-customer profiles, the decision journal,
+//! cases and the rule set. Everything the engine reads on the hot path is kept up to date as
+//! events happen, so a decision reads a handful of rows and never scans history.
+
+use crate::{Conn, Row, StoreError, params};
+
+/// The sliding windows (ms): 10 minutes, 1 hour, 24 hours, 7 days.
+pub const WINDOWS_MS: [i64; 4] = [600_000, 3_600_000, 86_400_000, 604_800_000];
+
+/// Estimated count and sum of one subject over each of [`WINDOWS_MS`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Velocity {
+    pub count: [i64; 4],
+    pub sum: [i64; 4],
+}
+
+fn buckets(now_ms: i64) -> [i64; 4] {
+    WINDOWS_MS.map(|w| now_ms.div_euclid(w))
+}
+
+/// Counts one payment of `amount` for the customer, device, store and terminal subjects: 16
+/// counter rows in one statement (the rows are always in the same order, so two payments in
+/// one store cannot deadlock on them).
+pub fn add_payment(
+    conn: &mut dyn Conn,
+    subjects: [&str; 4],
+    amount: i64,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let b = buckets(now_ms);
+    conn.exec(
+        "INSERT INTO risk_counters (subject, win, bucket, n, total) VALUES \
+         ($1, 600000, $5, 1, $9), ($1, 3600000, $6, 1, $9), ($1, 86400000, $7, 1, $9), ($1, 604800000, $8, 1, $9), \
+         ($2, 600000, $5, 1, $9), ($2, 3600000, $6, 1, $9), ($2, 86400000, $7, 1, $9), ($2, 604800000, $8, 1, $9), \
+         ($3, 600000, $5, 1, $9), ($3, 3600000, $6, 1, $9), ($3, 86400000, $7, 1, $9), ($3, 604800000, $8, 1, $9), \
+         ($4, 600000, $5, 1, $9), ($4, 3600000, $6, 1, $9), ($4, 86400000, $7, 1, $9), ($4, 604800000, $8, 1, $9) \
+         ON CONFLICT (subject, win, bucket) DO UPDATE SET n = risk_counters.n + excluded.n, total = risk_counters.total + excluded.total",
+        params![subjects[0], subjects[1], subjects[2], subjects[3], b[0], b[1], b[2], b[3], amount],
+    )?;
+    Ok(())
+}
+
+/// Counts one top-up of `amount` for the customer and card subjects (8 rows, one statement).
+pub fn add_topup(
+    conn: &mut dyn Conn,
+    subjects: [&str; 2],
+    amount: i64,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let b = buckets(now_ms);
+    conn.exec(
+        "INSERT INTO risk_counters (subject, win, bucket, n, total) VALUES \
+         ($1, 600000, $3, 1, $7), ($1, 3600000, $4, 1, $7), ($1, 86400000, $5, 1, $7), ($1, 604800000, $6, 1, $7), \
+         ($2, 600000, $3, 1, $7), ($2, 3600000, $4, 1, $7), ($2, 86400000, $5, 1, $7), ($2, 604800000, $6, 1, $7) \
+         ON CONFLICT (subject, win, bucket) DO UPDATE SET n = risk_counters.n + excluded.n, total = risk_counters.total + excluded.total",
+        params![subjects[0], subjects[1], b[0], b[1], b[2], b[3], amount],
+    )?;
+    Ok(())
+}
+
+/// The sliding estimates of up to four subjects (an empty subject reads as zero), in one
+/// query of at most 32 rows: for each window, the current bucket plus the previous one
+/// weighted by the part of it still inside the window.
+pub fn velocities(
+    conn: &mut dyn Conn,
+    subjects: [&str; 4],
+    now_ms: i64,
+) -> Result<[Velocity; 4], StoreError> {
+    let b = buckets(now_ms);
+    let rows = conn.query(
+        "SELECT subject, win, bucket, n, total FROM risk_counters WHERE subject IN ($1, $2, $3, $4) AND (\
+           (win = 600000 AND bucket >= $5) OR (win = 3600000 AND bucket >= $6) OR \
+           (win = 86400000 AND bucket >= $7) OR (win = 604800000 AND bucket >= $8))",
+        params![
+            subjects[0],
+            subjects[1],
+            subjects[2],
+            subjects[3],
+            b[0] - 1,
+            b[1] - 1,
+            b[2] - 1,
+            b[3] - 1
+        ],
+    )?;
+    let mut out = [Velocity::default(); 4];
+    for r in &rows {
+        let subject = r.text(0)?;
+        let (win, bucket, n, total) = (r.int(1)?, r.int(2)?, r.int(3)?, r.int(4)?);
+        let Some(w) = WINDOWS_MS.iter().position(|x| *x == win) else {
+            continue;
+        };
+        let weight = |v: i64| -> i64 {
+            if bucket == b[w] {
+                v
+            } else {
+                // The previous bucket counts for the part of it still inside the window.
+                let left = win - now_ms.rem_euclid(win);
+                i64::try_from(i128::from(v) * i128::from(left) / i128::from(win)).unwrap_or(i64::MAX)
+            }
+        };
+        for (i, s) in subjects.iter().enumerate() {
+            if !s.is_empty() && **s == subject {
+                out[i].count[w] = out[i].count[w].saturating_add(weight(n));
+                out[i].sum[w] = out[i].sum[w].saturating_add(weight(total));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A customer's own payment history and last store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    pub payments: i64,
+    pub payments_total: i64,
+    pub payments_max: i64,
+    pub last_store_id: Option<String>,
+    pub last_lat_e6: Option<i64>,
+    pub last_lon_e6: Option<i64>,
+    pub last_payment_ms: Option<i64>,
+}
+
+pub fn profile(conn: &mut dyn Conn, customer_id: &str) -> Result<Profile, StoreError> {
+    Ok(conn
+        .query_opt(
+            "SELECT payments, payments_total, payments_max, last_store_id, last_lat_e6, last_lon_e6, last_payment_ms \
+             FROM risk_profiles WHERE customer_id = $1",
+            params![customer_id],
+        )?
+        .map(|r| {
+            Ok::<_, StoreError>(Profile {
+                payments: r.int(0)?,
+                payments_total: r.int(1)?,
+                payments_max: r.int(2)?,
+                last_store_id: r.opt_text(3)?,
+                last_lat_e6: r.opt_int(4)?,
+                last_lon_e6: r.opt_int(5)?,
+                last_payment_ms: r.opt_int(6)?,
+            })
+        })
+        .transpose()?
+        .unwrap_or_default())
+}
+
+/// Adds a completed payment to the customer's profile.
+pub fn record_payment(
+    conn: &mut dyn Conn,
+    customer_id: &str,
+    amount: i64,
+    store_id: &str,
+    at: Option<(i64, i64)>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    conn.exec(
+        "INSERT INTO risk_profiles (customer_id, payments, payments_total, payments_max, last_store_id, last_lat_e6, last_lon_e6, last_payment_ms) \
+         VALUES ($1, 1, $2, $2, $3, $4, $5, $6) \
+         ON CONFLICT (customer_id) DO UPDATE SET payments = risk_profiles.payments + 1, \
+           payments_total = risk_profiles.payments_total + excluded.payments_total, \
+           payments_max = CASE WHEN excluded.payments_max > risk_profiles.payments_max THEN excluded.payments_max ELSE risk_profiles.payments_max END, \
+           last_store_id = excluded.last_store_id, last_lat_e6 = excluded.last_lat_e6, \
+           last_lon_e6 = excluded.last_lon_e6, last_payment_ms = excluded.last_payment_ms",
+        params![customer_id, amount, store_id, at.map(|a| a.0), at.map(|a| a.1), now_ms],
+    )?;
+    Ok(())
+}
+
+/// One journaled decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionRecord {
+    pub id: String,
+    pub at_ms: i64,
+    pub customer_id: Option<String>,
+    pub event_kind: String,
+    pub ref_id: Option<String>,
+    pub outcome: String,
+    pub decided_by: Option<String>,
+    /// JSON arrays of rule names.
+    pub fired: String,
+    pub shadow: String,
+    /// JSON object of the features.
+    pub features: String,
+    pub case_id: Option<String>,
+}
+
+pub fn insert_decision(conn: &mut dyn Conn, d: &DecisionRecord) -> Result<(), StoreError> {
+    conn.exec(
+        "INSERT INTO risk_decisions (id, at_ms, customer_id, event_kind, ref_id, outcome, decided_by, fired, shadow, features, case_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        params![&d.id, d.at_ms, d.customer_id.clone(), &d.event_kind, d.ref_id.clone(), &d.outcome, d.decided_by.clone(), &d.fired, &d.shadow, &d.features, d.case_id.clone()],
+    )?;
+    Ok(())
+}
+
+fn decision(r: &Row) -> Result<DecisionRecord, StoreError> {
+    Ok(DecisionRecord {
+        id: r.text(0)?,
+        at_ms: r.int(1)?,
+        customer_id: r.opt_text(2)?,
+        event_kind: r.text(3)?,
+        ref_id: r.opt_text(4)?,
+        outcome: r.text(5)?,
+        decided_by: r.opt_text(6)?,
+        fired: r.text(7)?,
+        shadow: r.text(8)?,
+        features: r.text(9)?,
+        case_id: r.opt_text(10)?,
+    })
+}
+
+/// Decisions in `[from_ms, to_ms)`, oldest first, at most `limit`, after the id `after`.
+pub fn decisions_between(
+    conn: &mut dyn Conn,
+    from_ms: i64,
+    to_ms: i64,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<DecisionRecord>, StoreError> {
+    conn.query(
+        "SELECT id, at_ms, customer_id, event_kind, ref_id, outcome, decided_by, fired, shadow, features, case_id \
+         FROM risk_decisions WHERE at_ms >= $1 AND at_ms < $2 AND id > $3 ORDER BY id LIMIT $4",
+        params![from_ms, to_ms, after, limit],
+    )?
+    .iter()
+    .map(decision)
+    .collect()
+}
+
+/// The decisions of one customer, newest first.
+pub fn decisions_of(
+    conn: &mut dyn Conn,
+    customer_id: &str,
+    limit: i64,
+) -> Result<Vec<DecisionRecord>, StoreError> {
+    conn.query(
+        "SELECT id, at_ms, customer_id, event_kind, ref_id, outcome, decided_by, fired, shadow, features, case_id \
+         FROM risk_decisions WHERE customer_id = $1 ORDER BY at_ms DESC, id DESC LIMIT $2",
+        params![customer_id, limit],
+    )?
+    .iter()
+    .map(decision)
+    .collect()
+}
+
+/// Opens a case for the customer, or adds a decision to the open one; returns its id.
+pub fn open_or_extend_case(
+    conn: &mut dyn Conn,
+    new_id: &str,
+    customer_id: &str,
+    now_ms: i64,
+) -> Result<String, StoreError> {
+    conn.query_one(
+        "INSERT INTO risk_cases (id, customer_id, status, decisions, opened_ms, updated_ms) \
+         VALUES ($1, $2, 'open', 1, $3, $3) \
+         ON CONFLICT (customer_id) WHERE status = 'open' \
+         DO UPDATE SET decisions = risk_cases.decisions + 1, updated_ms = excluded.updated_ms \
+         RETURNING id",
+        params![new_id, customer_id, now_ms],
+    )?
+    .text(0)
+}
+
+/// A fraud case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Case {
+    pub id: String,
+    pub customer_id: String,
+    pub status: String,
+    pub resolution: Option<String>,
+    pub assigned_to: Option<String>,
+    pub decisions: i64,
+    pub opened_ms: i64,
+    pub updated_ms: i64,
+    pub note: Option<String>,
+}
+
+fn case(r: &Row) -> Result<Case, StoreError> {
+    Ok(Case {
+        id: r.text(0)?,
+        customer_id: r.text(1)?,
+        status: r.text(2)?,
+        resolution: r.opt_text(3)?,
+        assigned_to: r.opt_text(4)?,
+        decisions: r.int(5)?,
+        opened_ms: r.int(6)?,
+        updated_ms: r.int(7)?,
+        note: r.opt_text(8)?,
+    })
+}
+
+pub fn case_by_id(conn: &mut dyn Conn, id: &str) -> Result<Option<Case>, StoreError> {
+    conn.query_opt(
+        "SELECT id, customer_id, status, resolution, assigned_to, decisions, opened_ms, updated_ms, note \
+         FROM risk_cases WHERE id = $1",
+        params![id],
+    )?
+    .map(|r| case(&r))
+    .transpose()
+}
+
+/// Cases with `status` (`open`, `resolved`), most recently updated first.
+pub fn cases(conn: &mut dyn Conn, status: &str, limit: i64) -> Result<Vec<Case>, StoreError> {
+    conn.query(
+        "SELECT id, customer_id, status, resolution, assigned_to, decisions, opened_ms, updated_ms, note \
+         FROM risk_cases WHERE status = $1 ORDER BY updated_ms DESC, id DESC LIMIT $2",
+        params![status, limit],
+    )?
+    .iter()
+    .map(case)
+    .collect()
+}
+
+/// The open case of a customer, if any.
+pub fn open_case_of(conn: &mut dyn Conn, customer_id: &str) -> Result<Option<Case>, StoreError> {
+    conn.query_opt(
+        "SELECT id, customer_id, status, resolution, assigned_to, decisions, opened_ms, updated_ms, note \
+         FROM risk_cases WHERE customer_id = $1 AND status = 'open'",
+        params![customer_id],
+    )?
+    .map(|r| case(&r))
+    .transpose()
+}
+
+pub fn assign_case(
+    conn: &mut dyn Conn,
+    id: &str,
+    staff_id: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = conn.exec(
+        "UPDATE risk_cases SET assigned_to = $1, updated_ms = $2 WHERE id = $3 AND status = 'open'",
+        params![staff_id, now_ms, id],
+    )?;
+    Ok(n == 1)
+}
+
+pub fn resolve_case(
+    conn: &mut dyn Conn,
+    id: &str,
+    resolution: &str,
+    note: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = conn.exec(
+        "UPDATE risk_cases SET status = 'resolved', resolution = $1, note = $2, updated_ms = $3 WHERE id = $4 AND status = 'open'",
+        params![resolution, note, now_ms, id],
+    )?;
+    Ok(n == 1)
+}
+
+/// A stored rule (`konbini_core::risk::RuleSpec` plus bookkeeping).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleRecord {
+    pub name: String,
+    pub version: i64,
+    pub description: String,
+    pub source: String,
+    pub priority: i64,
+    pub mode: String,
+    pub enabled: bool,
+    pub updated_ms: i64,
+    pub updated_by: String,
+}
+
+fn rule(r: &Row) -> Result<RuleRecord, StoreError> {
+    Ok(RuleRecord {
+        name: r.text(0)?,
+        version: r.int(1)?,
+        description: r.text(2)?,
+        source: r.text(3)?,
+        priority: r.int(4)?,
+        mode: r.text(5)?,
+        enabled: r.int(6)? != 0,
+        updated_ms: r.int(7)?,
+        updated_by: r.text(8)?,
+    })
+}
+
+pub fn rules(conn: &mut dyn Conn) -> Result<Vec<RuleRecord>, StoreError> {
+    conn.query(
+        "SELECT name, version, description, source, priority, mode, enabled, updated_ms, updated_by \
+         FROM risk_rules ORDER BY priority DESC, name",
+        params![],
+    )?
+    .iter()
+    .map(rule)
+    .collect()
+}
+
+pub fn rule_by_name(conn: &mut dyn Conn, name: &str) -> Result<Option<RuleRecord>, StoreError> {
+    conn.query_opt(
+        "SELECT name, version, description, source, priority, mode, enabled, updated_ms, updated_by \
+         FROM risk_rules WHERE name = $1",
+        params![name],
+    )?
+    .map(|r| rule(&r))
+    .transpose()
+}
+
+/// Saves a rule as its next version (the caller sets `version`: 1 for a new rule, the
+/// stored version + 1 for an edit) and keeps the version in the history. False when a
+/// concurrent edit saved that version first.
+pub fn save_rule(conn: &mut dyn Conn, r: &RuleRecord) -> Result<bool, StoreError> {
+    let inserted = conn.exec(
+        "INSERT INTO risk_rule_versions (name, version, description, source, priority, mode, enabled, updated_ms, updated_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+        params![&r.name, r.version, &r.description, &r.source, r.priority, &r.mode, r.enabled, r.updated_ms, &r.updated_by],
+    )?;
+    if inserted != 1 {
+        return Ok(false);
+    }
+    conn.exec(
+        "INSERT INTO risk_rules (name, version, description, source, priority, mode, enabled, updated_ms, updated_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (name) DO UPDATE SET version = excluded.version, description = excluded.description, \
+           source = excluded.source, priority = excluded.priority, mode = excluded.mode, enabled = excluded.enabled, \
+           updated_ms = excluded.updated_ms, updated_by = excluded.updated_by",
+        params![&r.name, r.version, &r.description, &r.source, r.priority, &r.mode, r.enabled, r.updated_ms, &r.updated_by],
+    )?;
+    Ok(true)
+}
+
+/// A number that changes whenever any rule does (the engine reloads when it moves).
+pub fn rules_fingerprint(conn: &mut dyn Conn) -> Result<(i64, i64), StoreError> {
+    let r = conn.query_one(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(version), 0) AS BIGINT) FROM risk_rule_versions",
+        params![],
+    )?;
+    Ok((r.int(0)?, r.int(1)?))
+}
+
+/// Deletes counter buckets no window reads any more (run now and then, off the hot path).
+pub fn purge_counters(conn: &mut dyn Conn, now_ms: i64) -> Result<u64, StoreError> {
+    let mut n = 0;
+    for w in WINDOWS_MS {
+        n += conn.exec(
+            "DELETE FROM risk_counters WHERE win = $1 AND bucket < $2",
+            params![w, now_ms.div_euclid(w) - 1],
+        )?;
+    }
+    Ok(n)
+}
