@@ -1,5 +1,5 @@
-//! Cost of deciding one event with a default-like rule set (16 live rules and 1 shadow rule,
-//! the shape issue 4 ships), and of checking and compiling that set when it is saved.
+//! Cost of deciding one event with the shipped default rule set ([`default_rules`]), of
+//! reading journaled features back, and of checking and compiling the set when it is saved.
 //!
 //! ```sh
 //! cargo bench -p konbini-core --bench risk
@@ -12,131 +12,12 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use konbini_core::risk::{
-    Category, CountFeature, Decision, DurationFeature, EventKind, Features, IntFeature, Mode,
-    MoneyFeature, RuleSet, RuleSpec, Tier, Window, WindowCounter,
+    Category, CountFeature, Decision, DurationFeature, EventKind, Features, IntFeature,
+    MoneyFeature, RuleSet, Tier, Window, WindowCounter, default_rules,
 };
 
 const H: i64 = 3_600_000;
 const D: i64 = 24 * H;
-
-const RULES: &[(&str, &str, i32, Mode)] = &[
-    (
-        "recovery_hold.payment",
-        "block when customer.recovery_hold and event.kind == \"payment\" and payment.amount > 5_000",
-        1000,
-        Mode::Live,
-    ),
-    (
-        "recovery_hold.sensitive",
-        "step_up when customer.recovery_hold and event.kind in [\"topup\", \"card_link\", \"contact_change\"]",
-        1000,
-        Mode::Live,
-    ),
-    (
-        "impossible_travel",
-        "block when travel.km_per_hour > 900 and travel.km > 100",
-        900,
-        Mode::Live,
-    ),
-    (
-        "basket.tobacco_new_account",
-        "block when basket.quantity(\"tobacco\") + basket.quantity(\"e_cigarette\") >= 20 and account.age < 30d",
-        800,
-        Mode::Live,
-    ),
-    (
-        "first_week.daily_limit",
-        "block when account.age < 7d and payments.sum(24h) + payment.amount > 50_000",
-        700,
-        Mode::Live,
-    ),
-    (
-        "topups.burst",
-        "block when topups.count(1h) >= 6 or topups.sum(24h) + topup.amount > 150_000",
-        650,
-        Mode::Live,
-    ),
-    (
-        "trusted.small_payment",
-        "allow when customer.tier == \"established\" and payment.amount <= 3_000 and device.age > 30d",
-        500,
-        Mode::Live,
-    ),
-    (
-        "new_device.payment",
-        "step_up when event.kind == \"payment\" and device.age < 24h and payment.amount > 10_000",
-        400,
-        Mode::Live,
-    ),
-    (
-        "new_device.topup",
-        "step_up when event.kind == \"topup\" and device.age < 24h and topup.amount > 10_000",
-        400,
-        Mode::Live,
-    ),
-    (
-        "basket.gift_cards",
-        "step_up when basket.amount(\"gift_card\") + basket.amount(\"prepaid_card\") > 20_000 and account.age < 7d",
-        400,
-        Mode::Live,
-    ),
-    (
-        "unusual_amount",
-        "step_up when customer.max_payment > 0 and payment.amount > 3 * customer.max_payment and payment.amount > 5_000",
-        390,
-        Mode::Live,
-    ),
-    (
-        "contact_change.recent",
-        "step_up when since.contact_change < 24h and (payment.amount > 3_000 or topup.amount > 3_000)",
-        380,
-        Mode::Live,
-    ),
-    (
-        "shared_device.login",
-        "step_up when event.kind == \"login\" and device.accounts >= 4",
-        370,
-        Mode::Live,
-    ),
-    (
-        "topups.velocity",
-        "review when topups.count(1h) >= 4 or topups.sum(1h) >= 50_000",
-        300,
-        Mode::Live,
-    ),
-    (
-        "shared_card",
-        "review when card.accounts >= 3 or card.topups.count(24h) >= 5",
-        300,
-        Mode::Live,
-    ),
-    (
-        "terminal.burst",
-        "review when terminal.payments.count(10m) > 60 or store.payments.count(10m) > 400",
-        200,
-        Mode::Live,
-    ),
-    (
-        "card.velocity_trial",
-        "block when card.topups.sum(24h) > 100_000 and customer.tier != \"established\"",
-        600,
-        Mode::Shadow,
-    ),
-];
-
-fn specs() -> Vec<RuleSpec> {
-    RULES
-        .iter()
-        .map(|(name, source, priority, mode)| RuleSpec {
-            name: name.to_string(),
-            description: String::new(),
-            source: source.to_string(),
-            priority: *priority,
-            mode: *mode,
-            version: 1,
-        })
-        .collect()
-}
 
 /// A verified customer's lunch: every feature known, as the engine fills them for a payment.
 fn payment_features() -> Features {
@@ -180,19 +61,24 @@ fn attack_features() -> Features {
 }
 
 fn bench(c: &mut Criterion) {
-    let set = RuleSet::from_specs(specs()).expect("the rule set compiles");
+    let set = RuleSet::from_specs(default_rules()).expect("the rule set compiles");
+    let n = set.rules().len();
     let ordinary = payment_features();
     let attack = attack_features();
     let mut reused = Decision::default();
+    let journaled = serde_json::to_string(&attack).expect("features serialize");
+    assert_eq!(set.evaluate(&attack).fired_live.len(), 5);
 
-    c.bench_function("risk/evaluate 17 rules, ordinary payment", |b| {
-        b.iter(|| set.evaluate(black_box(&ordinary)))
-    });
-    c.bench_function("risk/evaluate 17 rules, 7pay purchase (4 fire)", |b| {
-        b.iter(|| set.evaluate(black_box(&attack)))
-    });
     c.bench_function(
-        "risk/evaluate_into 17 rules, 7pay purchase, reused decision",
+        &format!("risk/evaluate {n} default rules, ordinary payment"),
+        |b| b.iter(|| set.evaluate(black_box(&ordinary))),
+    );
+    c.bench_function(
+        &format!("risk/evaluate {n} default rules, 7pay purchase (5 fire)"),
+        |b| b.iter(|| set.evaluate(black_box(&attack))),
+    );
+    c.bench_function(
+        &format!("risk/evaluate_into {n} default rules, 7pay purchase, reused decision"),
         |b| {
             b.iter(|| {
                 set.evaluate_into(black_box(&attack), &mut reused);
@@ -203,9 +89,16 @@ fn bench(c: &mut Criterion) {
     c.bench_function("risk/fill features for a payment", |b| {
         b.iter(payment_features)
     });
-    c.bench_function("risk/parse + check + compile 17 rules", |b| {
-        b.iter(|| RuleSet::from_specs(black_box(specs())))
+    c.bench_function("risk/journal features to JSON text", |b| {
+        b.iter(|| serde_json::to_string(black_box(&attack)))
     });
+    c.bench_function("risk/read journaled features from JSON text", |b| {
+        b.iter(|| serde_json::from_str::<Features>(black_box(&journaled)))
+    });
+    c.bench_function(
+        &format!("risk/parse + check + compile {n} default rules"),
+        |b| b.iter(|| RuleSet::from_specs(black_box(default_rules()))),
+    );
 }
 
 criterion_group!(benches, bench);

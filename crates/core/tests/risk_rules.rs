@@ -1,8 +1,8 @@
 //! The risk-rule language through its public API: the examples analysts write, every class of
-//! error with its exact message and position, rule-set precedence and shadow mode, the 7pay
-//! patterns against a default-like rule set, and property tests that no input panics the
-//! lexer, parser, checker or evaluator, that printed trees parse back to themselves, and that
-//! the compiled evaluator agrees with a direct reading of the tree.
+//! error with its exact message and position, rule-set precedence and shadow mode, and
+//! property tests that no input panics the lexer, parser, checker or evaluator, that printed
+//! trees parse back to themselves, that the compiled evaluator agrees with a direct reading
+//! of the tree, and that the journal form of features round-trips and decides the same.
 
 use std::collections::HashMap;
 
@@ -634,251 +634,7 @@ fn rule_definitions_are_validated() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A default-like rule set against the 7pay patterns.
-
-/// The kind of rule set Konbini ships (issue 4): recovery hold, new-device cool-down, top-up
-/// velocity, high-risk baskets, first-week limits, shared cards and devices, impossible travel.
-fn default_like() -> RuleSet {
-    use Mode::{Live, Shadow};
-    let rules: &[(&str, &str, i32, Mode)] = &[
-        (
-            "recovery_hold.payment",
-            "block when customer.recovery_hold and event.kind == \"payment\" and payment.amount > 5_000",
-            1000,
-            Live,
-        ),
-        (
-            "recovery_hold.sensitive",
-            "step_up when customer.recovery_hold and event.kind in [\"topup\", \"card_link\", \"contact_change\"]",
-            1000,
-            Live,
-        ),
-        (
-            "impossible_travel",
-            "block when travel.km_per_hour > 900 and travel.km > 100",
-            900,
-            Live,
-        ),
-        (
-            "basket.tobacco_new_account",
-            "block when basket.quantity(\"tobacco\") + basket.quantity(\"e_cigarette\") >= 20 and account.age < 30d",
-            800,
-            Live,
-        ),
-        (
-            "first_week.daily_limit",
-            "block when account.age < 7d and payments.sum(24h) + payment.amount > 50_000",
-            700,
-            Live,
-        ),
-        (
-            "topups.burst",
-            "block when topups.count(1h) >= 6 or topups.sum(24h) + topup.amount > 150_000",
-            650,
-            Live,
-        ),
-        (
-            "trusted.small_payment",
-            "allow when customer.tier == \"established\" and payment.amount <= 3_000 and device.age > 30d",
-            500,
-            Live,
-        ),
-        (
-            "new_device.payment",
-            "step_up when event.kind == \"payment\" and device.age < 24h and payment.amount > 10_000",
-            400,
-            Live,
-        ),
-        (
-            "new_device.topup",
-            "step_up when event.kind == \"topup\" and device.age < 24h and topup.amount > 10_000",
-            400,
-            Live,
-        ),
-        (
-            "basket.gift_cards",
-            "step_up when basket.amount(\"gift_card\") + basket.amount(\"prepaid_card\") > 20_000 and account.age < 7d",
-            400,
-            Live,
-        ),
-        (
-            "unusual_amount",
-            "step_up when customer.max_payment > 0 and payment.amount > 3 * customer.max_payment and payment.amount > 5_000",
-            390,
-            Live,
-        ),
-        (
-            "contact_change.recent",
-            "step_up when since.contact_change < 24h and (payment.amount > 3_000 or topup.amount > 3_000)",
-            380,
-            Live,
-        ),
-        (
-            "shared_device.login",
-            "step_up when event.kind == \"login\" and device.accounts >= 4",
-            370,
-            Live,
-        ),
-        (
-            "topups.velocity",
-            "review when topups.count(1h) >= 4 or topups.sum(1h) >= 50_000",
-            300,
-            Live,
-        ),
-        (
-            "shared_card",
-            "review when card.accounts >= 3 or card.topups.count(24h) >= 5",
-            300,
-            Live,
-        ),
-        (
-            "terminal.burst",
-            "review when terminal.payments.count(10m) > 60 or store.payments.count(10m) > 400",
-            200,
-            Live,
-        ),
-        (
-            "card.velocity_trial",
-            "block when card.topups.sum(24h) > 100_000 and customer.tier != \"established\"",
-            600,
-            Shadow,
-        ),
-    ];
-    RuleSet::from_specs(rules.iter().map(|(n, s, p, m)| spec(n, s, *p, *m))).unwrap()
-}
-
-/// An established customer paying for lunch at a familiar store from an old device.
-fn ordinary_payment() -> Features {
-    let mut f = Features::new();
-    f.set_event_kind(EventKind::Payment)
-        .set_tier(Tier::Established)
-        .set_recovery_hold(false)
-        .set_duration(DurationFeature::AccountAge, 400 * D)
-        .set_duration(DurationFeature::DeviceAge, 200 * D)
-        .set_money(MoneyFeature::PaymentAmount, 1_120)
-        .set_money(MoneyFeature::CustomerAvgPayment, 900)
-        .set_money(MoneyFeature::CustomerMaxPayment, 8_000)
-        .set_count(CountFeature::DeviceAccounts, 1)
-        .set_count(CountFeature::CardAccounts, 1)
-        .set_int(IntFeature::TravelKm, 2)
-        .set_int(IntFeature::TravelKmPerHour, 1)
-        .set_duration(DurationFeature::TravelMinutes, 2 * H);
-    for w in Window::ALL {
-        f.set_window(WindowCounter::PaymentsCount, *w, 1)
-            .set_window(WindowCounter::PaymentsSum, *w, 900)
-            .set_window(WindowCounter::TopupsCount, *w, 0)
-            .set_window(WindowCounter::TopupsSum, *w, 0)
-            .set_window(WindowCounter::CardTopupsCount, *w, 0)
-            .set_window(WindowCounter::CardTopupsSum, *w, 0)
-            .set_window(WindowCounter::StorePaymentsCount, *w, 30)
-            .set_window(WindowCounter::TerminalPaymentsCount, *w, 8);
-    }
-    f.add_basket_line(Category::Food, 2, 320)
-        .add_basket_line(Category::Drink, 1, 150)
-        .add_basket_line(Category::Food, 1, 650);
-    f
-}
-
-#[test]
-fn an_ordinary_payment_is_allowed_by_the_whitelist() {
-    let d = default_like().evaluate(&ordinary_payment());
-    assert_eq!(d.outcome, Outcome::Allow);
-    assert_eq!(d.decided_by.as_deref(), Some("trusted.small_payment"));
-    assert!(d.faulted.is_empty() && d.fired_shadow.is_empty() && !d.open_case);
-}
-
-#[test]
-fn the_150_cartons_of_e_cigarettes_are_blocked() {
-    // 7pay, July 2019: a taken-over three-day-old account, a phone bound an hour ago,
-    // ¥730,000 for about 150 cartons of e-cigarette products.
-    let mut f = ordinary_payment();
-    f.set_tier(Tier::New)
-        .set_duration(DurationFeature::AccountAge, 3 * D)
-        .set_duration(DurationFeature::DeviceAge, H)
-        .set_money(MoneyFeature::PaymentAmount, 730_000);
-    f.start_basket();
-    f.add_basket_line(Category::ECigarette, 150, 730_000);
-    let d = default_like().evaluate(&f);
-    assert_eq!(d.outcome, Outcome::Block);
-    assert_eq!(d.decided_by.as_deref(), Some("basket.tobacco_new_account"));
-    assert_eq!(
-        names(&d.fired_live),
-        [
-            "basket.tobacco_new_account",
-            "first_week.daily_limit",
-            "new_device.payment",
-            "unusual_amount"
-        ]
-    );
-}
-
-#[test]
-fn six_top_ups_in_forty_minutes_escalate() {
-    // 7pay: one victim saw six top-ups totalling ¥190,000 in 40 minutes.
-    let set = default_like();
-    let mut f = ordinary_payment();
-    f.set_event_kind(EventKind::Topup)
-        .set_tier(Tier::Verified)
-        .set_money(MoneyFeature::TopupAmount, 30_000);
-    let mut seen = Vec::new();
-    for (done, sum) in [(0, 0), (3, 95_000), (4, 125_000), (5, 160_000)] {
-        f.set_window(WindowCounter::TopupsCount, Window::Hour1, done)
-            .set_window(WindowCounter::TopupsSum, Window::Hour1, sum)
-            .set_window(WindowCounter::TopupsSum, Window::Hours24, sum);
-        seen.push(set.evaluate(&f).outcome);
-    }
-    assert_eq!(
-        seen,
-        [
-            Outcome::Allow,
-            Outcome::Review,
-            Outcome::Block,
-            Outcome::Block
-        ]
-    );
-}
-
-#[test]
-fn the_recovery_hold_wins_over_the_whitelist() {
-    let set = default_like();
-    let mut f = ordinary_payment();
-    f.set_recovery_hold(true)
-        .set_event_kind(EventKind::CardLink)
-        .set_money(MoneyFeature::PaymentAmount, 2_000);
-    let d = set.evaluate(&f);
-    assert_eq!(
-        (d.outcome, d.decided_by.as_deref()),
-        (Outcome::StepUp, Some("recovery_hold.sensitive"))
-    );
-    assert_eq!(
-        names(&d.fired_live),
-        ["recovery_hold.sensitive", "trusted.small_payment"]
-    );
-    f.set_event_kind(EventKind::Payment)
-        .set_money(MoneyFeature::PaymentAmount, 6_000);
-    let d = set.evaluate(&f);
-    assert_eq!(
-        (d.outcome, d.decided_by.as_deref()),
-        (Outcome::Block, Some("recovery_hold.payment"))
-    );
-}
-
-#[test]
-fn unknown_features_do_not_fire_rules() {
-    // A login carries no payment or basket: rules about them stay quiet, rules about the
-    // device still speak.
-    let mut f = Features::new();
-    f.set_event_kind(EventKind::Login)
-        .set_tier(Tier::New)
-        .set_duration(DurationFeature::AccountAge, D)
-        .set_count(CountFeature::DeviceAccounts, 5);
-    let d = default_like().evaluate(&f);
-    assert_eq!(
-        (d.outcome, d.decided_by.as_deref()),
-        (Outcome::StepUp, Some("shared_device.login"))
-    );
-    assert_eq!(names(&d.fired_live), ["shared_device.login"]);
-}
+// The catalogue. (The shipped default rules and the 7pay patterns are in `risk_defaults.rs`.)
 
 #[test]
 fn the_catalogue_documents_every_required_feature() {
@@ -1398,6 +1154,27 @@ proptest! {
         prop_assert_eq!(parse_rule(&rule.to_string()), Ok(rule));
         // Whatever the tree means, checking it ends in an answer.
         let _ = compile(&parsed);
+    }
+
+    #[test]
+    fn journaled_features_round_trip_and_decide_the_same(
+        features in any_features(),
+        src in condition(),
+    ) {
+        let json = features.to_json();
+        prop_assert_eq!(&serde_json::to_value(&features).unwrap(), &json, "serde writes the same form");
+        let back = Features::from_json(&json).map_err(|e| TestCaseError::fail(format!("{json}: {e}")))?;
+        prop_assert_eq!(&back, &features);
+        prop_assert_eq!(back.entries(), features.entries());
+        // Through text, as the journal stores it.
+        let text = serde_json::to_string(&features).unwrap();
+        let reread: Features = serde_json::from_str(&text).map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+        prop_assert_eq!(&reread, &features);
+        // Deciding on the journaled form gives the same decision, rule by rule.
+        let defaults = RuleSet::from_specs(default_rules()).unwrap();
+        prop_assert_eq!(defaults.evaluate(&reread), defaults.evaluate(&features));
+        let p = compile(&parse_expr(&src).unwrap()).unwrap();
+        prop_assert_eq!(p.eval(&reread), p.eval(&features), "{}", src);
     }
 
     #[test]

@@ -15,8 +15,20 @@ pub const DEMO_DB: &str = "konbini-demo.db";
 /// The password of every demo customer.
 pub const DEMO_PASSWORD: &str = "sakura-onigiri-2026";
 const STORES: &[(&str, &str, &str, f64, f64)] = &[
-    ("ST-SHIBUYA", "Konbini Shibuya Station", "tokyo", 35.6580, 139.7016),
-    ("ST-SHINJUKU", "Konbini Shinjuku West", "tokyo", 35.6909, 139.6950),
+    (
+        "ST-SHIBUYA",
+        "Konbini Shibuya Station",
+        "tokyo",
+        35.6580,
+        139.7016,
+    ),
+    (
+        "ST-SHINJUKU",
+        "Konbini Shinjuku West",
+        "tokyo",
+        35.6909,
+        139.6950,
+    ),
     ("ST-UMEDA", "Konbini Umeda", "osaka", 34.7025, 135.4959),
 ];
 const CUSTOMERS: &[(&str, &str)] = &[

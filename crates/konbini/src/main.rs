@@ -296,7 +296,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     lat,
                     lon,
                 } => {
-                    let at = lat.zip(lon).map(|(lat, lon)| provision::Location { lat, lon });
+                    let at = lat
+                        .zip(lon)
+                        .map(|(lat, lon)| provision::Location { lat, lon });
                     provision::add_store(&db, &id, &name, &region, at)?
                 }
                 StoreAction::List => provision::list_stores(&db)?,

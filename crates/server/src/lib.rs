@@ -73,6 +73,20 @@ pub async fn serve(
             }
         }
     });
+    // The rule set is loaded (and the defaults seeded) before the first request.
+    if let Err(e) = app::risk::refresh(&state).await {
+        tracing::error!(error = %e, "risk rules not loaded");
+    }
+    // Other nodes' rule changes arrive within a few seconds; old counter buckets go.
+    let risk = tokio::spawn(app::risk::keep_fresh(state.clone(), Duration::from_secs(3)));
+    let purge_state = state.clone();
+    let purge = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            app::risk::purge(&purge_state.db, purge_state.now_ms()).await;
+        }
+    });
     let app = http::router(state);
 
     let r = axum::serve(
@@ -84,5 +98,7 @@ pub async fn serve(
     sweeper.abort();
     reconciler.abort();
     dispatcher.abort();
+    risk.abort();
+    purge.abort();
     r
 }

@@ -22,6 +22,8 @@ pub struct AppState {
     pub metrics: Arc<crate::telemetry::Metrics>,
     /// The WebAuthn relying party (passkeys); `None` when the public URL is not a domain.
     pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
+    /// The risk engine's compiled rule set (`app::risk`).
+    pub risk: Arc<crate::app::risk::Engine>,
     /// Wakes the outbox dispatcher (codes should leave at once, not at the next sweep).
     pub outbox_wake: Arc<tokio::sync::Notify>,
 }
@@ -54,6 +56,7 @@ impl AppState {
             processor,
             dummy_password_hash: Arc::new(dummy),
             metrics: Arc::default(),
+            risk: Arc::default(),
             outbox_wake: Arc::default(),
         })
     }

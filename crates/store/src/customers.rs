@@ -200,6 +200,8 @@ pub struct PayingDevice {
     pub recovery_hold_until_ms: i64,
     /// The proof that bound the device (`totp` and `recovery_code` are strong).
     pub bound_by: String,
+    pub customer_created_ms: i64,
+    pub password_changed_ms: Option<i64>,
 }
 
 pub fn devices_of(conn: &mut dyn Conn, customer_id: &str) -> Result<Vec<Device>, StoreError> {

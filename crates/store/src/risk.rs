@@ -95,7 +95,8 @@ pub fn velocities(
             } else {
                 // The previous bucket counts for the part of it still inside the window.
                 let left = win - now_ms.rem_euclid(win);
-                i64::try_from(i128::from(v) * i128::from(left) / i128::from(win)).unwrap_or(i64::MAX)
+                i64::try_from(i128::from(v) * i128::from(left) / i128::from(win))
+                    .unwrap_or(i64::MAX)
             }
         };
         for (i, s) in subjects.iter().enumerate() {

@@ -140,6 +140,8 @@ pub struct PosContext {
     pub slot_failures: i64,
     pub existing: Option<crate::idempotency::Existing>,
     pub paying: Option<crate::customers::PayingDevice>,
+    /// The terminal's store location (microdegrees), when known.
+    pub store_at: Option<(i64, i64)>,
 }
 
 pub fn pos_context(
@@ -155,8 +157,10 @@ pub fn pos_context(
                 c.status, c.funding, c.funding_card_id, \
                 CASE WHEN ft.window_start_ms >= $5 THEN ft.failures ELSE 0 END, \
                 CASE WHEN fs.window_start_ms >= $5 THEN fs.failures ELSE 0 END, \
-                c.recovery_hold_until_ms, d.bound_by \
+                c.recovery_hold_until_ms, d.bound_by, c.created_ms, c.password_changed_ms, \
+                st.lat_e6, st.lon_e6 \
          FROM terminals t \
+         JOIN stores st ON st.id = t.store_id \
          LEFT JOIN idempotency i ON i.scope = t.id AND i.key = $2 \
          LEFT JOIN devices d ON d.slot = $3 AND d.status = 'bound' \
          LEFT JOIN customers c ON c.id = d.customer_id \
@@ -199,6 +203,8 @@ pub fn pos_context(
             funding_card_id: r.opt_text(20)?,
             recovery_hold_until_ms: r.int(23)?,
             bound_by: r.text(24)?,
+            customer_created_ms: r.int(25)?,
+            password_changed_ms: r.opt_int(26)?,
         }),
     };
     Ok(Some(PosContext {
@@ -207,6 +213,7 @@ pub fn pos_context(
         slot_failures: r.opt_int(22)?.unwrap_or(0),
         existing,
         paying,
+        store_at: r.opt_int(27)?.zip(r.opt_int(28)?),
     }))
 }
 

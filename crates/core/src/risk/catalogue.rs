@@ -39,6 +39,21 @@ macro_rules! named_enum {
                 f.write_str(self.as_str())
             }
         }
+
+        /// Serialized as its name in rule source (`"e_cigarette"`, `"24h"`, `"new"`).
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <String as serde::Deserialize>::deserialize(d)?;
+                $name::parse(&s)
+                    .ok_or_else(|| serde::de::Error::unknown_variant(&s, Self::NAMES))
+            }
+        }
     };
 }
 
@@ -444,12 +459,12 @@ const CATALOGUE: &[FeatureDef] = &[
     FeatureDef {
         name: "device.accounts",
         key: FeatureKey::Count(CountFeature::DeviceAccounts),
-        description: "distinct accounts that have used the acting device",
+        description: "distinct accounts that have used the acting device, the acting account included (1 = only this one)",
     },
     FeatureDef {
         name: "card.accounts",
         key: FeatureKey::Count(CountFeature::CardAccounts),
-        description: "distinct accounts that have linked the card (by card fingerprint)",
+        description: "distinct accounts that have linked the card (by card fingerprint), the acting account included",
     },
     FeatureDef {
         name: "customer.tier",
@@ -484,47 +499,47 @@ const CATALOGUE: &[FeatureDef] = &[
     FeatureDef {
         name: "payments.count",
         key: FeatureKey::Window(W::PaymentsCount),
-        description: "the customer's payments in the window",
+        description: "the customer's earlier payments in the window (the one being decided is not counted)",
     },
     FeatureDef {
         name: "payments.sum",
         key: FeatureKey::Window(W::PaymentsSum),
-        description: "the customer's total paid in the window",
+        description: "the customer's total paid in the window, before this event",
     },
     FeatureDef {
         name: "topups.count",
         key: FeatureKey::Window(W::TopupsCount),
-        description: "the customer's top-ups in the window",
+        description: "the customer's earlier top-ups in the window (the one being decided is not counted)",
     },
     FeatureDef {
         name: "topups.sum",
         key: FeatureKey::Window(W::TopupsSum),
-        description: "the customer's total topped up in the window",
+        description: "the customer's total topped up in the window, before this event",
     },
     FeatureDef {
         name: "device.payments.count",
         key: FeatureKey::Window(W::DevicePaymentsCount),
-        description: "payments from the acting device in the window, on any account",
+        description: "earlier payments from the acting device in the window, on any account",
     },
     FeatureDef {
         name: "card.topups.count",
         key: FeatureKey::Window(W::CardTopupsCount),
-        description: "top-ups from the card (by fingerprint) in the window, on any account",
+        description: "earlier top-ups from the card (by fingerprint) in the window, on any account",
     },
     FeatureDef {
         name: "card.topups.sum",
         key: FeatureKey::Window(W::CardTopupsSum),
-        description: "total topped up from the card (by fingerprint) in the window, on any account",
+        description: "total topped up from the card (by fingerprint) in the window before this event, on any account",
     },
     FeatureDef {
         name: "store.payments.count",
         key: FeatureKey::Window(W::StorePaymentsCount),
-        description: "payments at the store in the window",
+        description: "earlier payments at the store in the window, by any customer",
     },
     FeatureDef {
         name: "terminal.payments.count",
         key: FeatureKey::Window(W::TerminalPaymentsCount),
-        description: "payments at the terminal in the window",
+        description: "earlier payments at the terminal in the window, by any customer",
     },
     FeatureDef {
         name: "basket.quantity",
@@ -544,12 +559,12 @@ const CATALOGUE: &[FeatureDef] = &[
     FeatureDef {
         name: "travel.km",
         key: FeatureKey::Int(IntFeature::TravelKm),
-        description: "kilometres between this store and the store of the customer's previous payment",
+        description: "kilometres between this store and the store of the customer's previous payment (0 for the same store; unknown before a first payment)",
     },
     FeatureDef {
         name: "travel.minutes",
         key: FeatureKey::Duration(D::TravelMinutes),
-        description: "time since the customer's previous payment at another store",
+        description: "time since the customer's previous payment, the one travel.km measures from",
     },
     FeatureDef {
         name: "travel.km_per_hour",

@@ -280,7 +280,7 @@ impl fmt::Display for Value {
 ///     .add_basket_line(Category::ECigarette, 150, 730_000);
 /// assert_eq!(f.entries().len(), 3 + 1 + 11 * 2 + 1); // the basket knows every category
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Features {
     values: [i64; SLOTS],
     /// Bit `i` set: `values[i]` is known.
@@ -292,6 +292,16 @@ impl Default for Features {
         Features::new()
     }
 }
+
+/// Two feature sets are equal when they know the same features with the same values; what
+/// an unknown slot happens to hold (after [`Features::clear`]) does not matter.
+impl PartialEq for Features {
+    fn eq(&self, other: &Features) -> bool {
+        self.known == other.known && (0..SLOTS).all(|slot| self.get(slot) == other.get(slot))
+    }
+}
+
+impl Eq for Features {}
 
 impl fmt::Debug for Features {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -313,7 +323,7 @@ impl Features {
         self.known = 0;
     }
 
-    fn get(&self, slot: usize) -> Option<i64> {
+    pub(crate) fn get(&self, slot: usize) -> Option<i64> {
         let bit = 1u128.checked_shl(u32::try_from(slot).ok()?)?;
         if self.known & bit == 0 {
             return None;
@@ -321,7 +331,7 @@ impl Features {
         self.values.get(slot).copied()
     }
 
-    fn put(&mut self, slot: usize, v: i64) -> &mut Self {
+    pub(crate) fn put(&mut self, slot: usize, v: i64) -> &mut Self {
         if let (Some(s), Some(bit)) = (
             self.values.get_mut(slot),
             u32::try_from(slot).ok().and_then(|i| 1u128.checked_shl(i)),
@@ -405,26 +415,31 @@ impl Features {
         let mut out = Vec::new();
         for (slot, def, arg) in catalogue::slot_owners() {
             let Some(v) = self.get(slot) else { continue };
-            let name = match def.arg() {
-                ArgKind::None => def.name.to_string(),
-                ArgKind::Window => format!(
-                    "{}({})",
-                    def.name,
-                    Window::NAMES.get(arg).copied().unwrap_or("?")
-                ),
-                ArgKind::Category => format!(
-                    "{}(\"{}\")",
-                    def.name,
-                    Category::NAMES.get(arg).copied().unwrap_or("?")
-                ),
-            };
-            out.push((name, typed(def, v)));
+            out.push((slot_name(def, arg), typed(def, v)));
         }
         out
     }
 }
 
-fn typed(def: &FeatureDef, v: i64) -> Value {
+/// A feature value's name as rules write it: `payment.amount`, `topups.count(1h)`,
+/// `basket.quantity("tobacco")`. `arg` is the window or category index.
+pub(crate) fn slot_name(def: &FeatureDef, arg: usize) -> String {
+    match def.arg() {
+        ArgKind::None => def.name.to_string(),
+        ArgKind::Window => format!(
+            "{}({})",
+            def.name,
+            Window::NAMES.get(arg).copied().unwrap_or("?")
+        ),
+        ArgKind::Category => format!(
+            "{}(\"{}\")",
+            def.name,
+            Category::NAMES.get(arg).copied().unwrap_or("?")
+        ),
+    }
+}
+
+pub(crate) fn typed(def: &FeatureDef, v: i64) -> Value {
     match def.ty() {
         Ty::Int => Value::Int(v),
         Ty::Money => Value::Money(v),
@@ -564,6 +579,17 @@ mod tests {
         );
         f.clear();
         assert!(f.entries().is_empty());
+        assert_eq!(
+            f,
+            Features::new(),
+            "stale values of unknown slots do not count"
+        );
+        f.set_tier(Tier::New);
+        let mut fresh = Features::new();
+        fresh.set_tier(Tier::New);
+        assert_eq!(f, fresh);
+        fresh.set_tier(Tier::Verified);
+        assert_ne!(f, fresh);
         let mut g = Features::new();
         g.add_basket_line(Category::Food, i64::MAX, 1)
             .add_basket_line(Category::Food, 5, 1);

@@ -27,6 +27,18 @@
 //! [`Rule::new`] does steps 1 and 2 for a [`RuleSpec`] (name, description, source, priority,
 //! live/shadow mode, version).
 //!
+//! Around the language:
+//!
+//! * [`default_rules`] is the rule set Konbini ships ([`defaults`] explains its levels);
+//! * [`Features::to_json`] / [`Features::from_json`] (and serde) are the journal form of the
+//!   features a decision read;
+//! * [`backtest`] replays journaled events ([`JournaledEvent`]) with a candidate rule and
+//!   reports what it would have changed ([`BacktestReport`]);
+//! * [`tier_for`], [`TierLimits`] and [`check_limit`] are the customer tiers and their money
+//!   limits.
+//!
+//! `docs/risk.md` is the analysts' guide to all of it.
+//!
 //! # Grammar
 //!
 //! ```text
@@ -105,21 +117,34 @@ use std::fmt;
 use serde::Serialize;
 
 mod ast;
+mod backtest;
 pub mod catalogue;
+pub mod defaults;
 mod eval;
+mod journal;
 mod lexer;
+mod limits;
 mod parser;
 mod rules;
 mod types;
 
 pub use ast::{Arg, ArithOp, CmpOp, Expr, ExprKind, ListItem, Literal, Outcome, RuleAst, TimeUnit};
+pub use backtest::{
+    BacktestExample, BacktestReport, JournaledEvent, KindCounts, MAX_EXAMPLES, OutcomeCounts,
+    TransitionMatrix, backtest,
+};
 pub use catalogue::{
     ArgKind, BasketMeasure, Category, CountFeature, DurationFeature, EventKind, FeatureDef,
     FeatureKey, IntFeature, MoneyFeature, Tier, Ty, Window, WindowCounter, catalogue,
     catalogue_markdown,
 };
+pub use defaults::{default_rules, default_rules_markdown};
 pub use eval::{Evaluation, Features, Program, Truth, Value};
 pub use lexer::KEYWORDS;
+pub use limits::{
+    Allowance, ESTABLISHED_ACCOUNT_MS, ESTABLISHED_MIN_PAYMENTS, LimitBreach, LimitKind,
+    LimitPeriod, NEW_ACCOUNT_MS, TierAllowance, TierLimits, check_limit, tier_for,
+};
 pub use parser::{parse_expr, parse_rule};
 pub use rules::{
     Decision, DefinitionError, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, Mode, Rule, RuleSet, RuleSpec,

@@ -188,6 +188,11 @@ impl Rule {
     pub fn eval(&self, features: &Features) -> Evaluation {
         self.program.eval(features)
     }
+    /// The same rule in another mode (for a backtest, which replays a candidate as live).
+    pub(crate) fn with_mode(mut self, mode: Mode) -> Rule {
+        self.mode = mode;
+        self
+    }
 }
 
 /// What a rule set decided for one event, and why.
@@ -211,6 +216,15 @@ pub struct Decision {
     /// Rules (live or shadow) whose arithmetic overflowed or divided by zero. Such a rule did
     /// not fire on the faulty value; it is listed so that the fault is journaled and seen.
     pub faulted: Vec<Arc<str>>,
+}
+
+impl Decision {
+    /// Whether this decision opens (or extends) a case on the customer: a live `review`
+    /// rule fired unsuppressed ([`Decision::open_case`]), or the outcome is `block`. A
+    /// blocked event always deserves an analyst's look, even when no `review` rule fired.
+    pub fn opens_case(&self) -> bool {
+        self.open_case || self.outcome == Outcome::Block
+    }
 }
 
 impl Default for Decision {

@@ -7,7 +7,9 @@ use crate::processor::{AuthOutcome, CardDetails, DeclineCode, ProcessorError};
 use crate::secrets::new_id;
 use crate::state::AppState;
 use axum::http::StatusCode;
+use konbini_core::encoding::hex;
 use konbini_core::ledger::{self as rules, AccountKind, Entry};
+use konbini_core::risk::{EventKind, Outcome};
 use konbini_core::{Amount, Currency};
 use konbini_store::Conn;
 use konbini_store::customers::{self, Card};
@@ -100,9 +102,44 @@ pub async fn link_card(
         created_ms: now,
     };
     let out = card_json(&row);
-    state
+    let (st, device_id) = (state.clone(), auth.device_id.clone());
+    let linked = state
         .db
         .write(move |c| {
+            // The risk engine decides before the card is linked (one card on many accounts,
+            // a brand-new account or device, the recovery hold).
+            let customer =
+                customers::by_id(c, &row.customer_id)?.ok_or_else(ApiError::unauthenticated)?;
+            let facts = super::risk::FundingFacts {
+                kind: EventKind::CardLink,
+                customer_id: &row.customer_id,
+                customer_created_ms: customer.created_ms,
+                recovery_hold_until_ms: customer.recovery_hold_until_ms,
+                device_created_ms: customers::device_by_id(c, &device_id)?.map(|d| d.created_ms),
+                card_fingerprint: &hex(&row.fingerprint),
+                // Counting this account too, as if linked.
+                card_accounts: customers::customers_with_fingerprint(c, &row.fingerprint)?
+                    + i64::from(
+                        !customers::cards_of(c, &row.customer_id)?
+                            .iter()
+                            .any(|k| k.fingerprint == row.fingerprint),
+                    ),
+                amount: None,
+            };
+            let features = super::risk::funding_features(c, &st, &facts, now)?;
+            let decision = st.risk.evaluate(&features);
+            super::risk::journal(
+                c,
+                &decision,
+                &features,
+                EventKind::CardLink,
+                &row.customer_id,
+                Some(&row.id),
+                now,
+            )?;
+            if decision.outcome == Outcome::Block {
+                return Ok(false);
+            }
             customers::insert_card(c, &row)?;
             super::security_event(
                 c,
@@ -112,9 +149,15 @@ pub async fn link_card(
                 &json!({"customer_id": row.customer_id, "card_id": row.id}),
                 now,
             )?;
-            Ok::<_, ApiError>(())
+            Ok::<_, ApiError>(true)
         })
         .await?;
+    if !linked {
+        return Err(ApiError::payment(
+            "do_not_honor",
+            "This card cannot be linked to the account.",
+        ));
+    }
     Ok(out)
 }
 
@@ -236,6 +279,8 @@ pub async fn top_up(
     }
     let idem = Idem::new(&customer_id, &key, "POST /v1/topups", &req);
     let now = state.now_ms();
+    let (st, device_id) = (state.clone(), auth.device_id.clone());
+    let recent = auth.require_recent_auth(state).is_ok();
     let phase1 = {
         let (idem, customer_id, card_id) = (idem.clone(), customer_id.clone(), req.card_id.clone());
         state
@@ -269,8 +314,58 @@ pub async fn top_up(
                     )
                     .with_param("amount"));
                 }
+                // The risk engine decides before anything is recorded as pending.
+                let customer = customers::by_id(c, &customer_id)?
+                    .ok_or_else(ApiError::unauthenticated)?;
+                let device_created = customers::device_by_id(c, &device_id)?.map(|d| d.created_ms);
+                let facts = super::risk::FundingFacts {
+                    kind: EventKind::Topup,
+                    customer_id: &customer_id,
+                    customer_created_ms: customer.created_ms,
+                    recovery_hold_until_ms: customer.recovery_hold_until_ms,
+                    device_created_ms: device_created,
+                    card_fingerprint: &hex(&card.fingerprint),
+                    card_accounts: customers::customers_with_fingerprint(c, &card.fingerprint)?,
+                    amount: Some(amount.minor()),
+                };
+                let features = super::risk::funding_features(c, &st, &facts, now)?;
+                let decision = st.risk.evaluate(&features);
+                if decision.outcome == Outcome::StepUp && !recent {
+                    // Rolled back: the customer re-authenticates and sends the same request.
+                    return Err(ApiError::forbidden(
+                        "reauthentication_required",
+                        "Confirm it is you: re-authenticate (POST /v1/sessions/current/reauthenticate) and send the top-up again.",
+                    ));
+                }
+                let topup_id = new_id("top");
+                super::risk::journal(c, &decision, &features, EventKind::Topup, &customer_id, Some(&topup_id), now)?;
+                if decision.outcome == Outcome::Block {
+                    // Recorded as failed, with a decline that does not name the rule.
+                    let err = ApiError::payment("do_not_honor", "This top-up was declined.");
+                    let failed = Topup {
+                        id: topup_id,
+                        customer_id: customer_id.clone(),
+                        source: "card".into(),
+                        card_id: Some(card.id.clone()),
+                        store_id: None,
+                        amount: amount.minor(),
+                        currency: amount.currency().code().into(),
+                        status: "failed".into(),
+                        decline_code: Some(err.code.into()),
+                        processor_auth: None,
+                        created_ms: now,
+                    };
+                    payments::insert_topup(c, &failed)?;
+                    let stored = Stored {
+                        status: err.status.as_u16(),
+                        body: err.body().to_string(),
+                    };
+                    idem::finish(c, &idem, &stored)?;
+                    return Ok(Phase1::Replay(stored));
+                }
+                super::risk::record_topup(c, &facts, now)?;
                 let topup = Topup {
-                    id: new_id("top"),
+                    id: topup_id,
                     customer_id: customer_id.clone(),
                     source: "card".into(),
                     card_id: Some(card.id.clone()),

@@ -13,6 +13,7 @@ pub mod paycodes;
 pub mod pos;
 pub mod reconcile;
 pub mod recovery;
+pub mod risk;
 pub mod staff;
 pub mod throttle;
 

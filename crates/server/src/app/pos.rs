@@ -9,6 +9,7 @@ use crate::state::AppState;
 use axum::http::StatusCode;
 use konbini_core::ledger::{self as rules, AccountKind, Entry};
 use konbini_core::paycode::{self, PaymentCode};
+use konbini_core::risk::{EventKind, Outcome};
 use konbini_core::{Amount, Currency};
 use konbini_store::customers;
 use konbini_store::ledger::{self, NewHold, Posted};
@@ -171,7 +172,16 @@ pub async fn create_payment(
     let secret = state.secret.clone();
     let cfg = state.config.clone();
     let basket = serde_json::to_string(&req.basket).map_err(|_| ApiError::internal())?;
+    let lines: Vec<(String, i64, i64)> = req
+        .basket
+        .iter()
+        .map(|l| {
+            let total = l.quantity.checked_mul(l.unit_price).unwrap_or(i64::MAX);
+            (l.category.clone(), l.quantity, total)
+        })
+        .collect();
     let order_ref = req.order_ref.clone();
+    let st = state.clone();
     let decided = state
         .db
         .write(move |c| {
@@ -264,8 +274,39 @@ pub async fn create_payment(
             let held = now < paying.recovery_hold_until_ms
                 && !super::codes::is_strong(&paying.bound_by)
                 && amount.minor() > cfg.recovery_hold_payment_limit_minor;
+            // The risk engine decides before anything moves (konbini_core::risk).
+            let facts = super::risk::PaymentFacts {
+                customer_id: &customer_id,
+                customer_created_ms: paying.customer_created_ms,
+                recovery_hold_until_ms: paying.recovery_hold_until_ms,
+                password_changed_ms: paying.password_changed_ms,
+                device_id: &paying.device.id,
+                device_created_ms: paying.device.created_ms,
+                store_id: &store_id,
+                terminal_id: &p.terminal_id,
+                store_at: ctx.store_at,
+                amount: amount.minor(),
+                basket: &lines,
+            };
+            let (features, _) = super::risk::payment_features(c, &st, &facts, now)?;
+            let decision = st.risk.evaluate(&features);
+            let blocked = decision.outcome == Outcome::Block;
+            let step_up = decision.outcome == Outcome::StepUp;
+            let journal = |c: &mut dyn Conn, p: &Payment| {
+                super::risk::journal(
+                    c,
+                    &decision,
+                    &features,
+                    EventKind::Payment,
+                    &customer_id,
+                    Some(&p.id),
+                    now,
+                )
+            };
             let immediate_wallet = paying.customer_status == "active"
                 && !held
+                && !blocked
+                && !step_up
                 && paying.funding != "card"
                 && amount.minor() < cfg.limits.confirm_at_or_above_minor;
             if !immediate_wallet && !spend_first(c)? {
@@ -284,6 +325,14 @@ pub async fn create_payment(
                 p.decline_code = Some("recovery_hold".into());
                 return finish_decided(c, &idem, p, now).map(Decided::Done);
             }
+            // A blocked payment, or one the customer would have to confirm while paying by
+            // card (no hold to wait on), is declined with a code that does not name the rule.
+            if blocked || (step_up && paying.funding == "card") {
+                journal(c, &p)?;
+                p.decline_code = Some("do_not_honor".into());
+                return finish_decided(c, &idem, p, now).map(Decided::Done);
+            }
+            journal(c, &p)?;
             if paying.funding == "card"
                 && let Some(card_id) = &paying.funding_card_id
                 && let Some(card) = customers::card_of(c, &customer_id, card_id)?
@@ -291,6 +340,7 @@ pub async fn create_payment(
                 p.funding = Some("card".into());
                 p.card_id = Some(card.id.clone());
                 p.status = "processing".into();
+                super::risk::record_payment(c, &facts, now)?;
                 payments::insert_payment(c, &p)?;
                 // Claimed without a response: a duplicate meanwhile is told it is in flight.
                 idem::record_at_end(c, &idem, None, now)?;
@@ -315,8 +365,9 @@ pub async fn create_payment(
             let wallet = rules::wallet_account(&customer_id, amount.currency());
             // The settlement account is created by the posting itself if it is new.
             let settlement = rules::store_settlement_account(&store_id, amount.currency());
-            if amount.minor() >= cfg.limits.confirm_at_or_above_minor {
-                // Large payment: reserve the money and wait for the customer's confirmation.
+            if step_up || amount.minor() >= cfg.limits.confirm_at_or_above_minor {
+                // Large or risky payment: reserve the money and wait for the customer's
+                // confirmation in the wallet.
                 let hold_id = new_id("hold");
                 let expires = now + cfg.confirmation_timeout_ms;
                 let held = ledger::hold(
@@ -332,6 +383,7 @@ pub async fn create_payment(
                     now,
                 )?;
                 if held {
+                    super::risk::record_payment(c, &facts, now)?;
                     p.status = "pending_confirmation".into();
                     p.hold_id = Some(hold_id);
                     p.expires_ms = Some(expires);
@@ -353,7 +405,10 @@ pub async fn create_payment(
                 &entry,
                 now,
             )? {
-                ledger::CodeAndPost::Posted => p.status = "succeeded".into(),
+                ledger::CodeAndPost::Posted => {
+                    super::risk::record_payment(c, &facts, now)?;
+                    p.status = "succeeded".into();
+                }
                 ledger::CodeAndPost::InsufficientFunds => {
                     p.decline_code = Some("insufficient_funds".into());
                 }

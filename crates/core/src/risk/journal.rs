@@ -1,0 +1,389 @@
+//! The journal form of [`Features`]: a JSON object from feature name to value.
+//!
+//! ```json
+//! {
+//!   "event.kind": "payment",
+//!   "account.age": 259200000,
+//!   "customer.tier": "new",
+//!   "customer.recovery_hold": false,
+//!   "payment.amount": 730000,
+//!   "topups.count(1h)": 6,
+//!   "basket.lines": 1,
+//!   "basket.quantity(\"e_cigarette\")": 150,
+//!   "basket.amount(\"e_cigarette\")": 730000
+//! }
+//! ```
+//!
+//! * A key is the feature exactly as a rule writes it, in its canonical form: the window as
+//!   `10m`, `1h`, `24h` or `7d` (not `60m`), the category in double quotes
+//!   (`basket.quantity("tobacco")`, which JSON escapes as `"basket.quantity(\"tobacco\")"`).
+//! * A value is a JSON integer for numbers (money in minor units, durations in milliseconds,
+//!   counts, plain integers), `true`/`false` for booleans and the value's name for strings
+//!   (`"established"`, `"topup"`).
+//! * A feature that is not set is not written: it stays unknown when read back.
+//! * **The basket is written sparsely.** When `basket.lines` is present, a basket category
+//!   that is not listed holds 0 (the basket has none of it); only categories in the basket
+//!   appear. A category written as `null` is unknown (this arises only if the engine set
+//!   `basket.lines` without the basket itself). Without `basket.lines`, categories are listed
+//!   like any other feature.
+//!
+//! [`Features::to_json`] and [`Features::from_json`] round-trip exactly; `Features` also
+//! implements `Serialize` and `Deserialize` with this form.
+
+use std::fmt;
+
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+
+use super::catalogue::{
+    self, ArgKind, Category, CountFeature, FeatureDef, FeatureKey, SLOTS, Ty, Window,
+};
+use super::eval::Features;
+
+fn is_basket(def: &FeatureDef) -> bool {
+    matches!(def.key, FeatureKey::Basket(_))
+}
+
+fn bit(slot: usize) -> u128 {
+    u32::try_from(slot)
+        .ok()
+        .and_then(|s| 1u128.checked_shl(s))
+        .unwrap_or(0)
+}
+
+/// One entry of the journal form: a feature value, or `null` for an unknown basket category
+/// of a sparse basket.
+#[derive(Clone, Copy)]
+enum Entry {
+    Null,
+    Bool(bool),
+    Str(&'static str),
+    Int(i64),
+}
+
+impl From<Entry> for Json {
+    fn from(e: Entry) -> Json {
+        match e {
+            Entry::Null => Json::Null,
+            Entry::Bool(b) => Json::Bool(b),
+            Entry::Str(s) => Json::String(s.to_string()),
+            Entry::Int(n) => Json::from(n),
+        }
+    }
+}
+
+impl Serialize for Entry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Entry::Null => s.serialize_none(),
+            Entry::Bool(b) => s.serialize_bool(b),
+            Entry::Str(v) => s.serialize_str(v),
+            Entry::Int(n) => s.serialize_i64(n),
+        }
+    }
+}
+
+/// A journal key, written without building a `String` first.
+struct Key(&'static FeatureDef, usize);
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Key(def, arg) = *self;
+        match def.arg() {
+            ArgKind::None => f.write_str(def.name),
+            ArgKind::Window => write!(
+                f,
+                "{}({})",
+                def.name,
+                Window::NAMES.get(arg).copied().unwrap_or("?")
+            ),
+            ArgKind::Category => write!(
+                f,
+                "{}(\"{}\")",
+                def.name,
+                Category::NAMES.get(arg).copied().unwrap_or("?")
+            ),
+        }
+    }
+}
+
+impl Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.arg() {
+            ArgKind::None => s.serialize_str(self.0.name),
+            _ => s.collect_str(self),
+        }
+    }
+}
+
+impl Features {
+    /// The entries of the journal form, in catalogue order.
+    fn journal_entries(&self) -> impl Iterator<Item = (Key, Entry)> + '_ {
+        let sparse_basket = self
+            .get(catalogue::count_slot(CountFeature::BasketLines))
+            .is_some();
+        catalogue::slot_owners().filter_map(move |(slot, def, arg)| {
+            let entry = match self.get(slot) {
+                None if sparse_basket && is_basket(def) => Entry::Null,
+                None => return None,
+                Some(0) if sparse_basket && is_basket(def) => return None,
+                Some(v) => encode(def, v),
+            };
+            Some((Key(def, arg), entry))
+        })
+    }
+
+    /// The journal form: a JSON object of every known feature, keyed as rules write it
+    /// (`"topups.count(1h)"`, `"basket.quantity(\"tobacco\")"`), with integers for numbers
+    /// (yen, milliseconds, counts), booleans, and value names for strings. Unknown features
+    /// are left out. When `basket.lines` is known the basket is sparse: categories not listed
+    /// are 0 (and a category that is unknown is written `null`). Serializing `Features` with
+    /// serde writes the same object without building this value first (about twice as fast).
+    ///
+    /// ```
+    /// use konbini_core::risk::{Category, Features, Window, WindowCounter};
+    /// let mut f = Features::new();
+    /// f.set_window(WindowCounter::TopupsCount, Window::Hour1, 6)
+    ///     .add_basket_line(Category::ECigarette, 150, 730_000);
+    /// let json = f.to_json();
+    /// assert_eq!(json["topups.count(1h)"], 6);
+    /// assert_eq!(json["basket.quantity(\"e_cigarette\")"], 150);
+    /// assert!(json.get("basket.quantity(\"food\")").is_none(), "zero: not in the basket");
+    /// assert_eq!(Features::from_json(&json), Ok(f));
+    /// ```
+    pub fn to_json(&self) -> Json {
+        let map: Map<String, Json> = self
+            .journal_entries()
+            .map(|(k, e)| (k.to_string(), e.into()))
+            .collect();
+        Json::Object(map)
+    }
+
+    /// Reads the journal form written by [`Features::to_json`].
+    ///
+    /// Refuses anything that is not such an object: a key that is not a feature of the
+    /// catalogue in canonical form, a value of the wrong type (a fraction, a number beyond
+    /// 64 bits, a string a feature never holds). The error names the key.
+    pub fn from_json(v: &Json) -> Result<Features, String> {
+        let Json::Object(map) = v else {
+            return Err("features must be a JSON object of feature name to value".into());
+        };
+        let mut f = Features::new();
+        let mut listed: u128 = 0;
+        for (key, value) in map {
+            let (def, arg) = parse_key(key)?;
+            let slot = catalogue::slot(def.key, arg);
+            listed |= bit(slot);
+            if value.is_null() {
+                continue;
+            }
+            let n = decode(def, value).map_err(|e| format!("feature `{key}`: {e}"))?;
+            f.put(slot, n);
+        }
+        if f.get(catalogue::count_slot(CountFeature::BasketLines))
+            .is_some()
+        {
+            for (slot, def, _) in catalogue::slot_owners() {
+                if is_basket(def) && listed & bit(slot) == 0 {
+                    f.put(slot, 0);
+                }
+            }
+        }
+        Ok(f)
+    }
+}
+
+fn encode(def: &FeatureDef, v: i64) -> Entry {
+    match def.ty() {
+        Ty::Bool => Entry::Bool(v != 0),
+        Ty::Str => match usize::try_from(v).ok().and_then(|i| def.values().get(i)) {
+            Some(s) => Entry::Str(s),
+            // The typed setters store only valid codes; keep anything else as a number.
+            None => Entry::Int(v),
+        },
+        Ty::Int | Ty::Money | Ty::Duration | Ty::Count => Entry::Int(v),
+    }
+}
+
+fn decode(def: &FeatureDef, value: &Json) -> Result<i64, String> {
+    match def.ty() {
+        Ty::Bool => value
+            .as_bool()
+            .map(i64::from)
+            .ok_or_else(|| format!("expected true or false, found {value}")),
+        Ty::Str => {
+            let s = value.as_str().ok_or_else(|| {
+                format!("expected one of {}, found {value}", def.values().join(", "))
+            })?;
+            def.values()
+                .iter()
+                .position(|v| *v == s)
+                .and_then(|i| i64::try_from(i).ok())
+                .ok_or_else(|| format!("\"{s}\" is not one of {}", def.values().join(", ")))
+        }
+        Ty::Int | Ty::Money | Ty::Duration | Ty::Count => value
+            .as_i64()
+            .ok_or_else(|| format!("expected a whole number within 64 bits, found {value}")),
+    }
+}
+
+/// The catalogue entry and argument index of a journal key such as `topups.count(1h)`.
+fn parse_key(key: &str) -> Result<(&'static FeatureDef, usize), String> {
+    let unknown = || format!("`{key}` is not a feature as rules write it");
+    let (name, arg) = match key.split_once('(') {
+        Some((name, rest)) => (name, Some(rest.strip_suffix(')').ok_or_else(unknown)?)),
+        None => (key, None),
+    };
+    let def = catalogue::feature(name).ok_or_else(unknown)?;
+    let index = match (def.arg(), arg) {
+        (ArgKind::None, None) => Some(0),
+        (ArgKind::Window, Some(w)) => Window::parse(w).map(Window::index),
+        (ArgKind::Category, Some(c)) => c
+            .strip_prefix('"')
+            .and_then(|c| c.strip_suffix('"'))
+            .and_then(Category::parse)
+            .map(Category::index),
+        _ => None,
+    };
+    index.map(|i| (def, i)).ok_or_else(unknown)
+}
+
+// Every slot is addressable by a `u128` bit.
+const _: () = assert!(SLOTS <= 128);
+
+/// Serialized in the journal form of [`Features::to_json`].
+impl Serialize for Features {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        for (key, entry) in self.journal_entries() {
+            map.serialize_entry(&key, &entry)?;
+        }
+        map.end()
+    }
+}
+
+/// Read from the journal form, as [`Features::from_json`] does.
+impl<'de> Deserialize<'de> for Features {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Json::deserialize(d)?;
+        Features::from_json(&v).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::risk::{DurationFeature, EventKind, MoneyFeature, Tier, WindowCounter};
+    use serde_json::json;
+
+    #[test]
+    fn the_form_is_readable() {
+        let mut f = Features::new();
+        f.set_event_kind(EventKind::Payment)
+            .set_tier(Tier::New)
+            .set_recovery_hold(false)
+            .set_duration(DurationFeature::AccountAge, 259_200_000)
+            .set_money(MoneyFeature::PaymentAmount, 730_000)
+            .set_window(WindowCounter::TopupsCount, Window::Hour1, 6)
+            .add_basket_line(Category::ECigarette, 150, 730_000);
+        let want = json!({
+            "event.kind": "payment",
+            "account.age": 259_200_000,
+            "customer.tier": "new",
+            "customer.recovery_hold": false,
+            "payment.amount": 730_000,
+            "topups.count(1h)": 6,
+            "basket.lines": 1,
+            "basket.quantity(\"e_cigarette\")": 150,
+            "basket.amount(\"e_cigarette\")": 730_000,
+        });
+        assert_eq!(f.to_json(), want);
+        assert_eq!(Features::from_json(&want), Ok(f.clone()));
+        assert_eq!(serde_json::to_value(&f).unwrap(), want);
+        assert_eq!(serde_json::from_value::<Features>(want).unwrap(), f);
+        assert_eq!(Features::new().to_json(), json!({}));
+    }
+
+    #[test]
+    fn a_basket_line_count_without_a_basket_keeps_categories_unknown() {
+        let mut f = Features::new();
+        f.set_count(CountFeature::BasketLines, 2);
+        let j = f.to_json();
+        assert_eq!(j["basket.lines"], 2);
+        assert!(j["basket.quantity(\"tobacco\")"].is_null());
+        assert_eq!(
+            j.as_object().map(|m| m.len()),
+            Some(1 + 2 * Category::ALL.len())
+        );
+        assert_eq!(Features::from_json(&j), Ok(f));
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_the_key() {
+        let cases = [
+            (
+                json!([]),
+                "features must be a JSON object of feature name to value",
+            ),
+            (
+                json!({"payment.amont": 1}),
+                "`payment.amont` is not a feature as rules write it",
+            ),
+            (
+                json!({"topups.count": 1}),
+                "`topups.count` is not a feature as rules write it",
+            ),
+            (
+                json!({"topups.count(60m)": 1}),
+                "`topups.count(60m)` is not a feature as rules write it",
+            ),
+            (
+                json!({"payment.amount(1h)": 1}),
+                "`payment.amount(1h)` is not a feature as rules write it",
+            ),
+            (
+                json!({"basket.quantity(tobacco)": 1}),
+                "`basket.quantity(tobacco)` is not a feature as rules write it",
+            ),
+            (
+                json!({"basket.quantity(\"tobacco\"": 1}),
+                "`basket.quantity(\"tobacco\"` is not a feature as rules write it",
+            ),
+            (
+                json!({"payment.amount": 1.5}),
+                "feature `payment.amount`: expected a whole number within 64 bits, found 1.5",
+            ),
+            (
+                json!({"payment.amount": u64::MAX}),
+                "feature `payment.amount`: expected a whole number within 64 bits, found 18446744073709551615",
+            ),
+            (
+                json!({"payment.amount": "1"}),
+                "feature `payment.amount`: expected a whole number within 64 bits, found \"1\"",
+            ),
+            (
+                json!({"customer.tier": "gold"}),
+                "feature `customer.tier`: \"gold\" is not one of new, verified, established",
+            ),
+            (
+                json!({"customer.tier": 1}),
+                "feature `customer.tier`: expected one of new, verified, established, found 1",
+            ),
+            (
+                json!({"customer.recovery_hold": 1}),
+                "feature `customer.recovery_hold`: expected true or false, found 1",
+            ),
+        ];
+        for (v, want) in cases {
+            assert_eq!(Features::from_json(&v), Err(want.to_string()), "{v}");
+        }
+        // `null` is an unknown feature, like a missing key.
+        assert_eq!(
+            Features::from_json(&json!({"payment.amount": null})),
+            Ok(Features::new())
+        );
+        let extremes = json!({"payment.amount": i64::MIN, "travel.km": i64::MAX});
+        assert_eq!(Features::from_json(&extremes).unwrap().to_json(), extremes);
+    }
+}

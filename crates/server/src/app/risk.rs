@@ -1,0 +1,411 @@
+//! The risk engine in line: every payment, top-up and card link builds its features from
+//! state kept up to date as events happen (velocity counters, the customer's profile), asks
+//! the rule set for a decision before anything is committed, journals the decision with its
+//! features and the rules that fired, and opens or extends a case on `review` and `block`.
+//!
+//! The rules live in the database (`risk_rules`, seeded with
+//! `konbini_core::risk::defaults::default_rules()` on first start) and are compiled once into
+//! a [`RuleSet`] held in memory; every node reloads when the stored set changes.
+
+use crate::secrets::new_id;
+use crate::state::AppState;
+use konbini_core::risk::{
+    Category, CountFeature, Decision, DurationFeature, EventKind, Features, IntFeature, Mode,
+    MoneyFeature, Outcome, RuleSet, RuleSpec, Window, WindowCounter,
+};
+use konbini_store::risk::{self as store, DecisionRecord, Profile, RuleRecord, Velocity};
+use konbini_store::{Conn, Db, StoreError};
+use std::sync::{Arc, RwLock};
+
+/// The compiled rule set every evaluation uses, and the stored version it came from.
+#[derive(Default)]
+pub struct Engine {
+    rules: RwLock<Option<Arc<RuleSet>>>,
+    loaded_from: RwLock<Option<(i64, i64)>>,
+}
+
+impl Engine {
+    /// The current rule set (cheap: an `Arc` clone); `None` before the first load.
+    pub fn rules(&self) -> Option<Arc<RuleSet>> {
+        self.rules.read().ok().and_then(|r| r.clone())
+    }
+
+    /// Evaluates the current rule set (`allow` before the first load).
+    pub fn evaluate(&self, features: &Features) -> Decision {
+        self.rules()
+            .map(|set| set.evaluate(features))
+            .unwrap_or_default()
+    }
+
+    fn replace(&self, set: RuleSet, fingerprint: (i64, i64)) {
+        if let Ok(mut r) = self.rules.write() {
+            *r = Some(Arc::new(set));
+        }
+        if let Ok(mut f) = self.loaded_from.write() {
+            *f = Some(fingerprint);
+        }
+    }
+
+    fn loaded_from(&self) -> Option<(i64, i64)> {
+        self.loaded_from.read().ok().and_then(|f| *f)
+    }
+}
+
+/// The spec of a stored rule, `None` when disabled.
+pub fn spec_of(r: &RuleRecord) -> Option<RuleSpec> {
+    r.enabled.then(|| RuleSpec {
+        name: r.name.clone(),
+        description: r.description.clone(),
+        source: r.source.clone(),
+        priority: i32::try_from(r.priority).unwrap_or(0),
+        mode: if r.mode == "shadow" {
+            Mode::Shadow
+        } else {
+            Mode::Live
+        },
+        version: u32::try_from(r.version).unwrap_or(0),
+    })
+}
+
+/// Seeds the default rules when none are stored, and (re)loads the rule set when the stored
+/// one changed. A stored rule that no longer compiles is skipped and logged (it was checked
+/// when saved, so only a language change can do that).
+pub async fn refresh(state: &AppState) -> Result<(), StoreError> {
+    let now = state.now_ms();
+    let seeded = state
+        .db
+        .write(move |c| {
+            if !store::rules(c)?.is_empty() {
+                return Ok(false);
+            }
+            for spec in konbini_core::risk::defaults::default_rules() {
+                store::save_rule(
+                    c,
+                    &RuleRecord {
+                        name: spec.name,
+                        version: 1,
+                        description: spec.description,
+                        source: spec.source,
+                        priority: i64::from(spec.priority),
+                        mode: match spec.mode {
+                            Mode::Live => "live".into(),
+                            Mode::Shadow => "shadow".into(),
+                        },
+                        enabled: true,
+                        updated_ms: now,
+                        updated_by: "system".into(),
+                    },
+                )?;
+            }
+            Ok::<_, StoreError>(true)
+        })
+        .await?;
+    let fingerprint = state.db.read(store::rules_fingerprint).await?;
+    if !seeded && state.risk.loaded_from() == Some(fingerprint) {
+        return Ok(());
+    }
+    let records = state.db.read(store::rules).await?;
+    let mut rules = Vec::new();
+    for r in &records {
+        let Some(spec) = spec_of(r) else { continue };
+        match konbini_core::risk::Rule::new(spec) {
+            Ok(rule) => rules.push(rule),
+            Err(e) => tracing::error!(rule = %r.name, error = %e, "stored risk rule skipped"),
+        }
+    }
+    match RuleSet::new(rules) {
+        Ok(set) => state.risk.replace(set, fingerprint),
+        Err(e) => tracing::error!(error = %e, "risk rule set not loaded"),
+    }
+    Ok(())
+}
+
+/// Loads the rules now and keeps them fresh (every `every`), for `serve`.
+pub async fn keep_fresh(state: AppState, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        if let Err(e) = refresh(&state).await {
+            tracing::warn!(error = %e, "risk rules refresh failed");
+        }
+    }
+}
+
+/// What the payment path knows when it asks for a decision.
+pub struct PaymentFacts<'a> {
+    pub customer_id: &'a str,
+    pub customer_created_ms: i64,
+    pub recovery_hold_until_ms: i64,
+    pub password_changed_ms: Option<i64>,
+    pub device_id: &'a str,
+    pub device_created_ms: i64,
+    pub store_id: &'a str,
+    pub terminal_id: &'a str,
+    /// The store's location in microdegrees, when known.
+    pub store_at: Option<(i64, i64)>,
+    pub amount: i64,
+    /// (category, quantity, line amount) per basket line.
+    pub basket: &'a [(String, i64, i64)],
+}
+
+fn subjects_of_payment(f: &PaymentFacts<'_>) -> [String; 4] {
+    [
+        format!("cus:{}:pay", f.customer_id),
+        format!("dev:{}:pay", f.device_id),
+        format!("store:{}:pay", f.store_id),
+        format!("term:{}:pay", f.terminal_id),
+    ]
+}
+
+fn set_windows(features: &mut Features, counters: &[(WindowCounter, &Velocity, bool)]) {
+    for (counter, v, sum) in counters {
+        for (i, w) in Window::ALL.iter().enumerate() {
+            features.set_window(*counter, *w, if *sum { v.sum[i] } else { v.count[i] });
+        }
+    }
+}
+
+/// Great-circle distance in whole kilometres between two points in microdegrees.
+fn km_between(a: (i64, i64), b: (i64, i64)) -> i64 {
+    let rad = |e6: i64| (e6 as f64 / 1e6).to_radians();
+    let (la1, lo1, la2, lo2) = (rad(a.0), rad(a.1), rad(b.0), rad(b.1));
+    let h = ((la2 - la1) / 2.0).sin().powi(2)
+        + la1.cos() * la2.cos() * ((lo2 - lo1) / 2.0).sin().powi(2);
+    let km = 2.0 * 6371.0 * h.sqrt().clamp(0.0, 1.0).asin();
+    km.round() as i64
+}
+
+fn account_features(
+    features: &mut Features,
+    state: &AppState,
+    created_ms: i64,
+    hold_until_ms: i64,
+    password_changed_ms: Option<i64>,
+    payments: i64,
+    now: i64,
+) {
+    let age = now.saturating_sub(created_ms).max(0);
+    let held = now < hold_until_ms;
+    features.set_duration(DurationFeature::AccountAge, age);
+    features.set_recovery_hold(held);
+    features.set_tier(konbini_core::risk::tier_for(age, payments, held));
+    if hold_until_ms > 0 {
+        let recovered = hold_until_ms.saturating_sub(state.config.recovery_hold_ms);
+        features.set_duration(
+            DurationFeature::SinceRecovery,
+            now.saturating_sub(recovered).max(0),
+        );
+    }
+    if let Some(at) = password_changed_ms {
+        features.set_duration(
+            DurationFeature::SincePasswordChange,
+            now.saturating_sub(at).max(0),
+        );
+    }
+}
+
+/// The features of a payment: two reads (the counters of the customer, device, store and
+/// terminal; the customer's profile).
+pub fn payment_features(
+    c: &mut dyn Conn,
+    state: &AppState,
+    f: &PaymentFacts<'_>,
+    now: i64,
+) -> Result<(Features, Profile), StoreError> {
+    let subjects = subjects_of_payment(f);
+    let v = store::velocities(
+        c,
+        [&subjects[0], &subjects[1], &subjects[2], &subjects[3]],
+        now,
+    )?;
+    let profile = store::profile(c, f.customer_id)?;
+    let mut features = Features::new();
+    features.set_event_kind(EventKind::Payment);
+    features.set_money(MoneyFeature::PaymentAmount, f.amount);
+    account_features(
+        &mut features,
+        state,
+        f.customer_created_ms,
+        f.recovery_hold_until_ms,
+        f.password_changed_ms,
+        profile.payments,
+        now,
+    );
+    features.set_duration(
+        DurationFeature::DeviceAge,
+        now.saturating_sub(f.device_created_ms).max(0),
+    );
+    if profile.payments > 0 {
+        features.set_money(
+            MoneyFeature::CustomerAvgPayment,
+            profile.payments_total / profile.payments,
+        );
+        features.set_money(MoneyFeature::CustomerMaxPayment, profile.payments_max);
+    }
+    set_windows(
+        &mut features,
+        &[
+            (WindowCounter::PaymentsCount, &v[0], false),
+            (WindowCounter::PaymentsSum, &v[0], true),
+            (WindowCounter::DevicePaymentsCount, &v[1], false),
+            (WindowCounter::StorePaymentsCount, &v[2], false),
+            (WindowCounter::TerminalPaymentsCount, &v[3], false),
+        ],
+    );
+    features.start_basket();
+    for (category, quantity, amount) in f.basket {
+        features.add_basket_line(Category::from_basket(category), *quantity, *amount);
+    }
+    if let (Some(here), Some(lat), Some(lon), Some(at)) = (
+        f.store_at,
+        profile.last_lat_e6,
+        profile.last_lon_e6,
+        profile.last_payment_ms,
+    ) {
+        let km = km_between((lat, lon), here);
+        let minutes_ms = now.saturating_sub(at).max(0);
+        features.set_int(IntFeature::TravelKm, km);
+        features.set_duration(DurationFeature::TravelMinutes, minutes_ms);
+        // Speed over at least one minute, so two scans a second apart are not "infinite".
+        let hours = (minutes_ms.max(60_000)) as f64 / 3_600_000.0;
+        features.set_int(
+            IntFeature::TravelKmPerHour,
+            (km as f64 / hours).round() as i64,
+        );
+    }
+    Ok((features, profile))
+}
+
+/// Counts an allowed payment in the velocity counters and the customer's profile.
+pub fn record_payment(c: &mut dyn Conn, f: &PaymentFacts<'_>, now: i64) -> Result<(), StoreError> {
+    let s = subjects_of_payment(f);
+    store::add_payment(c, [&s[0], &s[1], &s[2], &s[3]], f.amount, now)?;
+    store::record_payment(c, f.customer_id, f.amount, f.store_id, f.store_at, now)
+}
+
+/// What a top-up or a card link knows when it asks for a decision.
+pub struct FundingFacts<'a> {
+    pub kind: EventKind,
+    pub customer_id: &'a str,
+    pub customer_created_ms: i64,
+    pub recovery_hold_until_ms: i64,
+    pub device_created_ms: Option<i64>,
+    /// The card's keyed fingerprint (hex).
+    pub card_fingerprint: &'a str,
+    /// Distinct accounts that linked this card.
+    pub card_accounts: i64,
+    pub amount: Option<i64>,
+}
+
+fn subjects_of_funding(f: &FundingFacts<'_>) -> [String; 2] {
+    [
+        format!("cus:{}:top", f.customer_id),
+        format!("card:{}:top", f.card_fingerprint),
+    ]
+}
+
+/// The features of a top-up or card link (one read of the counters).
+pub fn funding_features(
+    c: &mut dyn Conn,
+    state: &AppState,
+    f: &FundingFacts<'_>,
+    now: i64,
+) -> Result<Features, StoreError> {
+    let s = subjects_of_funding(f);
+    let v = store::velocities(c, [&s[0], &s[1], "", ""], now)?;
+    let profile = store::profile(c, f.customer_id)?;
+    let mut features = Features::new();
+    features.set_event_kind(f.kind);
+    account_features(
+        &mut features,
+        state,
+        f.customer_created_ms,
+        f.recovery_hold_until_ms,
+        None,
+        profile.payments,
+        now,
+    );
+    if let Some(d) = f.device_created_ms {
+        features.set_duration(DurationFeature::DeviceAge, now.saturating_sub(d).max(0));
+    }
+    if let Some(a) = f.amount {
+        features.set_money(MoneyFeature::TopupAmount, a);
+    }
+    features.set_count(CountFeature::CardAccounts, f.card_accounts);
+    set_windows(
+        &mut features,
+        &[
+            (WindowCounter::TopupsCount, &v[0], false),
+            (WindowCounter::TopupsSum, &v[0], true),
+            (WindowCounter::CardTopupsCount, &v[1], false),
+            (WindowCounter::CardTopupsSum, &v[1], true),
+        ],
+    );
+    Ok(features)
+}
+
+/// Counts an allowed top-up for the customer and the card.
+pub fn record_topup(c: &mut dyn Conn, f: &FundingFacts<'_>, now: i64) -> Result<(), StoreError> {
+    let s = subjects_of_funding(f);
+    store::add_topup(c, [&s[0], &s[1]], f.amount.unwrap_or(0), now)
+}
+
+/// Journals a decision (and opens or extends the customer's case when it calls for one), in
+/// the caller's transaction. Returns the case id when one was touched.
+pub fn journal(
+    c: &mut dyn Conn,
+    decision: &Decision,
+    features: &Features,
+    event: EventKind,
+    customer_id: &str,
+    ref_id: Option<&str>,
+    now: i64,
+) -> Result<Option<String>, StoreError> {
+    let case_id = if decision.opens_case() {
+        Some(store::open_or_extend_case(
+            c,
+            &new_id("case"),
+            customer_id,
+            now,
+        )?)
+    } else {
+        None
+    };
+    let names = |v: &[Arc<str>]| {
+        serde_json::to_string(&v.iter().map(|s| s.as_ref()).collect::<Vec<_>>())
+            .unwrap_or_else(|_| "[]".into())
+    };
+    store::insert_decision(
+        c,
+        &DecisionRecord {
+            id: new_id("dec"),
+            at_ms: now,
+            customer_id: Some(customer_id.to_string()),
+            event_kind: event.as_str().to_string(),
+            ref_id: ref_id.map(str::to_string),
+            outcome: outcome_name(decision.outcome).to_string(),
+            decided_by: decision.decided_by.as_ref().map(|s| s.to_string()),
+            fired: names(&decision.fired_live),
+            shadow: names(&decision.fired_shadow),
+            features: serde_json::to_string(features).unwrap_or_else(|_| "{}".into()),
+            case_id: case_id.clone(),
+        },
+    )?;
+    Ok(case_id)
+}
+
+pub fn outcome_name(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Allow => "allow",
+        Outcome::Review => "review",
+        Outcome::StepUp => "step_up",
+        Outcome::Block => "block",
+    }
+}
+
+/// Runs the maintenance the counters need (dropping buckets no window reads), now and then.
+pub async fn purge(db: &Db, now: i64) {
+    if let Err(e) = db.write(move |c| store::purge_counters(c, now)).await {
+        tracing::warn!(error = %e, "risk counter purge failed");
+    }
+}
