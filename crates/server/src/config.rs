@@ -123,6 +123,8 @@ pub struct Config {
     pub recoveries_per_account_per_hour: i64,
     /// Log-ins waiting for a second factor per account per `login_window_ms` (each sends an SMS).
     pub challenges_per_account: i64,
+    /// Top-up and payment limits per customer tier (new, verified, established).
+    pub tier_limits: konbini_core::risk::TierLimits,
 }
 
 impl Default for Config {
@@ -169,6 +171,7 @@ impl Default for Config {
             recoveries_per_network: 50,
             recoveries_per_account_per_hour: 3,
             challenges_per_account: 5,
+            tier_limits: konbini_core::risk::TierLimits::default(),
         }
     }
 }

@@ -77,7 +77,7 @@ async fn open_cases(app: &TestApp, customer_id: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_7pay_store_run_is_stopped_and_a_case_is_open() {
-    for app in apps().await {
+    for app in apps_with(|c| c.tier_limits = Default::default()).await {
         let l = app.label;
         // A victim with some history...
         let (victim, card) = app
@@ -156,7 +156,7 @@ async fn the_7pay_store_run_is_stopped_and_a_case_is_open() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordinary_life_is_never_stepped_up_or_blocked() {
-    for app in apps().await {
+    for app in apps_with(|c| c.tier_limits = Default::default()).await {
         let l = app.label;
         let (c, card) = app
             .funded_customer(&format!("lunch-{l}@example.com"), 10_000)
@@ -202,7 +202,7 @@ async fn ordinary_life_is_never_stepped_up_or_blocked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn impossible_travel_is_stopped() {
-    for app in apps().await {
+    for app in apps_with(|c| c.tier_limits = Default::default()).await {
         let l = app.label;
         let (c, _) = app
             .funded_customer(&format!("travel-{l}@example.com"), 10_000)
@@ -250,7 +250,7 @@ async fn impossible_travel_is_stopped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_card_on_many_accounts_is_refused() {
-    for app in apps().await {
+    for app in apps_with(|c| c.tier_limits = Default::default()).await {
         let l = app.label;
         let mut answers = Vec::new();
         let mut customers: Vec<Customer> = Vec::new();
@@ -276,5 +276,63 @@ async fn one_card_on_many_accounts_is_refused() {
             open_cases(&app, &customers[4].customer_id).await >= 1,
             "{l}"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_follow_the_customer_tier_and_show_in_the_wallet() {
+    for app in apps_with(|c| c.tier_limits = Default::default()).await {
+        let l = app.label;
+        let (c, card) = app
+            .funded_customer(&format!("tier-{l}@example.com"), 10_000)
+            .await;
+        let w = app
+            .send("GET", "/v1/wallet", Some(&c.token), None, None)
+            .await;
+        assert_eq!(w.body["tier"], "new", "{l}: {}", w.text);
+        let top = &w.body["tier_limits"]["topup"];
+        assert_eq!(
+            (top["per_transaction"].as_i64(), top["day_used"].as_i64()),
+            (Some(20_000), Some(10_000)),
+            "{l}: {}",
+            w.text
+        );
+        // A new account tops up at most ¥20,000 at once and ¥30,000 a day.
+        let r = top_up(&app, &c.token, &card, 25_000, "tier-1").await;
+        assert_error(l, &r, 402, "payment_error", "tier_limit_exceeded");
+        let r = top_up(&app, &c.token, &card, 20_000, "tier-2").await;
+        assert_eq!(r.status, 201, "{l}: {}", r.text);
+        let r = top_up(&app, &c.token, &card, 1_000, "tier-3").await;
+        assert_error(l, &r, 402, "payment_error", "tier_limit_exceeded");
+        // A payment above the new tier's ¥30,000 is declined, not held.
+        let (_, term) = app.store_at("st_tier", Some(SHIBUYA)).await;
+        let r = pay_basket(
+            &app,
+            &term,
+            basket(
+                "daily_goods",
+                1,
+                30_001,
+                "tier-pay",
+                &app.offline_code(&c, 0),
+            ),
+            "tier-pay",
+        )
+        .await;
+        assert_eq!(
+            (r.body["status"].as_str(), r.body["decline_code"].as_str()),
+            (Some("declined"), Some("limit_exceeded")),
+            "{l}: {}",
+            r.text
+        );
+        // Eight days on, the account is verified and the limits are higher.
+        app.clock.advance_ms(8 * DAY);
+        let token = session(&app, &c).await;
+        let w = app
+            .send("GET", "/v1/wallet", Some(&token), None, None)
+            .await;
+        assert_eq!(w.body["tier"], "verified", "{l}");
+        let r = top_up(&app, &token, &card, 25_000, "tier-4").await;
+        assert_eq!(r.status, 201, "{l}: {}", r.text);
     }
 }

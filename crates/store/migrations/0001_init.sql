@@ -365,7 +365,13 @@ CREATE TABLE risk_profiles (
     last_store_id   TEXT,
     last_lat_e6     BIGINT,
     last_lon_e6     BIGINT,
-    last_payment_ms BIGINT
+    last_payment_ms BIGINT,
+    -- Payments in the current business day and calendar month (JST), for the tier limits:
+    -- the key says which day or month the total belongs to.
+    pay_day         BIGINT NOT NULL DEFAULT 0,
+    pay_day_total   BIGINT NOT NULL DEFAULT 0,
+    pay_month       BIGINT NOT NULL DEFAULT 0,
+    pay_month_total BIGINT NOT NULL DEFAULT 0
 );
 
 -- Every decision, with the features it saw and the rules that fired (explainable, and the

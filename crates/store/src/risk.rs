@@ -119,12 +119,36 @@ pub struct Profile {
     pub last_lat_e6: Option<i64>,
     pub last_lon_e6: Option<i64>,
     pub last_payment_ms: Option<i64>,
+    /// The business day and month (keys chosen by the caller) and the payments in them.
+    pub pay_day: i64,
+    pub pay_day_total: i64,
+    pub pay_month: i64,
+    pub pay_month_total: i64,
+}
+
+impl Profile {
+    /// Payments so far in business day `day` and month `month`.
+    pub fn totals(&self, day: i64, month: i64) -> (i64, i64) {
+        (
+            if self.pay_day == day {
+                self.pay_day_total
+            } else {
+                0
+            },
+            if self.pay_month == month {
+                self.pay_month_total
+            } else {
+                0
+            },
+        )
+    }
 }
 
 pub fn profile(conn: &mut dyn Conn, customer_id: &str) -> Result<Profile, StoreError> {
     Ok(conn
         .query_opt(
-            "SELECT payments, payments_total, payments_max, last_store_id, last_lat_e6, last_lon_e6, last_payment_ms \
+            "SELECT payments, payments_total, payments_max, last_store_id, last_lat_e6, last_lon_e6, last_payment_ms, \
+                    pay_day, pay_day_total, pay_month, pay_month_total \
              FROM risk_profiles WHERE customer_id = $1",
             params![customer_id],
         )?
@@ -137,10 +161,25 @@ pub fn profile(conn: &mut dyn Conn, customer_id: &str) -> Result<Profile, StoreE
                 last_lat_e6: r.opt_int(4)?,
                 last_lon_e6: r.opt_int(5)?,
                 last_payment_ms: r.opt_int(6)?,
+                pay_day: r.int(7)?,
+                pay_day_total: r.int(8)?,
+                pay_month: r.int(9)?,
+                pay_month_total: r.int(10)?,
             })
         })
         .transpose()?
         .unwrap_or_default())
+}
+
+/// Where and when a payment happened, for the profile.
+#[derive(Debug, Clone, Copy)]
+pub struct PaymentPlace<'a> {
+    pub store_id: &'a str,
+    pub at: Option<(i64, i64)>,
+    pub now_ms: i64,
+    /// The business day and calendar month keys of `now_ms`.
+    pub day: i64,
+    pub month: i64,
 }
 
 /// Adds a completed payment to the customer's profile.
@@ -148,19 +187,23 @@ pub fn record_payment(
     conn: &mut dyn Conn,
     customer_id: &str,
     amount: i64,
-    store_id: &str,
-    at: Option<(i64, i64)>,
-    now_ms: i64,
+    place: PaymentPlace<'_>,
 ) -> Result<(), StoreError> {
+    let (at, now_ms, store_id) = (place.at, place.now_ms, place.store_id);
     conn.exec(
-        "INSERT INTO risk_profiles (customer_id, payments, payments_total, payments_max, last_store_id, last_lat_e6, last_lon_e6, last_payment_ms) \
-         VALUES ($1, 1, $2, $2, $3, $4, $5, $6) \
+        "INSERT INTO risk_profiles (customer_id, payments, payments_total, payments_max, last_store_id, last_lat_e6, last_lon_e6, last_payment_ms, \
+                                    pay_day, pay_day_total, pay_month, pay_month_total) \
+         VALUES ($1, 1, $2, $2, $3, $4, $5, $6, $7, $2, $8, $2) \
          ON CONFLICT (customer_id) DO UPDATE SET payments = risk_profiles.payments + 1, \
+           pay_day_total = CASE WHEN risk_profiles.pay_day = excluded.pay_day THEN risk_profiles.pay_day_total + excluded.pay_day_total ELSE excluded.pay_day_total END, \
+           pay_day = excluded.pay_day, \
+           pay_month_total = CASE WHEN risk_profiles.pay_month = excluded.pay_month THEN risk_profiles.pay_month_total + excluded.pay_month_total ELSE excluded.pay_month_total END, \
+           pay_month = excluded.pay_month, \
            payments_total = risk_profiles.payments_total + excluded.payments_total, \
            payments_max = CASE WHEN excluded.payments_max > risk_profiles.payments_max THEN excluded.payments_max ELSE risk_profiles.payments_max END, \
            last_store_id = excluded.last_store_id, last_lat_e6 = excluded.last_lat_e6, \
            last_lon_e6 = excluded.last_lon_e6, last_payment_ms = excluded.last_payment_ms",
-        params![customer_id, amount, store_id, at.map(|a| a.0), at.map(|a| a.1), now_ms],
+        params![customer_id, amount, store_id, at.map(|a| a.0), at.map(|a| a.1), now_ms, place.day, place.month],
     )?;
     Ok(())
 }
@@ -439,4 +482,40 @@ pub fn purge_counters(conn: &mut dyn Conn, now_ms: i64) -> Result<u64, StoreErro
         )?;
     }
     Ok(n)
+}
+
+/// The stored versions of one rule, newest first (at most `limit`).
+pub fn rule_versions(
+    conn: &mut dyn Conn,
+    name: &str,
+    limit: i64,
+) -> Result<Vec<RuleRecord>, StoreError> {
+    conn.query(
+        "SELECT name, version, description, source, priority, mode, enabled, updated_ms, updated_by \
+         FROM risk_rule_versions WHERE name = $1 ORDER BY version DESC LIMIT $2",
+        params![name, limit],
+    )?
+    .iter()
+    .map(rule)
+    .collect()
+}
+
+/// How many rules are stored (enabled or not).
+pub fn rule_count(conn: &mut dyn Conn) -> Result<i64, StoreError> {
+    conn.query_one("SELECT COUNT(*) FROM risk_rules", params![])?
+        .int(0)
+}
+
+/// The role of an active staff member (to check who a case may be assigned to); `None`
+/// when there is no such staff member or the account is not active.
+pub fn active_staff_role(
+    conn: &mut dyn Conn,
+    staff_id: &str,
+) -> Result<Option<String>, StoreError> {
+    conn.query_opt(
+        "SELECT role FROM staff WHERE id = $1 AND status = 'active'",
+        params![staff_id],
+    )?
+    .map(|r| r.text(0))
+    .transpose()
 }

@@ -664,21 +664,32 @@ fn risk_counters_slide_and_cases_stay_one_per_customer() {
                     assert_eq!(later[0].count[1], 0, "{l}");
                     assert_eq!(later[0].count[2], 6, "{l}");
                     // Profiles accumulate.
+                    let place = |store_id, at, now_ms, day| risk::PaymentPlace {
+                        store_id,
+                        at,
+                        now_ms,
+                        day,
+                        month: 7,
+                    };
                     risk::record_payment(
                         c,
                         "cus_1",
                         800,
-                        "s",
-                        Some((35_000_000, 139_000_000)),
-                        t0,
+                        place("s", Some((35_000_000, 139_000_000)), t0, 1),
                     )?;
-                    risk::record_payment(c, "cus_1", 1_200, "s2", None, t0 + 1)?;
+                    risk::record_payment(c, "cus_1", 1_200, place("s2", None, t0 + 1, 2))?;
                     let p = risk::profile(c, "cus_1")?;
                     assert_eq!(
                         (p.payments, p.payments_total, p.payments_max),
                         (2, 2_000, 1_200)
                     );
                     assert_eq!(p.last_store_id.as_deref(), Some("s2"));
+                    assert_eq!(
+                        p.totals(2, 7),
+                        (1_200, 2_000),
+                        "{l}: a new day, the same month"
+                    );
+                    assert_eq!(p.totals(3, 8), (0, 0), "{l}");
                     // One open case per customer, extended by later decisions.
                     let a = risk::open_or_extend_case(c, "case_a", "cus_1", t0)?;
                     let b = risk::open_or_extend_case(c, "case_b", "cus_1", t0 + 1)?;

@@ -9,7 +9,7 @@ use crate::state::AppState;
 use axum::http::StatusCode;
 use konbini_core::encoding::hex;
 use konbini_core::ledger::{self as rules, AccountKind, Entry};
-use konbini_core::risk::{EventKind, Outcome};
+use konbini_core::risk::{EventKind, LimitKind, Outcome};
 use konbini_core::{Amount, Currency};
 use konbini_store::Conn;
 use konbini_store::customers::{self, Card};
@@ -126,7 +126,7 @@ pub async fn link_card(
                     ),
                 amount: None,
             };
-            let features = super::risk::funding_features(c, &st, &facts, now)?;
+            let (features, _) = super::risk::funding_features(c, &st, &facts, now)?;
             let decision = st.risk.evaluate(&features);
             super::risk::journal(
                 c,
@@ -328,7 +328,11 @@ pub async fn top_up(
                     card_accounts: customers::customers_with_fingerprint(c, &card.fingerprint)?,
                     amount: Some(amount.minor()),
                 };
-                let features = super::risk::funding_features(c, &st, &facts, now)?;
+                let (features, profile) = super::risk::funding_features(c, &st, &facts, now)?;
+                let tier = super::risk::tier(&st, customer.created_ms, customer.recovery_hold_until_ms, profile.payments);
+                let month_start = super::risk::business_month(now).1;
+                let (_, month) = payments::topups_since(c, &customer_id, month_start)?;
+                super::risk::check_tier_limit(&st, tier, LimitKind::Topup, amount.minor(), (today, month))?;
                 let decision = st.risk.evaluate(&features);
                 if decision.outcome == Outcome::StepUp && !recent {
                     // Rolled back: the customer re-authenticates and sends the same request.
@@ -565,6 +569,7 @@ pub async fn charge(
 
 /// The wallet: balance, what is held for pending payments, limits and today's usage.
 pub async fn wallet(state: &AppState, customer_id: String) -> ApiResult<serde_json::Value> {
+    let st = state.clone();
     let cur = state.config.currency;
     let limits = state.config.limits.clone();
     let now = state.now_ms();
@@ -576,7 +581,33 @@ pub async fn wallet(state: &AppState, customer_id: String) -> ApiResult<serde_js
                 payments::topups_since(c, &customer_id, day_start_ms(now))?;
             let customer =
                 customers::by_id(c, &customer_id)?.ok_or_else(ApiError::unauthenticated)?;
+            // The tier and its limits, with what is used of them today and this month.
+            let profile = konbini_store::risk::profile(c, &customer_id)?;
+            let tier = super::risk::tier(
+                &st,
+                customer.created_ms,
+                customer.recovery_hold_until_ms,
+                profile.payments,
+            );
+            let (month_key, month_start) = super::risk::business_month(now);
+            let (_, topups_month) = payments::topups_since(c, &customer_id, month_start)?;
+            let pay = profile.totals(super::risk::business_day(now), month_key);
+            let allowance = st.config.tier_limits.get(tier);
+            let describe = |a: &konbini_core::risk::Allowance, day: i64, month: i64| {
+                json!({
+                    "per_transaction": a.per_transaction_minor,
+                    "per_day": a.per_day_minor,
+                    "per_month": a.per_month_minor,
+                    "day_used": day,
+                    "month_used": month,
+                })
+            };
             Ok::<_, ApiError>(json!({
+                "tier": tier.as_str(),
+                "tier_limits": {
+                    "topup": describe(&allowance.topup, sum_today, topups_month),
+                    "payment": describe(&allowance.payment, pay.0, pay.1),
+                },
                 "currency": cur,
                 "balance": balance,
                 "held": held,

@@ -288,7 +288,25 @@ pub async fn create_payment(
                 amount: amount.minor(),
                 basket: &lines,
             };
-            let (features, _) = super::risk::payment_features(c, &st, &facts, now)?;
+            let (features, profile) = super::risk::payment_features(c, &st, &facts, now)?;
+            let tier = super::risk::tier(
+                &st,
+                paying.customer_created_ms,
+                paying.recovery_hold_until_ms,
+                profile.payments,
+            );
+            let totals = profile.totals(
+                super::risk::business_day(now),
+                super::risk::business_month(now).0,
+            );
+            let over_limit = super::risk::check_tier_limit(
+                &st,
+                tier,
+                konbini_core::risk::LimitKind::Payment,
+                amount.minor(),
+                totals,
+            )
+            .is_err();
             let decision = st.risk.evaluate(&features);
             let blocked = decision.outcome == Outcome::Block;
             let step_up = decision.outcome == Outcome::StepUp;
@@ -305,6 +323,7 @@ pub async fn create_payment(
             };
             let immediate_wallet = paying.customer_status == "active"
                 && !held
+                && !over_limit
                 && !blocked
                 && !step_up
                 && paying.funding != "card"
@@ -333,6 +352,12 @@ pub async fn create_payment(
                 return finish_decided(c, &idem, p, now).map(Decided::Done);
             }
             journal(c, &p)?;
+            // The tier's limits come after the rules, so a blocked run is journaled and opens
+            // a case whatever its size.
+            if over_limit {
+                p.decline_code = Some("limit_exceeded".into());
+                return finish_decided(c, &idem, p, now).map(Decided::Done);
+            }
             if paying.funding == "card"
                 && let Some(card_id) = &paying.funding_card_id
                 && let Some(card) = customers::card_of(c, &customer_id, card_id)?

@@ -10,8 +10,8 @@
 use crate::secrets::new_id;
 use crate::state::AppState;
 use konbini_core::risk::{
-    Category, CountFeature, Decision, DurationFeature, EventKind, Features, IntFeature, Mode,
-    MoneyFeature, Outcome, RuleSet, RuleSpec, Window, WindowCounter,
+    Category, CountFeature, Decision, DurationFeature, EventKind, Features, IntFeature, LimitKind,
+    Mode, MoneyFeature, Outcome, RuleSet, RuleSpec, Tier, Window, WindowCounter,
 };
 use konbini_store::risk::{self as store, DecisionRecord, Profile, RuleRecord, Velocity};
 use konbini_store::{Conn, Db, StoreError};
@@ -129,6 +129,30 @@ pub async fn keep_fresh(state: AppState, every: std::time::Duration) {
             tracing::warn!(error = %e, "risk rules refresh failed");
         }
     }
+}
+
+const JST_OFFSET_MS: i64 = 9 * 3_600_000;
+const DAY_MS: i64 = 86_400_000;
+
+/// The business day (JST) of `now_ms`, as a day number.
+pub fn business_day(now_ms: i64) -> i64 {
+    (now_ms + JST_OFFSET_MS).div_euclid(DAY_MS)
+}
+
+/// The calendar month (JST) of `now_ms` as `year * 12 + month - 1`, and when it started.
+pub fn business_month(now_ms: i64) -> (i64, i64) {
+    // Civil date from a day number (Howard Hinnant's algorithm).
+    let z = business_day(now_ms) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let first = (business_day(now_ms) - (day - 1)) * DAY_MS - JST_OFFSET_MS;
+    (year * 12 + month - 1, first)
 }
 
 /// What the payment path knows when it asks for a decision.
@@ -280,7 +304,44 @@ pub fn payment_features(
 pub fn record_payment(c: &mut dyn Conn, f: &PaymentFacts<'_>, now: i64) -> Result<(), StoreError> {
     let s = subjects_of_payment(f);
     store::add_payment(c, [&s[0], &s[1], &s[2], &s[3]], f.amount, now)?;
-    store::record_payment(c, f.customer_id, f.amount, f.store_id, f.store_at, now)
+    let place = store::PaymentPlace {
+        store_id: f.store_id,
+        at: f.store_at,
+        now_ms: now,
+        day: business_day(now),
+        month: business_month(now).0,
+    };
+    store::record_payment(c, f.customer_id, f.amount, place)
+}
+
+/// The customer's tier now.
+pub fn tier(state: &AppState, created_ms: i64, hold_until_ms: i64, payments: i64) -> Tier {
+    let now = state.now_ms();
+    konbini_core::risk::tier_for(
+        now.saturating_sub(created_ms).max(0),
+        payments,
+        now < hold_until_ms,
+    )
+}
+
+/// Refuses an amount above the tier's limits: `Err` with the error to answer.
+pub fn check_tier_limit(
+    state: &AppState,
+    tier: Tier,
+    kind: LimitKind,
+    amount: i64,
+    totals: (i64, i64),
+) -> Result<(), crate::error::ApiError> {
+    konbini_core::risk::check_limit(&state.config.tier_limits, tier, kind, amount, totals.0, totals.1)
+        .map_err(|b| {
+            crate::error::ApiError::payment(
+                "tier_limit_exceeded",
+                format!(
+                    "{b}. The limits grow with the account's age and history; GET /v1/wallet shows them."
+                ),
+            )
+            .with_param("amount")
+        })
 }
 
 /// What a top-up or a card link knows when it asks for a decision.
@@ -310,7 +371,7 @@ pub fn funding_features(
     state: &AppState,
     f: &FundingFacts<'_>,
     now: i64,
-) -> Result<Features, StoreError> {
+) -> Result<(Features, Profile), StoreError> {
     let s = subjects_of_funding(f);
     let v = store::velocities(c, [&s[0], &s[1], "", ""], now)?;
     let profile = store::profile(c, f.customer_id)?;
@@ -341,7 +402,7 @@ pub fn funding_features(
             (WindowCounter::CardTopupsSum, &v[1], true),
         ],
     );
-    Ok(features)
+    Ok((features, profile))
 }
 
 /// Counts an allowed top-up for the customer and the card.

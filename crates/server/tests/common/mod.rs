@@ -52,6 +52,7 @@ pub async fn apps_with(tweak: impl Fn(&mut Config)) -> Vec<TestApp> {
             recoveries_per_network: 100_000,
             challenges_per_account: 1_000,
             dispatch_interval_ms: 50,
+            tier_limits: generous_tier_limits(),
             ..Config::default()
         };
         tweak(&mut cfg);
@@ -494,6 +495,26 @@ impl TestApp {
             self.label,
             report.problems
         );
+    }
+}
+
+/// Tier limits far above anything a test moves, so that only the tests of the limits (which
+/// set `TierLimits::default()`) meet them.
+pub fn generous_tier_limits() -> konbini_core::risk::TierLimits {
+    use konbini_core::risk::{Allowance, TierAllowance, TierLimits};
+    let big = Allowance {
+        per_transaction_minor: 10_000_000,
+        per_day_minor: 100_000_000,
+        per_month_minor: 1_000_000_000,
+    };
+    let tier = TierAllowance {
+        topup: big.clone(),
+        payment: big,
+    };
+    TierLimits {
+        new: tier.clone(),
+        verified: tier.clone(),
+        established: tier,
     }
 }
 
