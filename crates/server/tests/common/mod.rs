@@ -508,12 +508,12 @@ pub fn generous_tier_limits() -> konbini_core::risk::TierLimits {
         per_month_minor: 1_000_000_000,
     };
     let tier = TierAllowance {
-        topup: big.clone(),
+        topup: big,
         payment: big,
     };
     TierLimits {
-        new: tier.clone(),
-        verified: tier.clone(),
+        new: tier,
+        verified: tier,
         established: tier,
     }
 }
