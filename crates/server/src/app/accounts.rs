@@ -650,11 +650,28 @@ pub async fn log_in(
         ));
     }
     let secret = state.secret.clone();
+    let st = state.clone();
     let name = device_label(device_name);
     let body = state
         .db
         .write(move |c| {
             subjects.clear(c)?;
+            // The risk engine sees every successful password check (docs/risk.md): a block
+            // refuses the sign-in, a step-up asks even a bound device for a second factor.
+            let decision = super::risk::decide_identity(
+                c,
+                &st,
+                konbini_core::risk::EventKind::Login,
+                &customer,
+                bound.as_ref().map(|d| d.created_ms),
+                now,
+            )?;
+            if decision.outcome == konbini_core::risk::Outcome::Block {
+                return Ok(Err(super::risk::refused("sign-in")));
+            }
+            let bound = bound
+                .clone()
+                .filter(|_| decision.outcome != konbini_core::risk::Outcome::StepUp);
             if let Some(d) = &bound {
                 let (token, expires) = open_session(c, &cfg, &customer.id, &d.id, now)?;
                 return Ok(Ok((
@@ -791,6 +808,7 @@ pub async fn complete_log_in(
     let now = state.now_ms();
     let limits = code_check_limits(&cfg, client_ip);
     not_throttled(state, &limits).await?;
+    let st = state.clone();
     let webauthn = state.webauthn.clone();
     let secret = state.secret.clone();
     let h2 = hh.clone();
@@ -830,6 +848,19 @@ pub async fn complete_log_in(
             if let Some(s) = &succeeded {
                 s.clear(c)?;
             }
+            // The risk engine sees every device binding; a block refuses it (the proof is
+            // spent all the same).
+            let decision = super::risk::decide_identity(
+                c,
+                &st,
+                konbini_core::risk::EventKind::DeviceBinding,
+                customer,
+                None,
+                now,
+            )?;
+            if decision.outcome == konbini_core::risk::Outcome::Block {
+                return Ok(Some(Err(super::risk::refused("device binding"))));
+            }
             let data: Value = serde_json::from_str(&flow.data).unwrap_or(Value::Null);
             let name = device_label(data["device_name"].as_str().map(str::to_string));
             let out = bind_device_and_open_session(c, &secret, &cfg, &customer.id, &name, &factor.method, now)?;
@@ -841,7 +872,7 @@ pub async fn complete_log_in(
                 &json!({"customer_id": customer.id, "device_id": out["device"]["id"], "factor": factor.method}),
                 now,
             )?;
-            Ok(Some(out))
+            Ok(Some(Ok(out)))
         },
         move |c| {
             identity::flow_failed(c, &h2)?;
@@ -854,7 +885,7 @@ pub async fn complete_log_in(
     )
     .await?;
     state.wake_dispatcher();
-    out.ok_or_else(invalid_code)
+    out.ok_or_else(invalid_code)?
 }
 
 /// Re-authenticates on the current (bound) device with the password — the device is the

@@ -76,6 +76,7 @@ pub async fn begin(
         ));
     }
     let secret = state.secret.clone();
+    let st = state.clone();
     let (cid, session) = (auth.customer_id.clone(), auth.token_hash.clone());
     let kind = kind.to_string();
     let handle = new_token("kcc");
@@ -94,6 +95,31 @@ pub async fn begin(
                 cfg.max_code_attempts,
             )? {
                 return Ok(None);
+            }
+            // The risk engine sees every contact change: a block refuses it, a step-up asks
+            // for a strong factor (an authenticator app or a recovery code).
+            let Some(cu) = customers::by_id(c, &cid)? else {
+                return Ok(None);
+            };
+            let decision = super::risk::decide_identity(
+                c,
+                &st,
+                konbini_core::risk::EventKind::ContactChange,
+                &cu,
+                None,
+                now,
+            )?;
+            match decision.outcome {
+                konbini_core::risk::Outcome::Block => {
+                    return Ok(Some(Err(super::risk::refused("contact change"))));
+                }
+                konbini_core::risk::Outcome::StepUp if !factor.strong() => {
+                    return Ok(Some(Err(ApiError::forbidden(
+                        "stronger_factor_required",
+                        "This change needs a code from the authenticator app or a recovery code.",
+                    ))));
+                }
+                _ => {}
             }
             identity::insert_flow(
                 c,
@@ -122,7 +148,7 @@ pub async fn begin(
                 ttl_ms: cfg.code_ttl_ms,
             };
             codes::send(c, &secret, &code, now)?;
-            Ok(Some(()))
+            Ok(Some(Ok(())))
         },
         move |c| {
             codes::factor_failed(
@@ -138,7 +164,8 @@ pub async fn begin(
     state.wake_dispatcher();
     match out {
         None => Err(invalid_factor()),
-        Some(()) => Ok(json!({
+        Some(Err(e)) => Err(e),
+        Some(Ok(())) => Ok(json!({
             "change_id": handle,
             "status": "pending_verification",
             "expires_at_ms": now + state.config.code_ttl_ms,

@@ -322,6 +322,18 @@ pub async fn complete(
             if !all_valid || results.len() < 2 || (enrolled && !strong) {
                 return Ok(None);
             }
+            // The risk engine sees every completed recovery; a block refuses it.
+            let decision = super::risk::decide_identity(
+                c,
+                &st,
+                konbini_core::risk::EventKind::Recovery,
+                cu,
+                None,
+                now,
+            )?;
+            if decision.outcome == konbini_core::risk::Outcome::Block {
+                return Ok(Some(Err(super::risk::refused("recovery"))));
+            }
             identity::reset_password(c, &cu.id, hash, now + cfg.recovery_hold_ms, now)?;
             customers::revoke_everything(c, &cu.id, now)?;
             super::accounts::clear_login_failures(c, &st, &cu.email)?;
@@ -334,7 +346,7 @@ pub async fn complete(
                 &json!({"customer_id": cu.id, "proofs": proofs_used}),
                 now,
             )?;
-            Ok(Some(now + cfg.recovery_hold_ms))
+            Ok(Some(Ok(now + cfg.recovery_hold_ms)))
         },
         move |c| {
             identity::flow_failed(c, &h2)?;
@@ -343,7 +355,7 @@ pub async fn complete(
     )
     .await?;
     state.wake_dispatcher();
-    let hold_until = out.ok_or_else(refused)?;
+    let hold_until = out.ok_or_else(refused)??;
     Ok(json!({
         "status": "recovered",
         "recovery_hold_until_ms": hold_until,

@@ -470,3 +470,54 @@ pub async fn purge(db: &Db, now: i64) {
         tracing::warn!(error = %e, "risk counter purge failed");
     }
 }
+
+/// The features of an identity event (log-in, device binding, recovery, contact change): the
+/// account's age, tier and recovery hold, the device's age when there is one.
+pub fn identity_features(
+    c: &mut dyn Conn,
+    state: &AppState,
+    kind: EventKind,
+    customer: &konbini_store::customers::Customer,
+    device_created_ms: Option<i64>,
+    now: i64,
+) -> Result<Features, StoreError> {
+    let profile = store::profile(c, &customer.id)?;
+    let mut features = Features::new();
+    features.set_event_kind(kind);
+    account_features(
+        &mut features,
+        state,
+        customer.created_ms,
+        customer.recovery_hold_until_ms,
+        None,
+        profile.payments,
+        now,
+    );
+    if let Some(d) = device_created_ms {
+        features.set_duration(DurationFeature::DeviceAge, now.saturating_sub(d).max(0));
+    }
+    Ok(features)
+}
+
+/// Decides an identity event and journals it (with its case), in the caller's transaction.
+pub fn decide_identity(
+    c: &mut dyn Conn,
+    state: &AppState,
+    kind: EventKind,
+    customer: &konbini_store::customers::Customer,
+    device_created_ms: Option<i64>,
+    now: i64,
+) -> Result<Decision, StoreError> {
+    let features = identity_features(c, state, kind, customer, device_created_ms, now)?;
+    let decision = state.risk.evaluate(&features);
+    journal(c, &decision, &features, kind, &customer.id, None, now)?;
+    Ok(decision)
+}
+
+/// The answer to an identity event the rules blocked: it names no rule.
+pub fn refused(what: &str) -> crate::error::ApiError {
+    crate::error::ApiError::forbidden(
+        "refused",
+        format!("This {what} was refused. Contact Konbini support if you think this is a mistake."),
+    )
+}
