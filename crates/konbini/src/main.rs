@@ -1,10 +1,12 @@
 //! `konbini`: the one binary. Serve the API, run the demo, provision stores and terminals,
-//! verify the ledger, report settlement, run the processor simulator, benchmark.
+//! verify the ledger, report settlement, list and backtest risk rules, run the processor
+//! simulator, benchmark.
 #![forbid(unsafe_code)]
 
 mod bench;
 mod demo;
 mod provision;
+mod risk_cli;
 mod settings;
 
 use clap::{Parser, Subcommand};
@@ -89,6 +91,11 @@ enum Command {
         #[command(subcommand)]
         action: ReportAction,
     },
+    /// Risk rules: list them, backtest a candidate against the decision journal.
+    Risk {
+        #[command(subcommand)]
+        action: RiskAction,
+    },
     /// Run the card-processor simulator as its own HTTP service.
     ProcessorSim {
         #[arg(long, default_value = "127.0.0.1:8090")]
@@ -169,6 +176,27 @@ enum ReportAction {
         /// YYYY-MM-DD
         #[arg(long)]
         date: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum RiskAction {
+    /// List the stored rules, highest priority first.
+    Rules,
+    /// Replay the journaled decisions of a period with a candidate rule and report what it
+    /// would have changed (see docs/risk.md, "Backtesting").
+    Backtest {
+        /// The candidate rule: a TOML or JSON file with name, description, source, priority
+        /// (and optionally mode, which does not matter here).
+        #[arg(long)]
+        rule: PathBuf,
+        /// Start: YYYY-MM-DD (the JST business day's start) or unix milliseconds.
+        #[arg(long)]
+        from: String,
+        /// End: YYYY-MM-DD (included: the window ends with that JST day) or unix
+        /// milliseconds (excluded).
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -376,6 +404,16 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         } => {
             let db = open_db(&database_url)?;
             provision::settlement(&db, &date)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Risk { action } => {
+            let db = open_db(&database_url)?;
+            match action {
+                RiskAction::Rules => risk_cli::rules(&db)?,
+                RiskAction::Backtest { rule, from, to } => {
+                    risk_cli::backtest(db, &rule, &from, &to)?
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::ProcessorSim { bind, slow_ms } => runtime()?.block_on(async move {

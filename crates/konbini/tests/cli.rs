@@ -533,3 +533,139 @@ fn demo_walkthrough_runs_end_to_end() {
     assert!(!text.contains(PAN), "the demo printed a card number");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn risk_rules_and_backtest_on_the_command_line() {
+    let dir = workdir();
+    let db = "sqlite://risk.db";
+    let (code, out) = konbini(&dir, db, &["risk", "rules"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("no rules stored"), "{out}");
+    konbini(&dir, db, &["store", "add", "--id", "ST1", "--name", "one"]);
+    let (_, out) = konbini(&dir, db, &["terminal", "add", "--store", "ST1"]);
+    let key = terminal_key(&out);
+
+    // A node seeds the default rules and journals what it decides: a card link, a top-up
+    // and two payments, of 1,000 and 500.
+    let sinks = sinks().await;
+    let server = serve(&dir, db, "node", &sinks);
+    let tok = funded(
+        &server.base,
+        &sinks,
+        "bt@example.com",
+        "+819077770003",
+        3_000,
+    )
+    .await;
+    for (amount, idem) in [(1_000, "p1"), (500, "p2")] {
+        let (_, c) = call(
+            &server.base,
+            "POST",
+            "/v1/payment-codes",
+            Some(&tok),
+            None,
+            None,
+        )
+        .await;
+        let (s, p) = pay(
+            &server.base,
+            &key,
+            c["code"].as_str().expect("code"),
+            amount,
+            idem,
+        )
+        .await;
+        assert_eq!((s, p["status"].as_str()), (201, Some("succeeded")), "{p}");
+    }
+    drop(server);
+
+    let (code, out) = konbini(&dir, db, &["risk", "rules"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("basket.tobacco.block") && out.contains("24 rules"),
+        "{out}"
+    );
+
+    // The candidate, in TOML, over today's business day (JST): it would have blocked the
+    // payment of 1,000, which was allowed.
+    std::fs::write(
+        dir.join("big.toml"),
+        "name = \"big_payments\"\ndescription = \"payments above 700\"\nsource = 'block when event.kind == \"payment\" and payment.amount > 700'\npriority = 900\n",
+    )
+    .expect("rule file");
+    let today = Command::new("date")
+        .env("TZ", "Asia/Tokyo")
+        .arg("+%F")
+        .output()
+        .expect("date");
+    let today = String::from_utf8_lossy(&today.stdout).trim().to_string();
+    let args = |rule: &'static str, from: &str, to: &str| {
+        let v: Vec<String> = [
+            "risk", "backtest", "--rule", rule, "--from", from, "--to", to,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v
+    };
+    let run = |a: Vec<String>| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        konbini(&dir, db, &a)
+    };
+    let (code, out) = run(args("big.toml", &today, &today));
+    assert_eq!(code, 0, "{out}");
+    for want in [
+        "backtest of `big_payments` (block",
+        "added to the stored rules",
+        "events replayed: 4",
+        "fired: 1 ",
+        "allow -> block: 1",
+        "payment ",
+    ] {
+        assert!(out.contains(want), "`{want}` not in:\n{out}");
+    }
+    // The same in JSON, over unix milliseconds; mode may be given and does not matter.
+    std::fs::write(
+        dir.join("big.json"),
+        r#"{"name": "big_payments", "source": "block when event.kind == \"payment\" and payment.amount > 700", "priority": 900, "mode": "shadow"}"#,
+    )
+    .expect("rule file");
+    let (code, out2) = run(args("big.json", "0", "99999999999999"));
+    assert_eq!(code, 0, "{out2}");
+    assert!(
+        out2.contains("fired: 1 ") && out2.contains("allow -> block: 1"),
+        "{out2}"
+    );
+    // Nothing journaled in 1970.
+    let (code, out) = run(args("big.json", "1970-01-01", "1970-01-02"));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("events replayed: 0"), "{out}");
+
+    // Refused: a rule that does not check (with where), an unknown field, a bad date.
+    std::fs::write(
+        dir.join("typo.toml"),
+        "name = \"typo\"\nsource = 'block when payment.amont > 1'\npriority = 1\n",
+    )
+    .expect("rule file");
+    let (code, out) = run(args("typo.toml", &today, &today));
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("1:12") && out.contains("payment.amount"),
+        "{out}"
+    );
+    std::fs::write(
+        dir.join("extra.toml"),
+        "name = \"x\"\nsource = 'block when payment.amount > 1'\npriority = 1\nenabled = true\n",
+    )
+    .expect("rule file");
+    let (code, out) = run(args("extra.toml", &today, &today));
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("enabled"), "{out}");
+    let (code, out) = run(args("big.toml", "last tuesday", &today));
+    assert_ne!(code, 0, "{out}");
+    let (code, out) = run(args("big.toml", &today, "1970-01-01"));
+    assert_ne!(code, 0, "an empty window: {out}");
+    let (code, out) = run(args("missing.toml", &today, &today));
+    assert_ne!(code, 0, "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

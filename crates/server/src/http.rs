@@ -1,5 +1,7 @@
 //! Routes and thin handlers: parse, authenticate, call a use case, answer.
 
+use crate::app::admin::{self, Permission};
+use crate::app::staff::StaffAuth;
 use crate::app::{
     accounts, contacts, funding, idem::Stored, mfa, passkeys, paycodes, pos, recovery,
 };
@@ -81,6 +83,26 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/sessions", post(staff_log_in))
         .route("/v1/admin/sessions/current", delete(staff_log_out))
         .route("/v1/admin/me", get(staff_me))
+        .route(
+            "/v1/admin/risk/rules",
+            get(list_risk_rules).post(create_risk_rule),
+        )
+        .route(
+            "/v1/admin/risk/rules/{name}",
+            get(get_risk_rule).put(edit_risk_rule),
+        )
+        .route("/v1/admin/risk/rules/{name}/enable", post(enable_risk_rule))
+        .route(
+            "/v1/admin/risk/rules/{name}/disable",
+            post(disable_risk_rule),
+        )
+        .route("/v1/admin/risk/backtest", post(backtest_risk_rule))
+        .route("/v1/admin/risk/cases", get(list_risk_cases))
+        .route("/v1/admin/risk/cases/{id}", get(get_risk_case))
+        .route("/v1/admin/risk/cases/{id}/assign", post(assign_risk_case))
+        .route("/v1/admin/risk/cases/{id}/resolve", post(resolve_risk_case))
+        .route("/v1/admin/customers/{id}/freeze", post(freeze_customer))
+        .route("/v1/admin/customers/{id}/unfreeze", post(unfreeze_customer))
         .route("/v1/pos/payments", post(create_payment))
         .route("/v1/pos/payments/{id}", get(get_payment))
         .route("/v1/pos/payments/{id}/cancel", post(cancel_payment))
@@ -724,4 +746,158 @@ async fn staff_log_out(
 
 async fn staff_me(auth: crate::app::staff::StaffAuth) -> axum::Json<Value> {
     axum::Json(serde_json::json!({"staff_id": auth.staff_id, "role": auth.role}))
+}
+
+// Admin API for risk. The role is checked before the body is read, so a staff member
+// without the permission learns nothing from the validation of a request.
+
+async fn list_risk_rules(
+    State(s): State<AppState>,
+    auth: StaffAuth,
+) -> ApiResult<axum::Json<Value>> {
+    admin::require(&auth, Permission::ReadRules)?;
+    Ok(axum::Json(admin::list_rules(&s).await?))
+}
+
+async fn get_risk_rule(
+    State(s): State<AppState>,
+    auth: StaffAuth,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    admin::require(&auth, Permission::ReadRules)?;
+    Ok(axum::Json(admin::get_rule(&s, name).await?))
+}
+
+async fn create_risk_rule(
+    State(s): State<AppState>,
+    auth: StaffAuth,
+    body: Result<Json<admin::NewRule>, ApiError>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    admin::require(&auth, Permission::WriteRules)?;
+    let Json(b) = body?;
+    let out = admin::create_rule(&s, &auth.staff_id, b).await?;
+    Ok((StatusCode::CREATED, axum::Json(out)))
+}
+
+async fn edit_risk_rule(
+    State(s): State<AppState>,
+    auth: StaffAuth,
+    Path(name): Path<String>,
+    body: Result<Json<admin::RuleEdit>, ApiError>,
+) -> ApiResult<axum::Json<Value>> {
+    admin::require(&auth, Permission::WriteRules)?;
+    let Json(b) = body?;
+    Ok(axum::Json(
+        admin::edit_rule(&s, &auth.staff_id, name, b).await?,
+    ))
+}
+
+async fn enable_risk_rule(
+    State(s): State<AppState>,
+    auth: StaffAuth,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    admin::require(&auth, Permission::WriteRules)?;
+    Ok(axum::Json(
+        admin::set_rule_enabled(&s, &auth.staff_id, name, true).await?,
+    ))
+}
+
+async fn disable_risk_rule(
+    State(s): State<AppState>,
+    auth: StaffAuth,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    admin::require(&auth, Permission::WriteRules)?;
+    Ok(axum::Json(
+        admin::set_rule_enabled(&s, &auth.staff_id, name, false).await?,
+    ))
+}
+
+async fn backtest_risk_rule(
+    State(s): State<AppState>,
+    auth: StaffAuth,
+    body: Result<Json<admin::BacktestRequest>, ApiError>,
+) -> ApiResult<axum::Json<Value>> {
+    admin::require(&auth, Permission::Backtest)?;
+    let Json(b) = body?;
+    Ok(axum::Json(admin::backtest(&s, b).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseQuery {
+    status: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_risk_cases(
+    State(s): State<AppState>,
+    auth: StaffAuth,
+    q: Result<Query<CaseQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<axum::Json<Value>> {
+    admin::require(&auth, Permission::ReadCases)?;
+    let Query(q) = q.map_err(|_| {
+        ApiError::invalid("invalid_query", "Use ?status=open|resolved&limit=1..100")
+    })?;
+    Ok(axum::Json(admin::list_cases(&s, q.status, q.limit).await?))
+}
+
+async fn get_risk_case(
+    State(s): State<AppState>,
+    auth: StaffAuth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    admin::require(&auth, Permission::ReadCases)?;
+    Ok(axum::Json(admin::get_case(&s, id).await?))
+}
+
+async fn assign_risk_case(
+    State(s): State<AppState>,
+    auth: StaffAuth,
+    Path(id): Path<String>,
+    body: Result<Json<admin::AssignCase>, ApiError>,
+) -> ApiResult<axum::Json<Value>> {
+    admin::require(&auth, Permission::WorkCases)?;
+    let Json(b) = body?;
+    Ok(axum::Json(
+        admin::assign_case(&s, &auth.staff_id, id, b).await?,
+    ))
+}
+
+async fn resolve_risk_case(
+    State(s): State<AppState>,
+    auth: StaffAuth,
+    Path(id): Path<String>,
+    body: Result<Json<admin::ResolveCase>, ApiError>,
+) -> ApiResult<axum::Json<Value>> {
+    admin::require(&auth, Permission::WorkCases)?;
+    let Json(b) = body?;
+    Ok(axum::Json(
+        admin::resolve_case(&s, &auth.staff_id, id, b).await?,
+    ))
+}
+
+async fn freeze_customer(
+    State(s): State<AppState>,
+    auth: StaffAuth,
+    Path(id): Path<String>,
+    body: Result<Json<admin::FreezeRequest>, ApiError>,
+) -> ApiResult<axum::Json<Value>> {
+    admin::require(&auth, Permission::Freeze)?;
+    let Json(b) = body?;
+    Ok(axum::Json(admin::freeze(&s, &auth.staff_id, id, b).await?))
+}
+
+async fn unfreeze_customer(
+    State(s): State<AppState>,
+    auth: StaffAuth,
+    Path(id): Path<String>,
+    body: Result<Json<admin::FreezeRequest>, ApiError>,
+) -> ApiResult<axum::Json<Value>> {
+    admin::require(&auth, Permission::Freeze)?;
+    let Json(b) = body?;
+    Ok(axum::Json(
+        admin::unfreeze(&s, &auth.staff_id, id, b).await?,
+    ))
 }

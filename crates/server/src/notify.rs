@@ -227,6 +227,20 @@ pub fn render(topic: &str, p: &Value, email: &str, phone: &str, public_url: &str
             ),
             sms("Konbini: a contact change was undone and your account is frozen. Contact support to reopen it.".to_string()),
         ],
+        "customer.frozen" => vec![
+            mail(
+                "Your account is frozen".into(),
+                "Konbini's security team froze your account to protect it: every device was signed out and payment codes no longer work. Contact Konbini support to reopen it.".into(),
+            ),
+            sms("Konbini: your account was frozen by our security team and signed out everywhere. Contact support to reopen it.".to_string()),
+        ],
+        "customer.unfrozen" => vec![
+            mail(
+                "Your account is open again".into(),
+                format!("Konbini's security team reopened your account. Sign in again at {public_url}; each device needs a second factor to be bound again."),
+            ),
+            sms("Konbini: your account is open again; sign in with a second factor on each device.".to_string()),
+        ],
         "device.bound" => vec![
             mail(
                 "A new device signed in".into(),

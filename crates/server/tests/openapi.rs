@@ -1609,6 +1609,8 @@ async fn walk(app: &TestApp, doc: &Value) {
     )
     .await;
 
+    walk_risk_admin(&mut w).await;
+
     assert!(
         w.problems.is_empty(),
         "answers that do not match the document:\n{}",
@@ -1626,6 +1628,258 @@ async fn walk(app: &TestApp, doc: &Value) {
         missed.is_empty(),
         "add these operations to the walk in tests/openapi.rs: {missed:?}"
     );
+}
+
+/// A staff member with `role`, signed in: (staff id, session token).
+async fn staff_session(app: &TestApp, email: &str, role: &str) -> (String, String) {
+    let secret = konbini_server::secrets::MasterSecret::new(vec![7u8; 32]).expect("secret");
+    let (db, s2, now) = (app.db.clone(), secret.clone(), app.clock_ms());
+    let (e, r) = (email.to_string(), role.to_string());
+    let created = tokio::task::spawn_blocking(move || {
+        konbini_server::app::staff::create(&db, &s2, &e, "Staff", &r, now)
+    })
+    .await
+    .expect("join")
+    .expect("staff");
+    let code =
+        konbini_core::totp::code_at(&secret.staff_totp_secret(&created.id, 1), app.clock_ms());
+    let login = json!({"email": email, "password": created.password, "totp": code});
+    let r = app
+        .send("POST", "/v1/admin/sessions", None, None, Some(login))
+        .await;
+    assert_eq!(r.status, 201, "{}: {}", app.label, r.text);
+    (created.id, s(&r.body["token"]))
+}
+
+const RISK_RULES: &str = "/v1/admin/risk/rules";
+const RISK_RULE: &str = "/v1/admin/risk/rules/{name}";
+const RISK_ENABLE: &str = "/v1/admin/risk/rules/{name}/enable";
+const RISK_DISABLE: &str = "/v1/admin/risk/rules/{name}/disable";
+const RISK_BACKTEST: &str = "/v1/admin/risk/backtest";
+const RISK_CASES: &str = "/v1/admin/risk/cases";
+const RISK_CASE: &str = "/v1/admin/risk/cases/{id}";
+const RISK_ASSIGN: &str = "/v1/admin/risk/cases/{id}/assign";
+const RISK_RESOLVE: &str = "/v1/admin/risk/cases/{id}/resolve";
+const FREEZE: &str = "/v1/admin/customers/{id}/freeze";
+const UNFREEZE: &str = "/v1/admin/customers/{id}/unfreeze";
+
+/// The risk admin API: rules in shadow mode, live, disabled and enabled again, a backtest,
+/// the case a block opens, and freezing its customer.
+async fn walk_risk_admin(w: &mut Walk<'_>) {
+    let app = w.app;
+    let (_, analyst) = staff_session(app, "analyst@example.com", "analyst").await;
+    let (security_id, security) = staff_session(app, "security@example.com", "security").await;
+    let (support_id, support) = staff_session(app, "support@example.com", "support").await;
+    let (c, _) = app.funded_customer("admin-walk@example.com", 5_000).await;
+    let (_, term) = app.store_with_terminal("st_admin_walk").await;
+    let from_ms = app.clock_ms();
+
+    let source = "block when event.kind == \"payment\" and payment.amount > 700";
+    let new_rule = |name: &str, source: &str| json!({"name": name, "description": "walk", "source": source, "priority": 900, "mode": "shadow"});
+    w.err(rq("GET", RISK_RULES), 401, "unauthenticated").await;
+    w.ok(rq("GET", RISK_RULES).auth(&support), 200).await;
+    let create = |name: &str, source: &str| {
+        rq("POST", RISK_RULES)
+            .auth(&analyst)
+            .body(new_rule(name, source))
+    };
+    w.err(
+        rq("POST", RISK_RULES)
+            .auth(&support)
+            .body(new_rule("walk_big", source)),
+        403,
+        "forbidden_role",
+    )
+    .await;
+    let r = w.ok(create("walk_big", source), 201).await;
+    assert_eq!(r.body["version"], 1, "{}", r.text);
+    w.err(create("walk_big", source), 409, "rule_exists").await;
+    w.err(
+        create("walk_typo", "block when payment.amont > 1"),
+        400,
+        "invalid_rule",
+    )
+    .await;
+    let rule = "/v1/admin/risk/rules/walk_big";
+    let r = w
+        .ok(rq("GET", RISK_RULE).at(rule).auth(&support), 200)
+        .await;
+    assert_eq!(r.body["versions"][0]["version"], 1, "{}", r.text);
+    w.err(
+        rq("GET", RISK_RULE)
+            .at("/v1/admin/risk/rules/nope")
+            .auth(&support),
+        404,
+        "resource_missing",
+    )
+    .await;
+    let live = json!({"description": "walk", "source": source, "priority": 900, "mode": "live", "expected_version": 1});
+    let r = w
+        .ok(
+            rq("PUT", RISK_RULE)
+                .at(rule)
+                .auth(&analyst)
+                .body(live.clone()),
+            200,
+        )
+        .await;
+    assert_eq!(r.body["mode"], "live", "{}", r.text);
+    w.err(
+        rq("PUT", RISK_RULE).at(rule).auth(&analyst).body(live),
+        409,
+        "version_conflict",
+    )
+    .await;
+    let r = w
+        .ok(
+            rq("POST", RISK_DISABLE)
+                .at(format!("{rule}/disable"))
+                .auth(&analyst),
+            200,
+        )
+        .await;
+    assert_eq!(r.body["enabled"], false, "{}", r.text);
+    let r = w
+        .ok(
+            rq("POST", RISK_ENABLE)
+                .at(format!("{rule}/enable"))
+                .auth(&analyst),
+            200,
+        )
+        .await;
+    assert_eq!(r.body["enabled"], true, "{}", r.text);
+
+    // A payment the live rule blocks: a case.
+    let p = app
+        .pay(&term, &app.offline_code(&c, 0), 800, "walk-big")
+        .await;
+    assert_eq!(p.body["decline_code"], "do_not_honor", "{}", p.text);
+    let to_ms = app.clock_ms() + 1;
+    let candidate = new_rule("walk_big", source);
+    let r = w
+        .ok(
+            rq("POST", RISK_BACKTEST)
+                .auth(&analyst)
+                .body(json!({"rule": candidate, "from_ms": from_ms, "to_ms": to_ms})),
+            200,
+        )
+        .await;
+    assert_eq!(r.body["fired"], 1, "{}", r.text);
+    w.err(
+        rq("POST", RISK_BACKTEST)
+            .auth(&analyst)
+            .body(json!({"rule": candidate, "from_ms": to_ms, "to_ms": from_ms})),
+        400,
+        "invalid_window",
+    )
+    .await;
+
+    let r = w.ok(rq("GET", RISK_CASES).auth(&support), 200).await;
+    let case_id = r.body["data"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .find(|k| k["customer_id"] == json!(c.customer_id))
+        .map(|k| s(&k["id"]))
+        .unwrap_or_else(|| panic!("no case: {}", r.text));
+    w.err(
+        rq("GET", RISK_CASES)
+            .at(format!("{RISK_CASES}?status=maybe"))
+            .auth(&support),
+        400,
+        "invalid_query",
+    )
+    .await;
+    let case = format!("{RISK_CASES}/{case_id}");
+    let r = w
+        .ok(rq("GET", RISK_CASE).at(&case).auth(&support), 200)
+        .await;
+    assert_eq!(
+        r.body["recent_decisions"][0]["outcome"], "block",
+        "{}",
+        r.text
+    );
+    w.err(
+        rq("GET", RISK_CASE)
+            .at(format!("{RISK_CASES}/case_nope"))
+            .auth(&support),
+        404,
+        "resource_missing",
+    )
+    .await;
+    let r = w
+        .ok(
+            rq("POST", RISK_ASSIGN)
+                .at(format!("{case}/assign"))
+                .auth(&security)
+                .body(json!({})),
+            200,
+        )
+        .await;
+    assert_eq!(r.body["assigned_to"], json!(security_id), "{}", r.text);
+    w.err(
+        rq("POST", RISK_ASSIGN)
+            .at(format!("{case}/assign"))
+            .auth(&security)
+            .body(json!({"staff_id": support_id})),
+        400,
+        "invalid_assignee",
+    )
+    .await;
+    let legit = json!({"resolution": "legitimate", "note": "the customer confirmed it by phone"});
+    let resolve = || {
+        rq("POST", RISK_RESOLVE)
+            .at(format!("{case}/resolve"))
+            .auth(&security)
+            .body(legit.clone())
+    };
+    let r = w.ok(resolve(), 200).await;
+    assert_eq!(r.body["customer_status"], "active", "{}", r.text);
+    w.err(resolve(), 409, "case_resolved").await;
+
+    let freeze = format!("/v1/admin/customers/{}/freeze", c.customer_id);
+    let unfreeze = format!("/v1/admin/customers/{}/unfreeze", c.customer_id);
+    let why = json!({"reason": "walk"});
+    w.err(
+        rq("POST", FREEZE)
+            .at(&freeze)
+            .auth(&analyst)
+            .body(why.clone()),
+        403,
+        "forbidden_role",
+    )
+    .await;
+    w.ok(
+        rq("POST", FREEZE)
+            .at(&freeze)
+            .auth(&security)
+            .body(why.clone()),
+        200,
+    )
+    .await;
+    w.err(
+        rq("POST", FREEZE)
+            .at(&freeze)
+            .auth(&security)
+            .body(why.clone()),
+        409,
+        "already_frozen",
+    )
+    .await;
+    w.ok(
+        rq("POST", UNFREEZE)
+            .at(&unfreeze)
+            .auth(&security)
+            .body(why.clone()),
+        200,
+    )
+    .await;
+    w.err(
+        rq("POST", UNFREEZE).at(&unfreeze).auth(&security).body(why),
+        409,
+        "not_frozen",
+    )
+    .await;
 }
 
 /// WebAuthn needs a domain: where the public URL is an IP address, every passkey step answers

@@ -519,3 +519,25 @@ pub fn active_staff_role(
     .map(|r| r.text(0))
     .transpose()
 }
+
+/// Decisions in `[from_ms, to_ms)` in journal order (time, then id), at most `limit`,
+/// after the decision `after` (its time and id; `None` from the start). Keyset paging on
+/// the time index: every page costs the same however far into the window it is.
+pub fn decisions_page(
+    conn: &mut dyn Conn,
+    from_ms: i64,
+    to_ms: i64,
+    after: Option<(i64, &str)>,
+    limit: i64,
+) -> Result<Vec<DecisionRecord>, StoreError> {
+    let (at, id) = after.unwrap_or((from_ms, ""));
+    conn.query(
+        "SELECT id, at_ms, customer_id, event_kind, ref_id, outcome, decided_by, fired, shadow, features, case_id \
+         FROM risk_decisions WHERE at_ms >= $1 AND at_ms < $2 AND (at_ms > $3 OR id > $4) \
+         ORDER BY at_ms, id LIMIT $5",
+        params![at.max(from_ms), to_ms, at, id, limit],
+    )?
+    .iter()
+    .map(decision)
+    .collect()
+}

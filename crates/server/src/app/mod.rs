@@ -3,6 +3,7 @@
 //! line and outbox event. Handlers in `http` only parse, authenticate and call these.
 
 pub mod accounts;
+pub mod admin;
 pub mod codes;
 pub mod contacts;
 pub mod funding;
