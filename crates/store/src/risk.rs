@@ -40,6 +40,24 @@ pub fn add_payment(
     Ok(())
 }
 
+/// Counts one event of `amount` for one subject (4 rows, one statement): the payment hot path
+/// keeps only the customer's counters.
+pub fn add_one(
+    conn: &mut dyn Conn,
+    subject: &str,
+    amount: i64,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let b = buckets(now_ms);
+    conn.exec(
+        "INSERT INTO risk_counters (subject, win, bucket, n, total) VALUES \
+         ($1, 600000, $2, 1, $6), ($1, 3600000, $3, 1, $6), ($1, 86400000, $4, 1, $6), ($1, 604800000, $5, 1, $6) \
+         ON CONFLICT (subject, win, bucket) DO UPDATE SET n = risk_counters.n + excluded.n, total = risk_counters.total + excluded.total",
+        params![subject, b[0], b[1], b[2], b[3], amount],
+    )?;
+    Ok(())
+}
+
 /// Counts one top-up of `amount` for the customer and card subjects (8 rows, one statement).
 pub fn add_topup(
     conn: &mut dyn Conn,
