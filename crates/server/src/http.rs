@@ -647,9 +647,7 @@ async fn confirm_payment(
     auth: CustomerAuth,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(
-        pos::decide_pending(&s, auth.customer_id, id, true).await?,
-    ))
+    Ok(axum::Json(pos::confirm_pending(&s, &auth, id).await?))
 }
 
 async fn reject_payment(

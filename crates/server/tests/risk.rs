@@ -336,3 +336,64 @@ async fn limits_follow_the_customer_tier_and_show_in_the_wallet() {
         assert_eq!(r.status, 201, "{l}: {}", r.text);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stepped_up_payment_is_confirmed_in_the_wallet_with_a_fresh_sign_in() {
+    for app in apps_with(|c| c.tier_limits = Default::default()).await {
+        let l = app.label;
+        let (c, _) = app
+            .funded_customer(&format!("confirm-{l}@example.com"), 10_000)
+            .await;
+        let (_, term) = app.store_at("st_confirm", Some(SHIBUYA)).await;
+        // Twenty packs of cigarettes: the default rules ask the customer to confirm.
+        app.clock.advance_ms(6 * 60 * 1000);
+        let r = pay_basket(
+            &app,
+            &term,
+            basket("tobacco", 20, 450, "confirm-1", &app.offline_code(&c, 0)),
+            "confirm-1",
+        )
+        .await;
+        assert_eq!(r.body["status"], "pending_confirmation", "{l}: {}", r.text);
+        let id = r.body["id"].as_str().expect("id").to_string();
+        let pending = app
+            .send("GET", "/v1/payments/pending", Some(&c.token), None, None)
+            .await;
+        assert!(pending.text.contains(&id), "{l}: {}", pending.text);
+        // The session is older than the step-up window: confirming needs a fresh sign-in.
+        let confirm = |token: String| {
+            let (app, id) = (&app, id.clone());
+            async move {
+                app.send(
+                    "POST",
+                    &format!("/v1/payments/{id}/confirm"),
+                    Some(&token),
+                    None,
+                    None,
+                )
+                .await
+            }
+        };
+        let r = confirm(c.token.clone()).await;
+        assert_error(
+            l,
+            &r,
+            403,
+            "authentication_error",
+            "reauthentication_required",
+        );
+        let again = app
+            .send(
+                "POST",
+                "/v1/sessions/current/reauthenticate",
+                Some(&c.token),
+                None,
+                Some(json!({"password": c.password})),
+            )
+            .await;
+        let token = again.body["token"].as_str().expect("token").to_string();
+        let r = confirm(token).await;
+        assert_eq!(r.body["status"], "succeeded", "{l}: {}", r.text);
+        app.ledger_ok().await;
+    }
+}

@@ -765,6 +765,18 @@ pub async fn pending_for_customer(
 }
 
 /// The customer confirms (or rejects) a pending payment from the wallet.
+/// Confirms a payment waiting in the wallet. Confirming is the second factor of a payment the
+/// rules (or its size) held: it needs a sign-in newer than the step-up window on the bound
+/// device — the device plus the password (or a new sign-in with a second factor).
+pub async fn confirm_pending(
+    state: &AppState,
+    auth: &crate::extract::CustomerAuth,
+    payment_id: String,
+) -> ApiResult<serde_json::Value> {
+    auth.require_recent_auth(state)?;
+    decide_pending(state, auth.customer_id.clone(), payment_id, true).await
+}
+
 pub async fn decide_pending(
     state: &AppState,
     customer_id: String,
