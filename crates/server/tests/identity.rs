@@ -15,22 +15,6 @@ async fn recover(app: &TestApp, body: Value) -> Resp {
         .await
 }
 
-/// The link token in the `nth` recovery email to `to`.
-async fn recovery_token(app: &TestApp, to: &str, nth: usize) -> String {
-    let m = app.email(to, "recovery token", nth).await;
-    link_token(&m, "/recover#token=")
-}
-
-fn link_token(message: &str, marker: &str) -> String {
-    let at = message
-        .find(marker)
-        .unwrap_or_else(|| panic!("no {marker} in {message}"));
-    message[at + marker.len()..]
-        .chars()
-        .take_while(char::is_ascii_alphanumeric)
-        .collect()
-}
-
 async fn complete(app: &TestApp, recovery_id: &str, proofs: Value) -> Resp {
     let mut body = json!({"recovery_id": recovery_id, "new_password": NEW_PASSWORD});
     for (k, v) in proofs.as_object().expect("proofs") {
@@ -38,28 +22,6 @@ async fn complete(app: &TestApp, recovery_id: &str, proofs: Value) -> Resp {
     }
     app.send("POST", "/v1/recovery/complete", None, None, Some(body))
         .await
-}
-
-/// Starts a recovery for `c` and returns (recovery id, email token, SMS code).
-async fn start_recovery(app: &TestApp, c: &Customer) -> (String, String, String) {
-    let (mails, texts) = (
-        app.mail
-            .to(&c.email)
-            .iter()
-            .filter(|m| m.contains("recovery token"))
-            .count(),
-        app.sms
-            .to(&c.phone)
-            .iter()
-            .filter(|m| m.contains("recovery code"))
-            .count(),
-    );
-    let r = recover(app, json!({"identifier": c.email})).await;
-    assert_eq!(r.status, 202, "{}: {}", app.label, r.text);
-    let id = r.body["recovery_id"].as_str().expect("id").to_string();
-    let token = recovery_token(app, &c.email, mails).await;
-    let sms = app.sms_code(&c.phone, "recovery code", texts).await;
-    (id, token, sms)
 }
 
 async fn log_in(app: &TestApp, email: &str, password: &str) -> Resp {
@@ -423,8 +385,8 @@ async fn reset_tokens_and_codes_are_single_use_short_lived_and_bound_to_their_ac
         let l = app.label;
         let a = app.customer(&format!("ann-{l}@example.com")).await;
         let b = app.customer(&format!("ben-{l}@example.com")).await;
-        let (a_id, a_token, a_sms) = start_recovery(&app, &a).await;
-        let (b_id, b_token, b_sms) = start_recovery(&app, &b).await;
+        let (a_id, a_token, a_sms) = app.start_recovery(&a).await;
+        let (b_id, b_token, b_sms) = app.start_recovery(&b).await;
         // One proof is not enough, and a second proof that does not check out spoils the pair
         // (A has no authenticator app, so any TOTP code is wrong).
         for proofs in [
@@ -478,7 +440,7 @@ async fn reset_tokens_and_codes_are_single_use_short_lived_and_bound_to_their_ac
         .await;
         assert_error(l, &r, 400, "invalid_request_error", "invalid_proof");
         // Brute force of the SMS code: the recovery dies after 5 wrong answers.
-        let (c_id, c_token, c_sms) = start_recovery(&app, &b).await;
+        let (c_id, c_token, c_sms) = app.start_recovery(&b).await;
         for i in 0..5 {
             let r = complete(
                 &app,
@@ -607,10 +569,10 @@ async fn totp_binds_devices_and_a_code_is_never_accepted_twice() {
             "{l}"
         );
         // Recovery of a TOTP account needs the app or a recovery code: email + SMS is refused.
-        let (id, token, sms) = start_recovery(&app, &c).await;
+        let (id, token, sms) = app.start_recovery(&c).await;
         let r = complete(&app, &id, json!({"email_token": token, "sms_code": sms})).await;
         assert_error(l, &r, 400, "invalid_request_error", "invalid_proof");
-        let (id, token, _) = start_recovery(&app, &c).await;
+        let (id, token, _) = app.start_recovery(&c).await;
         app.clock.advance_ms(30_000);
         let code = konbini_core::totp::code_at(&secret, app.clock_ms());
         let r = complete(&app, &id, json!({"email_token": token, "totp_code": code})).await;
@@ -692,7 +654,7 @@ async fn sessions_die_with_logout_reset_and_revocation_and_stay_with_their_owner
             .await;
         assert_error(l, &r, 404, "invalid_request_error", "resource_missing");
         // A password reset ends every session and device, and logs no one in.
-        let (id, token, sms) = start_recovery(&app, &a).await;
+        let (id, token, sms) = app.start_recovery(&a).await;
         let r = complete(&app, &id, json!({"email_token": token, "sms_code": sms})).await;
         assert_eq!(r.status, 200, "{l}: {}", r.text);
         assert!(
@@ -731,7 +693,7 @@ async fn the_recovery_hold_limits_money_until_a_strong_factor_is_shown() {
             .funded_customer(&format!("hold-{l}@example.com"), 20_000)
             .await;
         let (_, term) = app.store_with_terminal("st_hold").await;
-        let (id, token, sms) = start_recovery(&app, &c).await;
+        let (id, token, sms) = app.start_recovery(&c).await;
         let r = complete(&app, &id, json!({"email_token": token, "sms_code": sms})).await;
         assert_eq!(r.status, 200, "{l}: {}", r.text);
         // Back in on a new phone with an SMS code (not a strong factor).

@@ -163,14 +163,6 @@ impl Browser {
     }
 }
 
-fn fragment_token(message: &str, marker: &str) -> String {
-    let at = message.find(marker).expect("link in message");
-    message[at + marker.len()..]
-        .chars()
-        .take_while(char::is_ascii_alphanumeric)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_revert_link_undoes_a_contact_change_and_freezes_the_account() {
     let Some((browser, driver)) = tools() else {
@@ -198,7 +190,7 @@ async fn the_revert_link_undoes_a_contact_change_and_freezes_the_account() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let message = app.email(&c.email, "/revert#token=", 0).await;
-    let token = fragment_token(&message, "/revert#token=");
+    let token = link_token(&message, "/revert#token=");
 
     let b = Browser::start(&browser, &driver).await;
     // Opening the link changes nothing by itself (a link scanner must not freeze accounts).
@@ -246,7 +238,7 @@ async fn the_recovery_link_resets_the_password_with_a_second_proof() {
         .await;
     assert_eq!(r.status, 202);
     let message = app.email(&c.email, "recovery token", 0).await;
-    let token = fragment_token(&message, "/recover#token=");
+    let token = link_token(&message, "/recover#token=");
     let sms = app.sms_code(&c.phone, "recovery code", 0).await;
 
     let b = Browser::start(&browser, &driver).await;

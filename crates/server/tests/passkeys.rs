@@ -216,22 +216,7 @@ async fn recovery_of_a_passkey_account_needs_the_passkey_and_lifts_the_hold_limi
             .await;
         let mut key = register(&app, &c).await;
         // Email token and SMS code are not enough for an account with a passkey.
-        let r = app
-            .send(
-                "POST",
-                "/v1/recovery",
-                None,
-                None,
-                Some(json!({"identifier": c.email})),
-            )
-            .await;
-        let rid = r.body["recovery_id"].clone();
-        let mail = app.email(&c.email, "recovery token", 0).await;
-        let token: String = mail[mail.find("/recover#token=").expect("link") + 15..]
-            .chars()
-            .take_while(char::is_ascii_alphanumeric)
-            .collect();
-        let sms = app.sms_code(&c.phone, "recovery code", 0).await;
+        let (rid, token, sms) = app.start_recovery(&c).await;
         let complete = |proofs: Value| {
             let mut body = json!({"recovery_id": rid, "new_password": "a fresh passphrase 2026"});
             for (k, v) in proofs.as_object().expect("proofs") {
@@ -309,22 +294,7 @@ async fn a_factor_cannot_be_added_during_the_recovery_hold_to_lift_it() {
     for app in apps().await {
         let l = app.label;
         let c = app.customer(&format!("lift-{l}@example.com")).await;
-        let r = app
-            .send(
-                "POST",
-                "/v1/recovery",
-                None,
-                None,
-                Some(json!({"identifier": c.email})),
-            )
-            .await;
-        let rid = r.body["recovery_id"].clone();
-        let mail = app.email(&c.email, "recovery token", 0).await;
-        let token: String = mail[mail.find("/recover#token=").expect("link") + 15..]
-            .chars()
-            .take_while(char::is_ascii_alphanumeric)
-            .collect();
-        let sms = app.sms_code(&c.phone, "recovery code", 0).await;
+        let (rid, token, sms) = app.start_recovery(&c).await;
         let r = app
             .send("POST", "/v1/recovery/complete", None, None, Some(json!({"recovery_id": rid, "email_token": token, "sms_code": sms, "new_password": "a fresh passphrase 2026"})))
             .await;

@@ -18,28 +18,6 @@ fn buckets(now_ms: i64) -> [i64; 4] {
     WINDOWS_MS.map(|w| now_ms.div_euclid(w))
 }
 
-/// Counts one payment of `amount` for the customer, device, store and terminal subjects: 16
-/// counter rows in one statement (the rows are always in the same order, so two payments in
-/// one store cannot deadlock on them).
-pub fn add_payment(
-    conn: &mut dyn Conn,
-    subjects: [&str; 4],
-    amount: i64,
-    now_ms: i64,
-) -> Result<(), StoreError> {
-    let b = buckets(now_ms);
-    conn.exec(
-        "INSERT INTO risk_counters (subject, win, bucket, n, total) VALUES \
-         ($1, 600000, $5, 1, $9), ($1, 3600000, $6, 1, $9), ($1, 86400000, $7, 1, $9), ($1, 604800000, $8, 1, $9), \
-         ($2, 600000, $5, 1, $9), ($2, 3600000, $6, 1, $9), ($2, 86400000, $7, 1, $9), ($2, 604800000, $8, 1, $9), \
-         ($3, 600000, $5, 1, $9), ($3, 3600000, $6, 1, $9), ($3, 86400000, $7, 1, $9), ($3, 604800000, $8, 1, $9), \
-         ($4, 600000, $5, 1, $9), ($4, 3600000, $6, 1, $9), ($4, 86400000, $7, 1, $9), ($4, 604800000, $8, 1, $9) \
-         ON CONFLICT (subject, win, bucket) DO UPDATE SET n = risk_counters.n + excluded.n, total = risk_counters.total + excluded.total",
-        params![subjects[0], subjects[1], subjects[2], subjects[3], b[0], b[1], b[2], b[3], amount],
-    )?;
-    Ok(())
-}
-
 /// Counts one event of `amount` for one subject (4 rows, one statement): the payment hot path
 /// keeps only the customer's counters.
 pub fn add_one(

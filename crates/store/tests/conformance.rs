@@ -647,7 +647,9 @@ fn risk_counters_slide_and_cases_stay_one_per_customer() {
                     customers::insert(c, &customer("cus_1", "a@example.com"))?;
                     let s = ["cus:cus_1:pay", "dev:d:pay", "store:s:pay", "term:t:pay"];
                     for i in 0..6 {
-                        risk::add_payment(c, s, 1_000, t0 + i * 60_000)?;
+                        for subject in s {
+                            risk::add_one(c, subject, 1_000, t0 + i * 60_000)?;
+                        }
                     }
                     risk::add_topup(c, ["cus:cus_1:top", "card:ff:top"], 5_000, t0)?;
                     let v = risk::velocities(c, s, t0 + 5 * 60_000)?;

@@ -271,6 +271,30 @@ impl TestApp {
         );
     }
 
+    /// Starts a recovery for `c` and returns (recovery id, email token, SMS code), read out
+    /// of the messages that reached its verified email and phone.
+    pub async fn start_recovery(&self, c: &Customer) -> (String, String, String) {
+        let count = |v: Vec<String>, needle: &str| v.iter().filter(|m| m.contains(needle)).count();
+        let (mails, texts) = (
+            count(self.mail.to(&c.email), "recovery token"),
+            count(self.sms.to(&c.phone), "recovery code"),
+        );
+        let r = self
+            .send(
+                "POST",
+                "/v1/recovery",
+                None,
+                None,
+                Some(json!({"identifier": c.email})),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{}: {}", self.label, r.text);
+        let id = r.body["recovery_id"].as_str().expect("id").to_string();
+        let mail = self.email(&c.email, "recovery token", mails).await;
+        let sms = self.sms_code(&c.phone, "recovery code", texts).await;
+        (id, link_token(&mail, "/recover#token="), sms)
+    }
+
     /// Logs in from a new device: the password answers with a challenge, and the SMS code
     /// sent to the verified phone binds the device (its own slot and code key) and opens a
     /// new session for the same customer.
@@ -496,6 +520,17 @@ impl TestApp {
             report.problems
         );
     }
+}
+
+/// The token after `marker` in a message (`/recover#token=`, `/revert#token=`).
+pub fn link_token(message: &str, marker: &str) -> String {
+    let at = message
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker} in {message}"));
+    message[at + marker.len()..]
+        .chars()
+        .take_while(char::is_ascii_alphanumeric)
+        .collect()
 }
 
 /// Tier limits far above anything a test moves, so that only the tests of the limits (which
