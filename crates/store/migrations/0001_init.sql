@@ -341,18 +341,18 @@ CREATE TABLE staff_sessions (
     revoked_ms   BIGINT
 );
 
--- Risk engine. Velocity counters per subject ("cus:<id>:pay", "dev:<id>:pay",
--- "store:<id>:pay", "term:<id>:pay", "cus:<id>:top", "card:<fingerprint>:top") and window
--- (10 min, 1 h, 24 h, 7 d, in ms): two consecutive fixed buckets per window give a sliding
--- estimate (previous x unexpired fraction + current), so an event writes 4 rows per subject
--- and a decision reads at most 8, whatever the traffic.
-CREATE TABLE risk_counters (
-    subject TEXT NOT NULL,
-    win     BIGINT NOT NULL,
-    bucket  BIGINT NOT NULL,          -- floor(at_ms / win)
-    n       BIGINT NOT NULL,
-    total   BIGINT NOT NULL,          -- sum of amounts, minor units
-    PRIMARY KEY (subject, win, bucket)
+-- Risk engine. Velocity counters, one row per subject ("cus:<id>:pay", "dev:<id>:pay",
+-- "store:<id>:pay", "term:<id>:pay", "cus:<id>:top", "card:<fingerprint>:top"). For each
+-- window w (0: 10 min, 1: 1 h, 2: 24 h, 3: 7 d) the row keeps the current fixed bucket
+-- (floor(at_ms / window)) with its count and sum, and the previous bucket's count and sum:
+-- previous x unexpired fraction + current is the sliding estimate. An event updates one row
+-- per subject and a decision reads one, whatever the traffic.
+CREATE TABLE risk_velocity (
+    subject TEXT PRIMARY KEY,
+    w0_bucket BIGINT NOT NULL, w0_n BIGINT NOT NULL, w0_total BIGINT NOT NULL, w0_prev_n BIGINT NOT NULL, w0_prev_total BIGINT NOT NULL,
+    w1_bucket BIGINT NOT NULL, w1_n BIGINT NOT NULL, w1_total BIGINT NOT NULL, w1_prev_n BIGINT NOT NULL, w1_prev_total BIGINT NOT NULL,
+    w2_bucket BIGINT NOT NULL, w2_n BIGINT NOT NULL, w2_total BIGINT NOT NULL, w2_prev_n BIGINT NOT NULL, w2_prev_total BIGINT NOT NULL,
+    w3_bucket BIGINT NOT NULL, w3_n BIGINT NOT NULL, w3_total BIGINT NOT NULL, w3_prev_n BIGINT NOT NULL, w3_prev_total BIGINT NOT NULL
 );
 
 -- Per-customer aggregates the engine keeps as payments happen: the customer's own history

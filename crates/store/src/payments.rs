@@ -143,7 +143,14 @@ pub fn insert_payment_recorded(
     activity: Option<&Activity>,
     event: &crate::outbox::NewEvent,
     idem: &IdempotencyRecord<'_>,
+    risk: Option<&crate::risk::PaymentRisk<'_>>,
 ) -> Result<bool, StoreError> {
+    let risk_params = risk.and_then(crate::risk::payment_risk_params);
+    if let Some(r) = risk
+        && (conn.backend() == crate::Backend::Sqlite || risk_params.is_none() || activity.is_none())
+    {
+        crate::risk::write_payment_risk(conn, r)?;
+    }
     if conn.backend() == crate::Backend::Sqlite {
         insert_payment(conn, p)?;
         if let Some(a) = activity {
@@ -199,6 +206,13 @@ pub fn insert_payment_recorded(
     ]
     .to_vec();
     let row = match activity {
+        Some(a) if risk_params.is_some() => {
+            // The hot path: the payment, its activity line, event, idempotency record, and
+            // the risk engine's journal line, counters and profile, in one round trip.
+            params.extend_from_slice(params![&a.id, &a.customer_id, &a.kind, a.amount, &a.currency, &a.status, &a.description, a.created_ms]);
+            params.extend(risk_params.unwrap_or_default());
+            conn.query_one(&PAYMENT_WITH_RISK, &params)?
+        }
         Some(a) => {
             params.extend_from_slice(params![&a.id, &a.customer_id, &a.kind, a.amount, &a.currency, &a.status, &a.description, a.created_ms]);
             conn.query_one(
@@ -220,6 +234,19 @@ pub fn insert_payment_recorded(
     };
     Ok(row.int(0)? == 1)
 }
+
+/// The PostgreSQL statement of a payment with its activity line and counted risk writes.
+static PAYMENT_WITH_RISK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let risk = crate::risk::payment_risk_ctes(38);
+    format!(
+        "WITH o AS (INSERT INTO outbox (id, topic, aggregate_id, payload, created_ms, attempts) VALUES ($20, $21, $22, $23, $24, 0)), \
+         i AS (INSERT INTO idempotency (scope, key, request_hash, status_code, body, created_ms) VALUES ($25, $26, $27, $28, $29, $18) ON CONFLICT DO NOTHING RETURNING 1), \
+         a AS (INSERT INTO activity (id, customer_id, kind, amount, currency, status, description, created_ms) VALUES ($30, $31, $32, $33, $34, $35, $36, $37)), \
+         {risk} \
+         INSERT INTO payments (id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) RETURNING (SELECT COUNT(*) FROM i)"
+    )
+});
 
 /// A payment, only if it was taken at `store_id` (a terminal of another store sees nothing).
 pub fn payment_in_store(

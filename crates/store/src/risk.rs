@@ -2,7 +2,8 @@
 //! cases and the rule set. Everything the engine reads on the hot path is kept up to date as
 //! events happen, so a decision reads a handful of rows and never scans history.
 
-use crate::{Conn, Row, StoreError, params};
+use crate::{Conn, Row, StoreError, Value, params};
+use std::sync::LazyLock;
 
 /// The sliding windows (ms): 10 minutes, 1 hour, 24 hours, 7 days.
 pub const WINDOWS_MS: [i64; 4] = [600_000, 3_600_000, 86_400_000, 604_800_000];
@@ -18,87 +19,145 @@ fn buckets(now_ms: i64) -> [i64; 4] {
     WINDOWS_MS.map(|w| now_ms.div_euclid(w))
 }
 
-/// Counts one event of `amount` for one subject (4 rows, one statement): the payment hot path
-/// keeps only the customer's counters.
-pub fn add_one(
+/// The subject key of a counter: `kind` (`cus`, `dev`, `store`, `term`, `card`), the id, and
+/// what is counted (`pay`, `top`). `pos_context` builds the same keys in SQL.
+pub fn subject(kind: &str, id: &str, what: &str) -> String {
+    format!("{kind}:{id}:{what}")
+}
+
+/// The 20 state columns of a `risk_velocity` row, in the order [`velocity_of`] reads them,
+/// each prefixed with `alias.` (for joins).
+pub fn velocity_columns(alias: &str) -> String {
+    (0..4)
+        .flat_map(|w| {
+            ["bucket", "n", "total", "prev_n", "prev_total"]
+                .map(|c| format!("{alias}.w{w}_{c}"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Decodes the 20 columns starting at `first` (all NULL when the subject has no row) into
+/// the sliding estimates at `now_ms`: for each window, the current bucket plus the previous
+/// one weighted by the part of it still inside the window.
+pub fn velocity_of(r: &Row, first: usize, now_ms: i64) -> Result<Velocity, StoreError> {
+    let mut out = Velocity::default();
+    let now_buckets = buckets(now_ms);
+    for (w, win) in WINDOWS_MS.iter().enumerate() {
+        let col = first + w * 5;
+        let Some(bucket) = r.opt_int(col)? else {
+            continue;
+        };
+        let (n, total, prev_n, prev_total) =
+            (r.int(col + 1)?, r.int(col + 2)?, r.int(col + 3)?, r.int(col + 4)?);
+        // The previous bucket counts for the part of it still inside the window.
+        let left = win - now_ms.rem_euclid(*win);
+        let part = |v: i64| -> i64 {
+            i64::try_from(i128::from(v) * i128::from(left) / i128::from(*win)).unwrap_or(i64::MAX)
+        };
+        let (count, sum) = if bucket >= now_buckets[w] {
+            (n.saturating_add(part(prev_n)), total.saturating_add(part(prev_total)))
+        } else if bucket == now_buckets[w] - 1 {
+            (part(n), part(total))
+        } else {
+            (0, 0)
+        };
+        out.count[w] = count;
+        out.sum[w] = sum;
+    }
+    Ok(out)
+}
+
+/// `INSERT ... ON CONFLICT DO UPDATE` counting one event for `rows` subjects, with its
+/// parameters numbered from `$first`: the subjects, then the four current buckets, then
+/// the amount. A subject's row rolls each window forward when its bucket ends (the current
+/// counts become the previous ones; older ones are dropped), so one row per subject holds
+/// every window, and the increment happens in SQL, so concurrent events never lose a count.
+fn add_sql(first: usize, rows: usize) -> String {
+    let b = first + rows;
+    let amount = b + 4;
+    let values = (0..rows)
+        .map(|i| {
+            let windows = (0..4)
+                .map(|w| format!("${}, 1, ${amount}, 0, 0", b + w))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("(${}, {windows})", first + i)
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let t = "risk_velocity";
+    let set = (0..4)
+        .map(|w| {
+            let same = format!("{t}.w{w}_bucket >= excluded.w{w}_bucket");
+            let next = format!("{t}.w{w}_bucket = excluded.w{w}_bucket - 1");
+            format!(
+                "w{w}_prev_n = CASE WHEN {same} THEN {t}.w{w}_prev_n WHEN {next} THEN {t}.w{w}_n ELSE 0 END, \
+                 w{w}_prev_total = CASE WHEN {same} THEN {t}.w{w}_prev_total WHEN {next} THEN {t}.w{w}_total ELSE 0 END, \
+                 w{w}_n = CASE WHEN {same} THEN {t}.w{w}_n + 1 ELSE 1 END, \
+                 w{w}_total = CASE WHEN {same} THEN {t}.w{w}_total + excluded.w{w}_total ELSE excluded.w{w}_total END, \
+                 w{w}_bucket = CASE WHEN {same} THEN {t}.w{w}_bucket ELSE excluded.w{w}_bucket END"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let columns = velocity_columns(t).replace("risk_velocity.", "");
+    format!("INSERT INTO {t} (subject, {columns}) VALUES {values} ON CONFLICT (subject) DO UPDATE SET {set}")
+}
+
+static ADD_1: LazyLock<String> = LazyLock::new(|| add_sql(1, 1));
+static ADD_2: LazyLock<String> = LazyLock::new(|| add_sql(1, 2));
+static ADD_4: LazyLock<String> = LazyLock::new(|| add_sql(1, 4));
+
+/// The parameters of [`add_sql`].
+fn add_params(subjects: &[&str], amount: i64, now_ms: i64) -> Vec<Value> {
+    let mut p: Vec<Value> = subjects.iter().map(|s| Value::from(*s)).collect();
+    p.extend(buckets(now_ms).map(Value::Int));
+    p.push(Value::Int(amount));
+    p
+}
+
+/// Counts one event of `amount` for one, two or four distinct subjects, in one statement.
+pub fn add(
     conn: &mut dyn Conn,
-    subject: &str,
+    subjects: &[&str],
     amount: i64,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let b = buckets(now_ms);
-    conn.exec(
-        "INSERT INTO risk_counters (subject, win, bucket, n, total) VALUES \
-         ($1, 600000, $2, 1, $6), ($1, 3600000, $3, 1, $6), ($1, 86400000, $4, 1, $6), ($1, 604800000, $5, 1, $6) \
-         ON CONFLICT (subject, win, bucket) DO UPDATE SET n = risk_counters.n + excluded.n, total = risk_counters.total + excluded.total",
-        params![subject, b[0], b[1], b[2], b[3], amount],
-    )?;
+    let sql: &'static str = match subjects.len() {
+        1 => &ADD_1,
+        2 => &ADD_2,
+        4 => &ADD_4,
+        n => return Err(StoreError::Decode(format!("{n} velocity subjects"))),
+    };
+    conn.exec(sql, &add_params(subjects, amount, now_ms))?;
     Ok(())
 }
 
-/// Counts one top-up of `amount` for the customer and card subjects (8 rows, one statement).
-pub fn add_topup(
-    conn: &mut dyn Conn,
-    subjects: [&str; 2],
-    amount: i64,
-    now_ms: i64,
-) -> Result<(), StoreError> {
-    let b = buckets(now_ms);
-    conn.exec(
-        "INSERT INTO risk_counters (subject, win, bucket, n, total) VALUES \
-         ($1, 600000, $3, 1, $7), ($1, 3600000, $4, 1, $7), ($1, 86400000, $5, 1, $7), ($1, 604800000, $6, 1, $7), \
-         ($2, 600000, $3, 1, $7), ($2, 3600000, $4, 1, $7), ($2, 86400000, $5, 1, $7), ($2, 604800000, $6, 1, $7) \
-         ON CONFLICT (subject, win, bucket) DO UPDATE SET n = risk_counters.n + excluded.n, total = risk_counters.total + excluded.total",
-        params![subjects[0], subjects[1], b[0], b[1], b[2], b[3], amount],
-    )?;
-    Ok(())
-}
+static VELOCITIES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT subject, {} FROM risk_velocity WHERE subject IN ($1, $2, $3, $4)",
+        velocity_columns("risk_velocity")
+    )
+});
 
 /// The sliding estimates of up to four subjects (an empty subject reads as zero), in one
-/// query of at most 32 rows: for each window, the current bucket plus the previous one
-/// weighted by the part of it still inside the window.
+/// query of at most 4 rows.
 pub fn velocities(
     conn: &mut dyn Conn,
     subjects: [&str; 4],
     now_ms: i64,
 ) -> Result<[Velocity; 4], StoreError> {
-    let b = buckets(now_ms);
     let rows = conn.query(
-        "SELECT subject, win, bucket, n, total FROM risk_counters WHERE subject IN ($1, $2, $3, $4) AND (\
-           (win = 600000 AND bucket >= $5) OR (win = 3600000 AND bucket >= $6) OR \
-           (win = 86400000 AND bucket >= $7) OR (win = 604800000 AND bucket >= $8))",
-        params![
-            subjects[0],
-            subjects[1],
-            subjects[2],
-            subjects[3],
-            b[0] - 1,
-            b[1] - 1,
-            b[2] - 1,
-            b[3] - 1
-        ],
+        &VELOCITIES,
+        params![subjects[0], subjects[1], subjects[2], subjects[3]],
     )?;
     let mut out = [Velocity::default(); 4];
     for r in &rows {
         let subject = r.text(0)?;
-        let (win, bucket, n, total) = (r.int(1)?, r.int(2)?, r.int(3)?, r.int(4)?);
-        let Some(w) = WINDOWS_MS.iter().position(|x| *x == win) else {
-            continue;
-        };
-        let weight = |v: i64| -> i64 {
-            if bucket == b[w] {
-                v
-            } else {
-                // The previous bucket counts for the part of it still inside the window.
-                let left = win - now_ms.rem_euclid(win);
-                i64::try_from(i128::from(v) * i128::from(left) / i128::from(win))
-                    .unwrap_or(i64::MAX)
-            }
-        };
         for (i, s) in subjects.iter().enumerate() {
             if !s.is_empty() && **s == subject {
-                out[i].count[w] = out[i].count[w].saturating_add(weight(n));
-                out[i].sum[w] = out[i].sum[w].saturating_add(weight(total));
+                out[i] = velocity_of(r, 1, now_ms)?;
             }
         }
     }
@@ -140,31 +199,56 @@ impl Profile {
     }
 }
 
+/// The columns of a profile, in the order [`profile_of`] reads them, each prefixed with `alias.`.
+pub fn profile_columns(alias: &str) -> String {
+    [
+        "payments",
+        "payments_total",
+        "payments_max",
+        "last_store_id",
+        "last_lat_e6",
+        "last_lon_e6",
+        "last_payment_ms",
+        "pay_day",
+        "pay_day_total",
+        "pay_month",
+        "pay_month_total",
+    ]
+    .map(|c| format!("{alias}.{c}"))
+    .join(", ")
+}
+
+/// Decodes the 11 profile columns starting at `first`; all NULL (no row yet) is the empty
+/// profile of a customer who never paid.
+pub fn profile_of(r: &Row, first: usize) -> Result<Profile, StoreError> {
+    let Some(payments) = r.opt_int(first)? else {
+        return Ok(Profile::default());
+    };
+    Ok(Profile {
+        payments,
+        payments_total: r.int(first + 1)?,
+        payments_max: r.int(first + 2)?,
+        last_store_id: r.opt_text(first + 3)?,
+        last_lat_e6: r.opt_int(first + 4)?,
+        last_lon_e6: r.opt_int(first + 5)?,
+        last_payment_ms: r.opt_int(first + 6)?,
+        pay_day: r.int(first + 7)?,
+        pay_day_total: r.int(first + 8)?,
+        pay_month: r.int(first + 9)?,
+        pay_month_total: r.int(first + 10)?,
+    })
+}
+
+static PROFILE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM risk_profiles p WHERE p.customer_id = $1",
+        profile_columns("p")
+    )
+});
+
 pub fn profile(conn: &mut dyn Conn, customer_id: &str) -> Result<Profile, StoreError> {
-    Ok(conn
-        .query_opt(
-            "SELECT payments, payments_total, payments_max, last_store_id, last_lat_e6, last_lon_e6, last_payment_ms, \
-                    pay_day, pay_day_total, pay_month, pay_month_total \
-             FROM risk_profiles WHERE customer_id = $1",
-            params![customer_id],
-        )?
-        .map(|r| {
-            Ok::<_, StoreError>(Profile {
-                payments: r.int(0)?,
-                payments_total: r.int(1)?,
-                payments_max: r.int(2)?,
-                last_store_id: r.opt_text(3)?,
-                last_lat_e6: r.opt_int(4)?,
-                last_lon_e6: r.opt_int(5)?,
-                last_payment_ms: r.opt_int(6)?,
-                pay_day: r.int(7)?,
-                pay_day_total: r.int(8)?,
-                pay_month: r.int(9)?,
-                pay_month_total: r.int(10)?,
-            })
-        })
-        .transpose()?
-        .unwrap_or_default())
+    conn.query_opt(&PROFILE, params![customer_id])?
+        .map_or_else(|| Ok(Profile::default()), |r| profile_of(&r, 0))
 }
 
 /// Where and when a payment happened, for the profile.
@@ -178,6 +262,33 @@ pub struct PaymentPlace<'a> {
     pub month: i64,
 }
 
+const PROFILE_ADD: &str = "INSERT INTO risk_profiles (customer_id, payments, payments_total, payments_max, last_store_id, last_lat_e6, last_lon_e6, last_payment_ms, \
+                            pay_day, pay_day_total, pay_month, pay_month_total) \
+ VALUES ($1, 1, $2, $2, $3, $4, $5, $6, $7, $2, $8, $2) \
+ ON CONFLICT (customer_id) DO UPDATE SET payments = risk_profiles.payments + 1, \
+   pay_day_total = CASE WHEN risk_profiles.pay_day = excluded.pay_day THEN risk_profiles.pay_day_total + excluded.pay_day_total ELSE excluded.pay_day_total END, \
+   pay_day = excluded.pay_day, \
+   pay_month_total = CASE WHEN risk_profiles.pay_month = excluded.pay_month THEN risk_profiles.pay_month_total + excluded.pay_month_total ELSE excluded.pay_month_total END, \
+   pay_month = excluded.pay_month, \
+   payments_total = risk_profiles.payments_total + excluded.payments_total, \
+   payments_max = CASE WHEN excluded.payments_max > risk_profiles.payments_max THEN excluded.payments_max ELSE risk_profiles.payments_max END, \
+   last_store_id = excluded.last_store_id, last_lat_e6 = excluded.last_lat_e6, \
+   last_lon_e6 = excluded.last_lon_e6, last_payment_ms = excluded.last_payment_ms";
+
+fn profile_add_params(customer_id: &str, amount: i64, place: &PaymentPlace<'_>) -> Vec<Value> {
+    params![
+        customer_id,
+        amount,
+        place.store_id,
+        place.at.map(|a| a.0),
+        place.at.map(|a| a.1),
+        place.now_ms,
+        place.day,
+        place.month
+    ]
+    .to_vec()
+}
+
 /// Adds a completed payment to the customer's profile.
 pub fn record_payment(
     conn: &mut dyn Conn,
@@ -185,22 +296,7 @@ pub fn record_payment(
     amount: i64,
     place: PaymentPlace<'_>,
 ) -> Result<(), StoreError> {
-    let (at, now_ms, store_id) = (place.at, place.now_ms, place.store_id);
-    conn.exec(
-        "INSERT INTO risk_profiles (customer_id, payments, payments_total, payments_max, last_store_id, last_lat_e6, last_lon_e6, last_payment_ms, \
-                                    pay_day, pay_day_total, pay_month, pay_month_total) \
-         VALUES ($1, 1, $2, $2, $3, $4, $5, $6, $7, $2, $8, $2) \
-         ON CONFLICT (customer_id) DO UPDATE SET payments = risk_profiles.payments + 1, \
-           pay_day_total = CASE WHEN risk_profiles.pay_day = excluded.pay_day THEN risk_profiles.pay_day_total + excluded.pay_day_total ELSE excluded.pay_day_total END, \
-           pay_day = excluded.pay_day, \
-           pay_month_total = CASE WHEN risk_profiles.pay_month = excluded.pay_month THEN risk_profiles.pay_month_total + excluded.pay_month_total ELSE excluded.pay_month_total END, \
-           pay_month = excluded.pay_month, \
-           payments_total = risk_profiles.payments_total + excluded.payments_total, \
-           payments_max = CASE WHEN excluded.payments_max > risk_profiles.payments_max THEN excluded.payments_max ELSE risk_profiles.payments_max END, \
-           last_store_id = excluded.last_store_id, last_lat_e6 = excluded.last_lat_e6, \
-           last_lon_e6 = excluded.last_lon_e6, last_payment_ms = excluded.last_payment_ms",
-        params![customer_id, amount, store_id, at.map(|a| a.0), at.map(|a| a.1), now_ms, place.day, place.month],
-    )?;
+    conn.exec(PROFILE_ADD, &profile_add_params(customer_id, amount, &place))?;
     Ok(())
 }
 
@@ -222,13 +318,79 @@ pub struct DecisionRecord {
     pub case_id: Option<String>,
 }
 
+const DECISION_INSERT: &str = "INSERT INTO risk_decisions (id, at_ms, customer_id, event_kind, ref_id, outcome, decided_by, fired, shadow, features, case_id) \
+ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+fn decision_params(d: &DecisionRecord) -> Vec<Value> {
+    params![&d.id, d.at_ms, d.customer_id.clone(), &d.event_kind, d.ref_id.clone(), &d.outcome, d.decided_by.clone(), &d.fired, &d.shadow, &d.features, d.case_id.clone()].to_vec()
+}
+
 pub fn insert_decision(conn: &mut dyn Conn, d: &DecisionRecord) -> Result<(), StoreError> {
-    conn.exec(
-        "INSERT INTO risk_decisions (id, at_ms, customer_id, event_kind, ref_id, outcome, decided_by, fired, shadow, features, case_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        params![&d.id, d.at_ms, d.customer_id.clone(), &d.event_kind, d.ref_id.clone(), &d.outcome, d.decided_by.clone(), &d.fired, &d.shadow, &d.features, d.case_id.clone()],
-    )?;
+    conn.exec(DECISION_INSERT, &decision_params(d))?;
     Ok(())
+}
+
+/// What a decided payment writes for the risk engine, in the payment's transaction: its
+/// journal line and, when it went through, its counts and the customer's profile.
+pub struct PaymentRisk<'a> {
+    pub decision: &'a DecisionRecord,
+    pub counted: Option<PaymentCount<'a>>,
+}
+
+/// A payment that went through, as the counters and the profile see it.
+pub struct PaymentCount<'a> {
+    /// The customer, device, store and terminal subjects ([`subject`]).
+    pub subjects: [&'a str; 4],
+    pub customer_id: &'a str,
+    pub amount: i64,
+    pub place: PaymentPlace<'a>,
+}
+
+/// Writes [`PaymentRisk`] statement by statement (the embedded database, where a statement
+/// costs no round trip; PostgreSQL folds it into the payment's own statement).
+pub fn write_payment_risk(conn: &mut dyn Conn, r: &PaymentRisk<'_>) -> Result<(), StoreError> {
+    insert_decision(conn, r.decision)?;
+    if let Some(n) = &r.counted {
+        add(conn, &n.subjects, n.amount, n.place.now_ms)?;
+        record_payment(conn, n.customer_id, n.amount, n.place)?;
+    }
+    Ok(())
+}
+
+/// The data-modifying CTEs that write a counted [`PaymentRisk`] inside another statement,
+/// with parameters numbered from `$first` (see [`payment_risk_params`]).
+pub(crate) fn payment_risk_ctes(first: usize) -> String {
+    let add = add_sql(first, 4);
+    // The counters take 9 parameters (4 subjects, 4 buckets, the amount), the profile 8.
+    let profile = renumber(PROFILE_ADD, first + 9);
+    let decision = renumber(DECISION_INSERT, first + 17);
+    format!("rv AS ({add}), rp AS ({profile}), rd AS ({decision})")
+}
+
+/// The parameters of [`payment_risk_ctes`]; `None` when the payment was not counted.
+pub(crate) fn payment_risk_params(r: &PaymentRisk<'_>) -> Option<Vec<Value>> {
+    let n = r.counted.as_ref()?;
+    let mut p = add_params(&n.subjects, n.amount, n.place.now_ms);
+    p.extend(profile_add_params(n.customer_id, n.amount, &n.place));
+    p.extend(decision_params(r.decision));
+    Some(p)
+}
+
+/// `sql` with every parameter `$n` renumbered to `$(n + first - 1)`, so a statement can be
+/// embedded in another whose own parameters come first.
+fn renumber(sql: &str, first: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 32);
+    let mut rest = sql;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..=i]);
+        rest = &rest[i + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let n: usize = rest[..digits].parse().unwrap_or(0);
+        out.push_str(&(n + first - 1).to_string());
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn decision(r: &Row) -> Result<DecisionRecord, StoreError> {
@@ -470,14 +632,11 @@ pub fn rules_fingerprint(conn: &mut dyn Conn) -> Result<(i64, i64), StoreError> 
 
 /// Deletes counter buckets no window reads any more (run now and then, off the hot path).
 pub fn purge_counters(conn: &mut dyn Conn, now_ms: i64) -> Result<u64, StoreError> {
-    let mut n = 0;
-    for w in WINDOWS_MS {
-        n += conn.exec(
-            "DELETE FROM risk_counters WHERE win = $1 AND bucket < $2",
-            params![w, now_ms.div_euclid(w) - 1],
-        )?;
-    }
-    Ok(n)
+    // A subject whose 7-day window ended over a week ago reads as zero in every window.
+    conn.exec(
+        "DELETE FROM risk_velocity WHERE w3_bucket < $1",
+        params![now_ms.div_euclid(WINDOWS_MS[3]) - 1],
+    )
 }
 
 /// The stored versions of one rule, newest first (at most `limit`).

@@ -142,23 +142,33 @@ pub struct PosContext {
     pub paying: Option<crate::customers::PayingDevice>,
     /// The terminal's store location (microdegrees), when known.
     pub store_at: Option<(i64, i64)>,
+    /// The paying customer's risk profile and payment velocities (customer, device, store,
+    /// terminal), read in the same round trip; empty when no device holds the slot.
+    pub profile: crate::risk::Profile,
+    pub velocity: PosVelocity,
 }
 
-pub fn pos_context(
-    conn: &mut dyn Conn,
-    key_hash: &[u8],
-    idem_key: &str,
-    slot: i64,
-    failures_since_ms: i64,
-) -> Result<Option<PosContext>, StoreError> {
-    let Some(r) = conn.query_opt(
+/// The payment velocities the risk engine reads on the hot path.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PosVelocity {
+    pub customer: crate::risk::Velocity,
+    pub device: crate::risk::Velocity,
+    pub store: crate::risk::Velocity,
+    pub terminal: crate::risk::Velocity,
+}
+
+/// First column of the risk profile in `POS_CONTEXT`, then the four velocity rows.
+const POS_RISK_FIRST: usize = 29;
+
+static POS_CONTEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
         "SELECT t.id, t.store_id, t.key_hash, t.label, t.status, t.created_ms, i.request_hash, i.status_code, i.body, \
                 d.id, d.customer_id, d.slot, d.key_generation, d.secret_hash, d.name, d.status, d.last_code_counter, d.created_ms, \
                 c.status, c.funding, c.funding_card_id, \
                 CASE WHEN ft.window_start_ms >= $5 THEN ft.failures ELSE 0 END, \
                 CASE WHEN fs.window_start_ms >= $5 THEN fs.failures ELSE 0 END, \
                 c.recovery_hold_until_ms, d.bound_by, c.created_ms, c.password_changed_ms, \
-                st.lat_e6, st.lon_e6 \
+                st.lat_e6, st.lon_e6, {}, {}, {}, {}, {} \
          FROM terminals t \
          JOIN stores st ON st.id = t.store_id \
          LEFT JOIN idempotency i ON i.scope = t.id AND i.key = $2 \
@@ -166,7 +176,30 @@ pub fn pos_context(
          LEFT JOIN customers c ON c.id = d.customer_id \
          LEFT JOIN code_failures ft ON ft.subject = 'term:' || t.id \
          LEFT JOIN code_failures fs ON fs.subject = $4 || t.id \
+         LEFT JOIN risk_profiles rp ON rp.customer_id = d.customer_id \
+         LEFT JOIN risk_velocity vc ON vc.subject = 'cus:' || d.customer_id || ':pay' \
+         LEFT JOIN risk_velocity vd ON vd.subject = 'dev:' || d.id || ':pay' \
+         LEFT JOIN risk_velocity vs ON vs.subject = 'store:' || t.store_id || ':pay' \
+         LEFT JOIN risk_velocity vt ON vt.subject = 'term:' || t.id || ':pay' \
          WHERE t.key_hash = $1 AND t.status = 'active'",
+        crate::risk::profile_columns("rp"),
+        crate::risk::velocity_columns("vc"),
+        crate::risk::velocity_columns("vd"),
+        crate::risk::velocity_columns("vs"),
+        crate::risk::velocity_columns("vt"),
+    )
+});
+
+pub fn pos_context(
+    conn: &mut dyn Conn,
+    key_hash: &[u8],
+    idem_key: &str,
+    slot: i64,
+    failures_since_ms: i64,
+    now_ms: i64,
+) -> Result<Option<PosContext>, StoreError> {
+    let Some(r) = conn.query_opt(
+        &POS_CONTEXT,
         params![key_hash, idem_key, slot, format!("slot:{slot}:"), failures_since_ms],
     )?
     else {
@@ -214,6 +247,13 @@ pub fn pos_context(
         existing,
         paying,
         store_at: r.opt_int(27)?.zip(r.opt_int(28)?),
+        profile: crate::risk::profile_of(&r, POS_RISK_FIRST)?,
+        velocity: PosVelocity {
+            customer: crate::risk::velocity_of(&r, POS_RISK_FIRST + 11, now_ms)?,
+            device: crate::risk::velocity_of(&r, POS_RISK_FIRST + 31, now_ms)?,
+            store: crate::risk::velocity_of(&r, POS_RISK_FIRST + 51, now_ms)?,
+            terminal: crate::risk::velocity_of(&r, POS_RISK_FIRST + 71, now_ms)?,
+        },
     }))
 }
 

@@ -647,15 +647,33 @@ fn risk_counters_slide_and_cases_stay_one_per_customer() {
                     customers::insert(c, &customer("cus_1", "a@example.com"))?;
                     let s = ["cus:cus_1:pay", "dev:d:pay", "store:s:pay", "term:t:pay"];
                     for i in 0..6 {
-                        for subject in s {
-                            risk::add_one(c, subject, 1_000, t0 + i * 60_000)?;
-                        }
+                        risk::add(c, &s, 1_000, t0 + i * 60_000)?;
                     }
-                    risk::add_topup(c, ["cus:cus_1:top", "card:ff:top"], 5_000, t0)?;
+                    risk::add(c, &["cus:cus_1:top", "card:ff:top"], 5_000, t0)?;
+                    risk::add(c, &["term:t:pay"], 1_000, t0 + 5 * 60_000)?;
                     let v = risk::velocities(c, s, t0 + 5 * 60_000)?;
                     assert_eq!(v[0].count[1], 6, "{l}: six payments within the hour");
                     assert_eq!(v[0].sum[1], 6_000, "{l}");
                     assert_eq!(v[2].count[3], 6, "{l}: the store saw them too");
+                    assert_eq!(v[3].count[3], 7, "{l}: one more at the terminal");
+                    // Within the 10-minute window's next bucket, the previous one fades out
+                    // as it slides; after two buckets it is gone.
+                    let next_bucket = (t0 / 600_000 + 1) * 600_000;
+                    let fading = risk::velocities(c, s, next_bucket + 300_000)?;
+                    assert!(
+                        fading[0].count[0] < 6 && fading[0].count[0] > 0,
+                        "{l}: {fading:?}"
+                    );
+                    let gone = risk::velocities(c, s, next_bucket + 600_000)?;
+                    assert_eq!(gone[0].count[0], 0, "{l}");
+                    // An event in a later bucket rolls the row forward: the old bucket becomes
+                    // the previous one, and the window sees both.
+                    risk::add(c, &["cus:cus_2:top"], 5_000, t0)?;
+                    risk::add(c, &["cus:cus_2:top"], 7_000, t0 + 600_000)?;
+                    let rolled =
+                        risk::velocities(c, ["cus:cus_2:top", "", "", ""], t0 + 600_000)?;
+                    assert_eq!(rolled[0].sum[1], 12_000, "{l}: both in the hour");
+                    assert!(rolled[0].sum[0] >= 7_000 && rolled[0].sum[0] <= 12_000, "{l}");
                     let top = risk::velocities(c, ["cus:cus_1:top", "card:ff:top", "", ""], t0)?;
                     assert_eq!(
                         (top[0].count[0], top[1].sum[0], top[2].count[0]),

@@ -193,6 +193,7 @@ pub async fn create_payment(
                 &idem.key,
                 i64::from(code.slot()),
                 now - cfg.code_failure_window_ms,
+                now,
             )?
             .ok_or_else(ApiError::unauthenticated)?;
             let terminal = ctx.terminal;
@@ -259,7 +260,7 @@ pub async fn create_payment(
             let Some((paying, counter)) = verified else {
                 record_failure(c)?;
                 p.decline_code = Some("invalid_code".into());
-                return finish_decided(c, &idem, p, now).map(Decided::Done);
+                return finish_decided(c, &idem, p, now, None).map(Decided::Done);
             };
             let slot = paying.device.slot;
             // Every path but the immediate wallet payment spends the code first.
@@ -275,6 +276,7 @@ pub async fn create_payment(
                 && !super::codes::is_strong(&paying.bound_by)
                 && amount.minor() > cfg.recovery_hold_payment_limit_minor;
             // The risk engine decides before anything moves (konbini_core::risk).
+            let terminal_id = p.terminal_id.clone();
             let facts = super::risk::PaymentFacts {
                 customer_id: &customer_id,
                 customer_created_ms: paying.customer_created_ms,
@@ -283,12 +285,15 @@ pub async fn create_payment(
                 device_id: &paying.device.id,
                 device_created_ms: paying.device.created_ms,
                 store_id: &store_id,
-                terminal_id: &p.terminal_id,
+                terminal_id: &terminal_id,
                 store_at: ctx.store_at,
                 amount: amount.minor(),
                 basket: &lines,
+                device_accounts: None,
             };
-            let (features, profile) = super::risk::payment_features(c, &st, &facts, now)?;
+            let profile = &ctx.profile;
+            let features =
+                super::risk::payment_features(&st, &facts, profile, &ctx.velocity, now);
             let tier = super::risk::tier(
                 &st,
                 paying.customer_created_ms,
@@ -334,29 +339,34 @@ pub async fn create_payment(
                 p.customer_id = None;
                 p.device_id = None;
                 p.decline_code = Some("invalid_code".into());
-                return finish_decided(c, &idem, p, now).map(Decided::Done);
+                return finish_decided(c, &idem, p, now, None).map(Decided::Done);
             }
             if paying.customer_status != "active" {
                 p.decline_code = Some("account_unavailable".into());
-                return finish_decided(c, &idem, p, now).map(Decided::Done);
+                return finish_decided(c, &idem, p, now, None).map(Decided::Done);
             }
             if held {
                 p.decline_code = Some("recovery_hold".into());
-                return finish_decided(c, &idem, p, now).map(Decided::Done);
+                return finish_decided(c, &idem, p, now, None).map(Decided::Done);
             }
             // A blocked payment, or one the customer would have to confirm while paying by
             // card (no hold to wait on), is declined with a code that does not name the rule.
             if blocked || (step_up && paying.funding == "card") {
                 journal(c, &p)?;
                 p.decline_code = Some("do_not_honor".into());
-                return finish_decided(c, &idem, p, now).map(Decided::Done);
+                return finish_decided(c, &idem, p, now, None).map(Decided::Done);
             }
-            journal(c, &p)?;
+            // On the hot path (an immediate wallet payment that opens no case) the journal
+            // line, the counters and the profile are written with the payment itself.
+            let deferred = immediate_wallet && !decision.opens_case();
+            if !deferred {
+                journal(c, &p)?;
+            }
             // The tier's limits come after the rules, so a blocked run is journaled and opens
             // a case whatever its size.
             if over_limit {
                 p.decline_code = Some("limit_exceeded".into());
-                return finish_decided(c, &idem, p, now).map(Decided::Done);
+                return finish_decided(c, &idem, p, now, None).map(Decided::Done);
             }
             if paying.funding == "card"
                 && let Some(card_id) = &paying.funding_card_id
@@ -415,11 +425,12 @@ pub async fn create_payment(
                 } else {
                     p.decline_code = Some("insufficient_funds".into());
                 }
-                return finish_decided(c, &idem, p, now).map(Decided::Done);
+                return finish_decided(c, &idem, p, now, None).map(Decided::Done);
             }
             let entry =
                 Entry::transfer(&wallet, &settlement, amount).map_err(|_| ApiError::internal())?;
             // The hot path: spend the code and move the money in one step.
+            let mut posted = false;
             match ledger::spend_code_and_post(
                 c,
                 slot,
@@ -431,7 +442,10 @@ pub async fn create_payment(
                 now,
             )? {
                 ledger::CodeAndPost::Posted => {
-                    super::risk::record_payment(c, &facts, now)?;
+                    posted = true;
+                    if !deferred {
+                        super::risk::record_payment(c, &facts, now)?;
+                    }
                     p.status = "succeeded".into();
                 }
                 ledger::CodeAndPost::InsufficientFunds => {
@@ -445,7 +459,29 @@ pub async fn create_payment(
                     p.decline_code = Some("invalid_code".into());
                 }
             }
-            finish_decided(c, &idem, p, now).map(Decided::Done)
+            if !deferred {
+                return finish_decided(c, &idem, p, now, None).map(Decided::Done);
+            }
+            let record = super::risk::decision_record(
+                &decision,
+                &features,
+                EventKind::Payment,
+                &customer_id,
+                Some(&p.id),
+                now,
+                None,
+            );
+            let subjects = super::risk::payment_subjects(&facts);
+            let risk = konbini_store::risk::PaymentRisk {
+                decision: &record,
+                counted: posted.then(|| konbini_store::risk::PaymentCount {
+                    subjects: [&subjects[0], &subjects[1], &subjects[2], &subjects[3]],
+                    customer_id: &customer_id,
+                    amount: amount.minor(),
+                    place: super::risk::payment_place(&facts, now),
+                }),
+            };
+            finish_decided(c, &idem, p, now, Some(&risk)).map(Decided::Done)
         })
         .await;
     let decided = match decided {
@@ -486,7 +522,13 @@ fn verify_code(
 }
 
 /// Inserts the decided payment with its activity line and event, and stores the response.
-fn finish_decided(c: &mut dyn Conn, idem: &Idem, p: Payment, now: i64) -> ApiResult<Stored> {
+fn finish_decided(
+    c: &mut dyn Conn,
+    idem: &Idem,
+    p: Payment,
+    now: i64,
+    risk: Option<&konbini_store::risk::PaymentRisk<'_>>,
+) -> ApiResult<Stored> {
     let (activity, event) = activity_and_event(&p, now);
     let stored = Stored::json(StatusCode::CREATED, &payment_json(&p));
     let recorded = payments::insert_payment_recorded(
@@ -501,6 +543,7 @@ fn finish_decided(c: &mut dyn Conn, idem: &Idem, p: Payment, now: i64) -> ApiRes
             status: stored.status,
             body: &stored.body,
         },
+        risk,
     )?;
     if !recorded {
         return Err(ApiError::idempotency(

@@ -14,6 +14,7 @@ use konbini_core::risk::{
     Mode, MoneyFeature, Outcome, RuleSet, RuleSpec, Tier, Window, WindowCounter,
 };
 use konbini_store::risk::{self as store, DecisionRecord, Profile, RuleRecord, Velocity};
+use konbini_store::stores::PosVelocity;
 use konbini_store::{Conn, Db, StoreError};
 use std::sync::{Arc, RwLock};
 
@@ -170,6 +171,8 @@ pub struct PaymentFacts<'a> {
     pub amount: i64,
     /// (category, quantity, line amount) per basket line.
     pub basket: &'a [(String, i64, i64)],
+    /// Distinct accounts bound on the paying phone's installation, when it told us.
+    pub device_accounts: Option<i64>,
 }
 
 fn set_windows(features: &mut Features, counters: &[(WindowCounter, &Velocity, bool)]) {
@@ -219,20 +222,15 @@ fn account_features(
     }
 }
 
-/// The features of a payment: two reads (the counters of the customer, device, store and
-/// terminal; the customer's profile).
+/// The features of a payment, from what `pos_context` read in its single round trip: the
+/// customer's profile and the payment counters of the customer, device, store and terminal.
 pub fn payment_features(
-    c: &mut dyn Conn,
     state: &AppState,
     f: &PaymentFacts<'_>,
+    profile: &Profile,
+    v: &PosVelocity,
     now: i64,
-) -> Result<(Features, Profile), StoreError> {
-    // Only the customer's payment counters are kept on the hot path (4 rows written, 8 read):
-    // the device, store and terminal counters cost 12 more rows per payment and no shipped
-    // rule reads them, so those features stay unknown for now (docs/risk.md).
-    let subject = format!("cus:{}:pay", f.customer_id);
-    let v = store::velocities(c, [&subject, "", "", ""], now)?;
-    let profile = store::profile(c, f.customer_id)?;
+) -> Features {
     let mut features = Features::new();
     features.set_event_kind(EventKind::Payment);
     features.set_money(MoneyFeature::PaymentAmount, f.amount);
@@ -249,6 +247,9 @@ pub fn payment_features(
         DurationFeature::DeviceAge,
         now.saturating_sub(f.device_created_ms).max(0),
     );
+    if let Some(n) = f.device_accounts {
+        features.set_count(CountFeature::DeviceAccounts, n);
+    }
     if profile.payments > 0 {
         features.set_money(
             MoneyFeature::CustomerAvgPayment,
@@ -259,8 +260,11 @@ pub fn payment_features(
     set_windows(
         &mut features,
         &[
-            (WindowCounter::PaymentsCount, &v[0], false),
-            (WindowCounter::PaymentsSum, &v[0], true),
+            (WindowCounter::PaymentsCount, &v.customer, false),
+            (WindowCounter::PaymentsSum, &v.customer, true),
+            (WindowCounter::DevicePaymentsCount, &v.device, false),
+            (WindowCounter::StorePaymentsCount, &v.store, false),
+            (WindowCounter::TerminalPaymentsCount, &v.terminal, false),
         ],
     );
     features.start_basket();
@@ -284,20 +288,36 @@ pub fn payment_features(
             (km as f64 / hours).round() as i64,
         );
     }
-    Ok((features, profile))
+    features
 }
 
-/// Counts an allowed payment in the velocity counters and the customer's profile.
-pub fn record_payment(c: &mut dyn Conn, f: &PaymentFacts<'_>, now: i64) -> Result<(), StoreError> {
-    store::add_one(c, &format!("cus:{}:pay", f.customer_id), f.amount, now)?;
-    let place = store::PaymentPlace {
+/// The velocity subjects a payment counts in: customer, device, store, terminal.
+pub fn payment_subjects(f: &PaymentFacts<'_>) -> [String; 4] {
+    [
+        store::subject("cus", f.customer_id, "pay"),
+        store::subject("dev", f.device_id, "pay"),
+        store::subject("store", f.store_id, "pay"),
+        store::subject("term", f.terminal_id, "pay"),
+    ]
+}
+
+/// Where and when a payment happened, for the customer's profile.
+pub fn payment_place<'a>(f: &PaymentFacts<'a>, now: i64) -> store::PaymentPlace<'a> {
+    store::PaymentPlace {
         store_id: f.store_id,
         at: f.store_at,
         now_ms: now,
         day: business_day(now),
         month: business_month(now).0,
-    };
-    store::record_payment(c, f.customer_id, f.amount, place)
+    }
+}
+
+/// Counts a payment that went through in the velocity counters and the customer's profile
+/// (the paths off the hot one; the immediate wallet payment folds this into its own write).
+pub fn record_payment(c: &mut dyn Conn, f: &PaymentFacts<'_>, now: i64) -> Result<(), StoreError> {
+    let s = payment_subjects(f);
+    store::add(c, &[&s[0], &s[1], &s[2], &s[3]], f.amount, now)?;
+    store::record_payment(c, f.customer_id, f.amount, payment_place(f, now))
 }
 
 /// The customer's tier now.
@@ -346,8 +366,8 @@ pub struct FundingFacts<'a> {
 
 fn subjects_of_funding(f: &FundingFacts<'_>) -> [String; 2] {
     [
-        format!("cus:{}:top", f.customer_id),
-        format!("card:{}:top", f.card_fingerprint),
+        store::subject("cus", f.customer_id, "top"),
+        store::subject("card", f.card_fingerprint, "top"),
     ]
 }
 
@@ -394,7 +414,7 @@ pub fn funding_features(
 /// Counts an allowed top-up for the customer and the card.
 pub fn record_topup(c: &mut dyn Conn, f: &FundingFacts<'_>, now: i64) -> Result<(), StoreError> {
     let s = subjects_of_funding(f);
-    store::add_topup(c, [&s[0], &s[1]], f.amount.unwrap_or(0), now)
+    store::add(c, &[&s[0], &s[1]], f.amount.unwrap_or(0), now)
 }
 
 /// Journals a decision (and opens or extends the customer's case when it calls for one), in
@@ -418,27 +438,40 @@ pub fn journal(
     } else {
         None
     };
+    store::insert_decision(
+        c,
+        &decision_record(decision, features, event, customer_id, ref_id, now, case_id.clone()),
+    )?;
+    Ok(case_id)
+}
+
+/// The journal line of a decision.
+pub fn decision_record(
+    decision: &Decision,
+    features: &Features,
+    event: EventKind,
+    customer_id: &str,
+    ref_id: Option<&str>,
+    now: i64,
+    case_id: Option<String>,
+) -> DecisionRecord {
     let names = |v: &[Arc<str>]| {
         serde_json::to_string(&v.iter().map(|s| s.as_ref()).collect::<Vec<_>>())
             .unwrap_or_else(|_| "[]".into())
     };
-    store::insert_decision(
-        c,
-        &DecisionRecord {
-            id: new_id("dec"),
-            at_ms: now,
-            customer_id: Some(customer_id.to_string()),
-            event_kind: event.as_str().to_string(),
-            ref_id: ref_id.map(str::to_string),
-            outcome: outcome_name(decision.outcome).to_string(),
-            decided_by: decision.decided_by.as_ref().map(|s| s.to_string()),
-            fired: names(&decision.fired_live),
-            shadow: names(&decision.fired_shadow),
-            features: serde_json::to_string(features).unwrap_or_else(|_| "{}".into()),
-            case_id: case_id.clone(),
-        },
-    )?;
-    Ok(case_id)
+    DecisionRecord {
+        id: new_id("dec"),
+        at_ms: now,
+        customer_id: Some(customer_id.to_string()),
+        event_kind: event.as_str().to_string(),
+        ref_id: ref_id.map(str::to_string),
+        outcome: outcome_name(decision.outcome).to_string(),
+        decided_by: decision.decided_by.as_ref().map(|s| s.to_string()),
+        fired: names(&decision.fired_live),
+        shadow: names(&decision.fired_shadow),
+        features: serde_json::to_string(features).unwrap_or_else(|_| "{}".into()),
+        case_id,
+    }
 }
 
 pub fn outcome_name(o: Outcome) -> &'static str {
