@@ -30,8 +30,7 @@ pub fn subject(kind: &str, id: &str, what: &str) -> String {
 pub fn velocity_columns(alias: &str) -> String {
     (0..4)
         .flat_map(|w| {
-            ["bucket", "n", "total", "prev_n", "prev_total"]
-                .map(|c| format!("{alias}.w{w}_{c}"))
+            ["bucket", "n", "total", "prev_n", "prev_total"].map(|c| format!("{alias}.w{w}_{c}"))
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -48,15 +47,22 @@ pub fn velocity_of(r: &Row, first: usize, now_ms: i64) -> Result<Velocity, Store
         let Some(bucket) = r.opt_int(col)? else {
             continue;
         };
-        let (n, total, prev_n, prev_total) =
-            (r.int(col + 1)?, r.int(col + 2)?, r.int(col + 3)?, r.int(col + 4)?);
+        let (n, total, prev_n, prev_total) = (
+            r.int(col + 1)?,
+            r.int(col + 2)?,
+            r.int(col + 3)?,
+            r.int(col + 4)?,
+        );
         // The previous bucket counts for the part of it still inside the window.
         let left = win - now_ms.rem_euclid(*win);
         let part = |v: i64| -> i64 {
             i64::try_from(i128::from(v) * i128::from(left) / i128::from(*win)).unwrap_or(i64::MAX)
         };
         let (count, sum) = if bucket >= now_buckets[w] {
-            (n.saturating_add(part(prev_n)), total.saturating_add(part(prev_total)))
+            (
+                n.saturating_add(part(prev_n)),
+                total.saturating_add(part(prev_total)),
+            )
         } else if bucket == now_buckets[w] - 1 {
             (part(n), part(total))
         } else {
@@ -102,7 +108,9 @@ fn add_sql(first: usize, rows: usize) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     let columns = velocity_columns(t).replace("risk_velocity.", "");
-    format!("INSERT INTO {t} (subject, {columns}) VALUES {values} ON CONFLICT (subject) DO UPDATE SET {set}")
+    format!(
+        "INSERT INTO {t} (subject, {columns}) VALUES {values} ON CONFLICT (subject) DO UPDATE SET {set}"
+    )
 }
 
 static ADD_1: LazyLock<String> = LazyLock::new(|| add_sql(1, 1));
@@ -296,7 +304,10 @@ pub fn record_payment(
     amount: i64,
     place: PaymentPlace<'_>,
 ) -> Result<(), StoreError> {
-    conn.exec(PROFILE_ADD, &profile_add_params(customer_id, amount, &place))?;
+    conn.exec(
+        PROFILE_ADD,
+        &profile_add_params(customer_id, amount, &place),
+    )?;
     Ok(())
 }
 
@@ -322,7 +333,20 @@ const DECISION_INSERT: &str = "INSERT INTO risk_decisions (id, at_ms, customer_i
  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
 fn decision_params(d: &DecisionRecord) -> Vec<Value> {
-    params![&d.id, d.at_ms, d.customer_id.clone(), &d.event_kind, d.ref_id.clone(), &d.outcome, d.decided_by.clone(), &d.fired, &d.shadow, &d.features, d.case_id.clone()].to_vec()
+    params![
+        &d.id,
+        d.at_ms,
+        d.customer_id.clone(),
+        &d.event_kind,
+        d.ref_id.clone(),
+        &d.outcome,
+        d.decided_by.clone(),
+        &d.fired,
+        &d.shadow,
+        &d.features,
+        d.case_id.clone()
+    ]
+    .to_vec()
 }
 
 pub fn insert_decision(conn: &mut dyn Conn, d: &DecisionRecord) -> Result<(), StoreError> {

@@ -200,7 +200,13 @@ pub fn pos_context(
 ) -> Result<Option<PosContext>, StoreError> {
     let Some(r) = conn.query_opt(
         &POS_CONTEXT,
-        params![key_hash, idem_key, slot, format!("slot:{slot}:"), failures_since_ms],
+        params![
+            key_hash,
+            idem_key,
+            slot,
+            format!("slot:{slot}:"),
+            failures_since_ms
+        ],
     )?
     else {
         return Ok(None);

@@ -670,10 +670,12 @@ fn risk_counters_slide_and_cases_stay_one_per_customer() {
                     // the previous one, and the window sees both.
                     risk::add(c, &["cus:cus_2:top"], 5_000, t0)?;
                     risk::add(c, &["cus:cus_2:top"], 7_000, t0 + 600_000)?;
-                    let rolled =
-                        risk::velocities(c, ["cus:cus_2:top", "", "", ""], t0 + 600_000)?;
+                    let rolled = risk::velocities(c, ["cus:cus_2:top", "", "", ""], t0 + 600_000)?;
                     assert_eq!(rolled[0].sum[1], 12_000, "{l}: both in the hour");
-                    assert!(rolled[0].sum[0] >= 7_000 && rolled[0].sum[0] <= 12_000, "{l}");
+                    assert!(
+                        rolled[0].sum[0] >= 7_000 && rolled[0].sum[0] <= 12_000,
+                        "{l}"
+                    );
                     let top = risk::velocities(c, ["cus:cus_1:top", "card:ff:top", "", ""], t0)?;
                     assert_eq!(
                         (top[0].count[0], top[1].sum[0], top[2].count[0]),

@@ -292,8 +292,7 @@ pub async fn create_payment(
                 device_accounts: None,
             };
             let profile = &ctx.profile;
-            let features =
-                super::risk::payment_features(&st, &facts, profile, &ctx.velocity, now);
+            let features = super::risk::payment_features(&st, &facts, profile, &ctx.velocity, now);
             let tier = super::risk::tier(
                 &st,
                 paying.customer_created_ms,

@@ -440,7 +440,15 @@ pub fn journal(
     };
     store::insert_decision(
         c,
-        &decision_record(decision, features, event, customer_id, ref_id, now, case_id.clone()),
+        &decision_record(
+            decision,
+            features,
+            event,
+            customer_id,
+            ref_id,
+            now,
+            case_id.clone(),
+        ),
     )?;
     Ok(case_id)
 }
