@@ -40,6 +40,10 @@ pub struct BenchArgs {
     /// Keep the existing SQLite bench database instead of starting fresh.
     #[arg(long)]
     keep: bool,
+    /// Measure without the risk engine (rules not evaluated, nothing journaled or counted),
+    /// to see what it costs; never a way to run Konbini.
+    #[arg(long)]
+    without_risk: bool,
 }
 
 /// The bench's default database when `--database-url` is not given.
@@ -288,7 +292,14 @@ pub fn run(args: BenchArgs, database_url: &str) -> Result<ExitCode, String> {
     let t = Instant::now();
     let seeded = seed(&db, &secret, &args)?;
     println!("seeded in {:.1} s", t.elapsed().as_secs_f64());
-    let state = AppState::new(db.clone(), Config::default(), Arc::new(SystemClock), secret)?;
+    let config = Config {
+        risk_in_line: !args.without_risk,
+        ..Config::default()
+    };
+    if args.without_risk {
+        println!("risk engine: OFF (--without-risk)");
+    }
+    let state = AppState::new(db.clone(), config, Arc::new(SystemClock), secret)?;
     let rt = crate::runtime()?;
     let result = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

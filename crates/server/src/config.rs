@@ -124,6 +124,11 @@ pub struct Config {
     /// Log-ins waiting for a second factor per account per `login_window_ms` (each sends an SMS).
     pub challenges_per_account: i64,
     /// Top-up and payment limits per customer tier (new, verified, established).
+    /// Only `konbini bench --without-risk` turns this off, to measure what the risk engine
+    /// costs an immediate wallet payment: the rules are not evaluated and nothing is
+    /// journaled or counted (the risk columns are still read with the payment's context).
+    /// Nothing else sets it; a deployment always runs with the engine.
+    pub risk_in_line: bool,
     pub tier_limits: konbini_core::risk::TierLimits,
 }
 
@@ -172,6 +177,7 @@ impl Default for Config {
             recoveries_per_account_per_hour: 3,
             challenges_per_account: 5,
             tier_limits: konbini_core::risk::TierLimits::default(),
+            risk_in_line: true,
         }
     }
 }

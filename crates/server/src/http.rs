@@ -162,6 +162,27 @@ struct VerifySignUp {
     email_code: String,
     phone_code: String,
     device_name: Option<String>,
+    installation_id: Option<String>,
+}
+
+/// The device a sign-up or sign-in is about to bind, with its installation id checked.
+fn new_device(
+    name: Option<String>,
+    installation_id: Option<String>,
+) -> ApiResult<accounts::NewDevice> {
+    if let Some(id) = &installation_id
+        && !accounts::valid_installation_id(id)
+    {
+        return Err(ApiError::invalid_param(
+            "invalid_installation_id",
+            "installation_id",
+            "installation_id must be 16 to 128 characters of A-Z, a-z, 0-9, '-' and '_'.",
+        ));
+    }
+    Ok(accounts::NewDevice {
+        name,
+        installation: installation_id,
+    })
 }
 
 async fn verify_sign_up(
@@ -174,7 +195,7 @@ async fn verify_sign_up(
         &b.signup_id,
         &b.email_code,
         &b.phone_code,
-        b.device_name,
+        new_device(b.device_name, b.installation_id)?,
         peer.ip(),
     )
     .await?;
@@ -502,6 +523,7 @@ struct LogIn {
     password: String,
     device: Option<accounts::DeviceCredential>,
     device_name: Option<String>,
+    installation_id: Option<String>,
 }
 
 async fn log_in(
@@ -514,7 +536,7 @@ async fn log_in(
         &b.email,
         &b.password,
         b.device,
-        b.device_name,
+        new_device(b.device_name, b.installation_id)?,
         peer.ip(),
     )
     .await?;

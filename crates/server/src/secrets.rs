@@ -121,4 +121,14 @@ impl MasterSecret {
     pub fn card_fingerprint(&self, digits: &str) -> Vec<u8> {
         hmac_sha256(&self.derive("card-fingerprint"), &[digits.as_bytes()]).to_vec()
     }
+
+    /// The keyed fingerprint of an app installation id (what the phone sends to say "this is
+    /// the same app on the same phone"): equal for equal ids, useless without the key.
+    pub fn installation_fingerprint(&self, installation_id: &str) -> Vec<u8> {
+        hmac_sha256(
+            &self.derive("installation-fingerprint"),
+            &[installation_id.as_bytes()],
+        )
+        .to_vec()
+    }
 }

@@ -280,6 +280,81 @@ async fn one_card_on_many_accounts_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_accounts_on_one_phone_are_reviewed_then_refused() {
+    for app in apps_with(|c| c.tier_limits = Default::default()).await {
+        let l = app.label;
+        let phone = json!({"installation_id": format!("app-install-{l}-0123456789")});
+        // Five sign-ups from one app installation: the documented outcomes (docs/risk.md,
+        // shared_device.*) are review from the third account on, refusal at the fifth.
+        let mut answers = Vec::new();
+        let mut accounts = Vec::new();
+        for i in 0..5 {
+            let email = format!("farm{i}-{l}@example.com");
+            let (number, r) = app.verified_sign_up(&email, phone.clone()).await;
+            answers.push((r.status, r.error_code().to_string()));
+            if r.status == 201 {
+                accounts.push(customer_from(&email, &number, "correct horse battery staple", &r));
+            }
+        }
+        let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
+        assert_eq!(statuses, vec![201, 201, 201, 201, 403], "{l}: {answers:?}");
+        assert_eq!(answers[4].1, "refused", "{l}: the rule is not named");
+        assert_eq!(open_cases(&app, &accounts[1].customer_id).await, 0, "{l}: two are ordinary");
+        let third = &accounts[2];
+        let cases = open_cases(&app, &third.customer_id).await;
+        assert!(cases >= 1, "{l}: the third account is reviewed");
+        let count = app
+            .count("SELECT COUNT(*) FROM devices WHERE installation IS NOT NULL")
+            .await;
+        assert_eq!(count, 4, "{l}: the refused sign-up bound no device");
+
+        // The third account's card link and payment from that phone are reviewed too: they
+        // go through, extend the case, and journal device.accounts.
+        let card = app.link_card(third, "4242424242424242").await;
+        let r = app.top_up(third, &card, 5_000, &format!("top-{l}")).await;
+        assert_eq!(r.status, 201, "{l}: {}", r.text);
+        let (_, term) = app.store_with_terminal(&format!("st-farm-{l}")).await;
+        let r = app
+            .pay(&term, &app.offline_code(third, 0), 600, &format!("pay-farm-{l}"))
+            .await;
+        assert_eq!(r.status, 201, "{l}: {}", r.text);
+        assert_eq!(r.body["status"], "succeeded", "{l}: review lets it through");
+        assert!(open_cases(&app, &third.customer_id).await >= cases + 2, "{l}");
+        let id = third.customer_id.clone();
+        let journal = app
+            .db
+            .read(move |c| konbini_store::risk::decisions_of(c, &id, 10))
+            .await
+            .expect("journal");
+        let payment = journal
+            .iter()
+            .find(|d| d.event_kind == "payment")
+            .expect("payment decision");
+        assert_eq!(payment.outcome, "review", "{l}");
+        let features: Value = serde_json::from_str(&payment.features).expect("features");
+        assert_eq!(features["device.accounts"], 4, "{l}: four accounts on that phone: {features}");
+
+        // An ordinary customer signing in on that phone is refused the binding: it would be
+        // the fifth account there.
+        let c = app.customer(&format!("visitor-{l}@example.com")).await;
+        let r = app.login_new_device_with(&c, phone.clone()).await;
+        assert_eq!(r.status, 403, "{l}: {}", r.text);
+        assert_eq!(r.error_code(), "refused", "{l}");
+        // An installation id that is not one is refused before anything happens.
+        let r = app
+            .send(
+                "POST",
+                "/v1/sessions",
+                None,
+                None,
+                Some(json!({"email": c.email, "password": c.password, "installation_id": "short\u{202e}"})),
+            )
+            .await;
+        assert_error_param(l, &r, 400, "invalid_request_error", "invalid_installation_id", "installation_id");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_follow_the_customer_tier_and_show_in_the_wallet() {
     for app in apps_with(|c| c.tier_limits = Default::default()).await {
         let l = app.label;

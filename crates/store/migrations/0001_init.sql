@@ -39,12 +39,16 @@ CREATE TABLE devices (
     revoked_ms        BIGINT,
     -- The proof that bound it: signup | sms | totp | recovery_code. TOTP and recovery codes
     -- are strong factors (they lift the recovery hold's limits); an SMS code is not.
-    bound_by          TEXT NOT NULL DEFAULT 'sms'
+    bound_by          TEXT NOT NULL DEFAULT 'sms',
+    -- Keyed fingerprint of the app installation that bound it (the risk engine counts the
+    -- distinct accounts bound on one phone: device.accounts); NULL when the app sent none.
+    installation      BYTEA
 );
 CREATE UNIQUE INDEX devices_live_slot ON devices(slot) WHERE status <> 'revoked';
 -- The till's lookup (slot = ? AND status = 'bound') cannot use the partial index on SQLite.
 CREATE INDEX devices_slot ON devices(slot);
 CREATE INDEX devices_customer ON devices(customer_id);
+CREATE INDEX devices_installation ON devices(installation);
 
 CREATE TABLE sessions (
     token_hash   BYTEA PRIMARY KEY,         -- SHA-256 of the bearer token; the token is never stored

@@ -183,6 +183,47 @@ pub fn insert_device(conn: &mut dyn Conn, d: &Device, bound_by: &str) -> Result<
     Ok(n == 1)
 }
 
+/// Records the app installation (keyed fingerprint) a device was bound from.
+pub fn set_installation(
+    conn: &mut dyn Conn,
+    device_id: &str,
+    installation: &[u8],
+) -> Result<(), StoreError> {
+    conn.exec(
+        "UPDATE devices SET installation = $1 WHERE id = $2",
+        params![installation, device_id],
+    )?;
+    Ok(())
+}
+
+/// Distinct accounts that bound a device from this installation, counting `customer_id`
+/// as if it had (the account about to bind one).
+pub fn accounts_on_installation(
+    conn: &mut dyn Conn,
+    installation: &[u8],
+    customer_id: &str,
+) -> Result<i64, StoreError> {
+    let others = conn
+        .query_one(
+            "SELECT COUNT(DISTINCT customer_id) FROM devices WHERE installation = $1 AND customer_id <> $2",
+            params![installation, customer_id],
+        )?
+        .int(0)?;
+    Ok(others + 1)
+}
+
+/// Distinct accounts bound on the installation of this device; `None` when the device's
+/// app did not say which installation it is.
+pub fn device_accounts(conn: &mut dyn Conn, device_id: &str) -> Result<Option<i64>, StoreError> {
+    conn.query_opt(
+        "SELECT (SELECT COUNT(DISTINCT x.customer_id) FROM devices x WHERE x.installation = d.installation) \
+         FROM devices d WHERE d.id = $1 AND d.installation IS NOT NULL",
+        params![device_id],
+    )?
+    .map(|r| r.int(0))
+    .transpose()
+}
+
 pub fn device_by_id(conn: &mut dyn Conn, id: &str) -> Result<Option<Device>, StoreError> {
     conn.query_opt(select_devices!("WHERE id = $1"), params![id])?
         .map(|r| device(&r))

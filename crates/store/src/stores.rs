@@ -146,6 +146,8 @@ pub struct PosContext {
     /// terminal), read in the same round trip; empty when no device holds the slot.
     pub profile: crate::risk::Profile,
     pub velocity: PosVelocity,
+    /// Distinct accounts bound on the paying phone's app installation, when known.
+    pub device_accounts: Option<i64>,
 }
 
 /// The payment velocities the risk engine reads on the hot path.
@@ -168,7 +170,9 @@ static POS_CONTEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                 CASE WHEN ft.window_start_ms >= $5 THEN ft.failures ELSE 0 END, \
                 CASE WHEN fs.window_start_ms >= $5 THEN fs.failures ELSE 0 END, \
                 c.recovery_hold_until_ms, d.bound_by, c.created_ms, c.password_changed_ms, \
-                st.lat_e6, st.lon_e6, {}, {}, {}, {}, {} \
+                st.lat_e6, st.lon_e6, {}, {}, {}, {}, {}, \
+                CASE WHEN d.installation IS NULL THEN NULL ELSE \
+                  (SELECT COUNT(DISTINCT x.customer_id) FROM devices x WHERE x.installation = d.installation) END \
          FROM terminals t \
          JOIN stores st ON st.id = t.store_id \
          LEFT JOIN idempotency i ON i.scope = t.id AND i.key = $2 \
@@ -260,6 +264,7 @@ pub fn pos_context(
             store: crate::risk::velocity_of(&r, POS_RISK_FIRST + 51, now_ms)?,
             terminal: crate::risk::velocity_of(&r, POS_RISK_FIRST + 71, now_ms)?,
         },
+        device_accounts: r.opt_int(POS_RISK_FIRST + 91)?,
     }))
 }
 

@@ -322,7 +322,7 @@ pub async fn verify_sign_up(
     signup_id: &str,
     email_code: &str,
     phone_code: &str,
-    device_name: Option<String>,
+    new_device: NewDevice,
     ip: IpAddr,
 ) -> ApiResult<Value> {
     let hh = handle_hash(signup_id, "ksu").ok_or_else(invalid_code)?;
@@ -330,7 +330,12 @@ pub async fn verify_sign_up(
     let now = state.now_ms();
     let limits = code_check_limits(&cfg, ip);
     not_throttled(state, &limits).await?;
-    let (secret, name) = (state.secret.clone(), device_label(device_name));
+    let (secret, name) = (state.secret.clone(), device_label(new_device.name));
+    let installation = new_device
+        .installation
+        .as_deref()
+        .map(|i| state.secret.installation_fingerprint(i));
+    let st = state.clone();
     let (e, p) = (email_code.to_string(), phone_code.to_string());
     let h2 = hh.clone();
     let out = codes::attempt(
@@ -347,6 +352,13 @@ pub async fn verify_sign_up(
                 return Ok(None);
             }
             identity::mark_verified(c, &flow.customer_id, true, true, now)?;
+            // The first device is a binding too: one phone signing up account after account
+            // is what device.accounts counts.
+            let customer = customers::by_id(c, &flow.customer_id)?
+                .ok_or_else(|| StoreError::Decode("sign-up without its customer".into()))?;
+            if let Some(refused) = decide_binding(c, &st, &customer, installation.as_deref(), now)? {
+                return Ok(Some(Err(refused)));
+            }
             let out = bind_device_and_open_session(
                 c,
                 &secret,
@@ -354,6 +366,7 @@ pub async fn verify_sign_up(
                 &flow.customer_id,
                 &name,
                 "signup",
+                installation.as_deref(),
                 now,
             )?;
             // The first device: audited; the welcome message below tells the customer.
@@ -373,7 +386,7 @@ pub async fn verify_sign_up(
                 &json!({"customer_id": flow.customer_id}),
                 now,
             )?;
-            Ok(Some(out))
+            Ok(Some(Ok(out)))
         },
         move |c| {
             identity::flow_failed(c, &h2)?;
@@ -382,7 +395,61 @@ pub async fn verify_sign_up(
     )
     .await?;
     state.wake_dispatcher();
-    out.ok_or_else(invalid_code)
+    out.ok_or_else(invalid_code)?
+}
+
+/// What the app says about the device it is about to bind.
+#[derive(Debug, Clone, Default)]
+pub struct NewDevice {
+    /// A label for the customer's device list.
+    pub name: Option<String>,
+    /// The app's installation id (random, made once per installation); only its keyed
+    /// fingerprint is kept, to count the accounts bound on one phone.
+    pub installation: Option<String>,
+}
+
+/// Checks an installation id: 16 to 128 characters of `A-Z a-z 0-9 - _`.
+pub fn valid_installation_id(id: &str) -> bool {
+    (16..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Asks the risk engine about binding a device (journaled); `Some` with the answer when it
+/// blocks. The installation, when known, gives `device.accounts`.
+fn decide_binding(
+    c: &mut dyn Conn,
+    state: &AppState,
+    customer: &Customer,
+    installation: Option<&[u8]>,
+    now: i64,
+) -> Result<Option<ApiError>, StoreError> {
+    let accounts = match installation {
+        Some(i) => Some(customers::accounts_on_installation(c, i, &customer.id)?),
+        None => None,
+    };
+    let decision = super::risk::decide_identity(
+        c,
+        state,
+        konbini_core::risk::EventKind::DeviceBinding,
+        customer,
+        None,
+        accounts,
+        now,
+    )?;
+    Ok((decision.outcome == konbini_core::risk::Outcome::Block)
+        .then(|| super::risk::refused("device binding")))
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// Refuses with `429` when a client limit is exhausted.
@@ -602,7 +669,7 @@ pub async fn log_in(
     email: &str,
     password: &str,
     device: Option<DeviceCredential>,
-    device_name: Option<String>,
+    new_device: NewDevice,
     client_ip: IpAddr,
 ) -> ApiResult<(bool, Value)> {
     let email = normalize_email(email).map_err(|_| ApiError::invalid_credentials())?;
@@ -651,7 +718,11 @@ pub async fn log_in(
     }
     let secret = state.secret.clone();
     let st = state.clone();
-    let name = device_label(device_name);
+    let name = device_label(new_device.name);
+    let installation = new_device
+        .installation
+        .as_deref()
+        .map(|i| hex(&state.secret.installation_fingerprint(i)));
     let body = state
         .db
         .write(move |c| {
@@ -664,6 +735,7 @@ pub async fn log_in(
                 konbini_core::risk::EventKind::Login,
                 &customer,
                 bound.as_ref().map(|d| d.created_ms),
+                None,
                 now,
             )?;
             if decision.outcome == konbini_core::risk::Outcome::Block {
@@ -700,7 +772,7 @@ pub async fn log_in(
             {
                 return Ok(Err(too_many(cfg.login_window_ms)));
             }
-            let (handle, flow) = new_flow("login", &customer.id, json!({"device_name": name}), cfg.code_ttl_ms, now);
+            let (handle, flow) = new_flow("login", &customer.id, json!({"device_name": name, "installation": installation}), cfg.code_ttl_ms, now);
             identity::insert_flow(c, &flow)?;
             let totp = customer.totp_enabled_ms.is_some();
             let passkeys = !identity::passkeys_of(c, &customer.id)?.is_empty();
@@ -848,22 +920,15 @@ pub async fn complete_log_in(
             if let Some(s) = &succeeded {
                 s.clear(c)?;
             }
+            let data: Value = serde_json::from_str(&flow.data).unwrap_or(Value::Null);
+            let installation = data["installation"].as_str().and_then(unhex);
             // The risk engine sees every device binding; a block refuses it (the proof is
             // spent all the same).
-            let decision = super::risk::decide_identity(
-                c,
-                &st,
-                konbini_core::risk::EventKind::DeviceBinding,
-                customer,
-                None,
-                now,
-            )?;
-            if decision.outcome == konbini_core::risk::Outcome::Block {
-                return Ok(Some(Err(super::risk::refused("device binding"))));
+            if let Some(refused) = decide_binding(c, &st, customer, installation.as_deref(), now)? {
+                return Ok(Some(Err(refused)));
             }
-            let data: Value = serde_json::from_str(&flow.data).unwrap_or(Value::Null);
             let name = device_label(data["device_name"].as_str().map(str::to_string));
-            let out = bind_device_and_open_session(c, &secret, &cfg, &customer.id, &name, &factor.method, now)?;
+            let out = bind_device_and_open_session(c, &secret, &cfg, &customer.id, &name, &factor.method, installation.as_deref(), now)?;
             super::security_event(
                 c,
                 &customer.id,
@@ -975,9 +1040,13 @@ fn bind_device_and_open_session(
     customer_id: &str,
     name: &str,
     bound_by: &str,
+    installation: Option<&[u8]>,
     now: i64,
 ) -> Result<Value, StoreError> {
     let (d, device_secret) = bind_new_device(c, customer_id, name, bound_by, now)?;
+    if let Some(i) = installation {
+        customers::set_installation(c, &d.id, i)?;
+    }
     let slot = u32::try_from(d.slot).unwrap_or(0);
     let key = secret.paycode_key(slot, u32::try_from(d.key_generation).unwrap_or(1));
     let device = json!({

@@ -107,6 +107,7 @@ pub async fn begin(
                 konbini_core::risk::EventKind::ContactChange,
                 &cu,
                 None,
+                None,
                 now,
             )?;
             match decision.outcome {

@@ -116,6 +116,7 @@ pub async fn link_card(
                 customer_created_ms: customer.created_ms,
                 recovery_hold_until_ms: customer.recovery_hold_until_ms,
                 device_created_ms: customers::device_by_id(c, &device_id)?.map(|d| d.created_ms),
+                device_accounts: customers::device_accounts(c, &device_id)?,
                 card_fingerprint: &hex(&row.fingerprint),
                 // Counting this account too, as if linked.
                 card_accounts: customers::customers_with_fingerprint(c, &row.fingerprint)?
@@ -324,6 +325,7 @@ pub async fn top_up(
                     customer_created_ms: customer.created_ms,
                     recovery_hold_until_ms: customer.recovery_hold_until_ms,
                     device_created_ms: device_created,
+                    device_accounts: customers::device_accounts(c, &device_id)?,
                     card_fingerprint: &hex(&card.fingerprint),
                     card_accounts: customers::customers_with_fingerprint(c, &card.fingerprint)?,
                     amount: Some(amount.minor()),

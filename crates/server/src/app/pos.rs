@@ -289,7 +289,7 @@ pub async fn create_payment(
                 store_at: ctx.store_at,
                 amount: amount.minor(),
                 basket: &lines,
-                device_accounts: None,
+                device_accounts: ctx.device_accounts,
             };
             let profile = &ctx.profile;
             let features = super::risk::payment_features(&st, &facts, profile, &ctx.velocity, now);
@@ -311,7 +311,11 @@ pub async fn create_payment(
                 totals,
             )
             .is_err();
-            let decision = st.risk.evaluate(&features);
+            let decision = if cfg.risk_in_line {
+                st.risk.evaluate(&features)
+            } else {
+                konbini_core::risk::Decision::default()
+            };
             let blocked = decision.outcome == Outcome::Block;
             let step_up = decision.outcome == Outcome::StepUp;
             let journal = |c: &mut dyn Conn, p: &Payment| {
@@ -458,7 +462,7 @@ pub async fn create_payment(
                     p.decline_code = Some("invalid_code".into());
                 }
             }
-            if !deferred {
+            if !deferred || !cfg.risk_in_line {
                 return finish_decided(c, &idem, p, now, None).map(Decided::Done);
             }
             let record = super::risk::decision_record(

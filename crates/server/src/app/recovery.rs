@@ -329,6 +329,7 @@ pub async fn complete(
                 konbini_core::risk::EventKind::Recovery,
                 cu,
                 None,
+                None,
                 now,
             )?;
             if decision.outcome == konbini_core::risk::Outcome::Block {

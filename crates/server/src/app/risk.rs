@@ -361,6 +361,8 @@ pub struct FundingFacts<'a> {
     pub card_fingerprint: &'a str,
     /// Distinct accounts that linked this card.
     pub card_accounts: i64,
+    /// Distinct accounts bound on the app installation of the device asking, when known.
+    pub device_accounts: Option<i64>,
     pub amount: Option<i64>,
 }
 
@@ -399,6 +401,9 @@ pub fn funding_features(
         features.set_money(MoneyFeature::TopupAmount, a);
     }
     features.set_count(CountFeature::CardAccounts, f.card_accounts);
+    if let Some(n) = f.device_accounts {
+        features.set_count(CountFeature::DeviceAccounts, n);
+    }
     set_windows(
         &mut features,
         &[
@@ -506,6 +511,7 @@ pub fn identity_features(
     kind: EventKind,
     customer: &konbini_store::customers::Customer,
     device_created_ms: Option<i64>,
+    device_accounts: Option<i64>,
     now: i64,
 ) -> Result<Features, StoreError> {
     let profile = store::profile(c, &customer.id)?;
@@ -523,6 +529,9 @@ pub fn identity_features(
     if let Some(d) = device_created_ms {
         features.set_duration(DurationFeature::DeviceAge, now.saturating_sub(d).max(0));
     }
+    if let Some(n) = device_accounts {
+        features.set_count(CountFeature::DeviceAccounts, n);
+    }
     Ok(features)
 }
 
@@ -533,9 +542,18 @@ pub fn decide_identity(
     kind: EventKind,
     customer: &konbini_store::customers::Customer,
     device_created_ms: Option<i64>,
+    device_accounts: Option<i64>,
     now: i64,
 ) -> Result<Decision, StoreError> {
-    let features = identity_features(c, state, kind, customer, device_created_ms, now)?;
+    let features = identity_features(
+        c,
+        state,
+        kind,
+        customer,
+        device_created_ms,
+        device_accounts,
+        now,
+    )?;
     let decision = state.risk.evaluate(&features);
     journal(c, &decision, &features, kind, &customer.id, None, now)?;
     Ok(decision)

@@ -183,6 +183,14 @@ impl TestApp {
     /// Signs up a customer and verifies both contact points with the codes read out of the
     /// delivered email and SMS; returns it with the device the verification bound.
     pub async fn customer(&self, email: &str) -> Customer {
+        let (phone, r) = self.verified_sign_up(email, json!({})).await;
+        assert_eq!(r.status, 201, "{}: verify {}", self.label, r.text);
+        customer_from(email, &phone, "correct horse battery staple", &r)
+    }
+
+    /// Signs up and sends the verification with both codes plus the fields of `extra` (such
+    /// as `installation_id`); returns the phone and the verification's answer.
+    pub async fn verified_sign_up(&self, email: &str, extra: Value) -> (String, Resp) {
         let password = "correct horse battery staple";
         let phone = phone_for(email);
         let seen = |v: Vec<String>| v.iter().filter(|m| m.contains("sign-up code")).count();
@@ -192,17 +200,14 @@ impl TestApp {
         let signup_id = r.body["signup_id"].as_str().expect("signup id").to_string();
         let email_code = self.email_code(email, "sign-up code", mails).await;
         let phone_code = self.sms_code(&phone, "sign-up code", texts).await;
+        let mut body = json!({"signup_id": signup_id, "email_code": email_code, "phone_code": phone_code});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
         let r = self
-            .send(
-                "POST",
-                "/v1/signup/verify",
-                None,
-                None,
-                Some(json!({"signup_id": signup_id, "email_code": email_code, "phone_code": phone_code})),
-            )
+            .send("POST", "/v1/signup/verify", None, None, Some(body))
             .await;
-        assert_eq!(r.status, 201, "{}: verify {}", self.label, r.text);
-        customer_from(email, &phone, password, &r)
+        (phone, r)
     }
 
     pub async fn sign_up(&self, email: &str, phone: &str, password: &str) -> Resp {
@@ -299,6 +304,14 @@ impl TestApp {
     /// sent to the verified phone binds the device (its own slot and code key) and opens a
     /// new session for the same customer.
     pub async fn login_new_device(&self, c: &Customer) -> Customer {
+        let r = self.login_new_device_with(c, json!({})).await;
+        assert_eq!(r.status, 201, "{}: second factor {}", self.label, r.text);
+        customer_from(&c.email, &c.phone, &c.password, &r)
+    }
+
+    /// Signs in from a new device with the fields of `extra` (such as `installation_id`) and
+    /// completes the SMS second factor; returns the second factor's answer.
+    pub async fn login_new_device_with(&self, c: &Customer, extra: Value) -> Resp {
         let seen = self
             .sms
             .to(&c.phone)
@@ -311,24 +324,27 @@ impl TestApp {
                 "/v1/sessions",
                 None,
                 None,
-                Some(json!({"email": c.email, "password": c.password})),
+                Some({
+                    let mut b = json!({"email": c.email, "password": c.password});
+                    if let (Some(b), Some(e)) = (b.as_object_mut(), extra.as_object()) {
+                        b.extend(e.clone());
+                    }
+                    b
+                }),
             )
             .await;
         assert_eq!(r.status, 202, "{}: login {}", self.label, r.text);
         assert_eq!(r.body["status"], "second_factor_required", "{}", self.label);
         let challenge = r.body["challenge"].as_str().expect("challenge").to_string();
         let code = self.sms_code(&c.phone, "sign-in code", seen).await;
-        let r = self
-            .send(
-                "POST",
-                "/v1/sessions/second-factor",
-                None,
-                None,
-                Some(json!({"challenge": challenge, "method": "sms", "code": code})),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{}: second factor {}", self.label, r.text);
-        customer_from(&c.email, &c.phone, &c.password, &r)
+        self.send(
+            "POST",
+            "/v1/sessions/second-factor",
+            None,
+            None,
+            Some(json!({"challenge": challenge, "method": "sms", "code": code})),
+        )
+        .await
     }
 
     /// A customer with a linked test card and `balance` topped up.
