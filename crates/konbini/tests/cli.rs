@@ -617,7 +617,7 @@ async fn risk_rules_and_backtest_on_the_command_line() {
     for want in [
         "backtest of `big_payments` (block",
         "added to the stored rules",
-        "events replayed: 4",
+        "events replayed: 5",
         "fired: 1 ",
         "allow -> block: 1",
         "payment ",

@@ -293,13 +293,22 @@ async fn many_accounts_on_one_phone_are_reviewed_then_refused() {
             let (number, r) = app.verified_sign_up(&email, phone.clone()).await;
             answers.push((r.status, r.error_code().to_string()));
             if r.status == 201 {
-                accounts.push(customer_from(&email, &number, "correct horse battery staple", &r));
+                accounts.push(customer_from(
+                    &email,
+                    &number,
+                    "correct horse battery staple",
+                    &r,
+                ));
             }
         }
         let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
         assert_eq!(statuses, vec![201, 201, 201, 201, 403], "{l}: {answers:?}");
         assert_eq!(answers[4].1, "refused", "{l}: the rule is not named");
-        assert_eq!(open_cases(&app, &accounts[1].customer_id).await, 0, "{l}: two are ordinary");
+        assert_eq!(
+            open_cases(&app, &accounts[1].customer_id).await,
+            0,
+            "{l}: two are ordinary"
+        );
         let third = &accounts[2];
         let cases = open_cases(&app, &third.customer_id).await;
         assert!(cases >= 1, "{l}: the third account is reviewed");
@@ -315,11 +324,19 @@ async fn many_accounts_on_one_phone_are_reviewed_then_refused() {
         assert_eq!(r.status, 201, "{l}: {}", r.text);
         let (_, term) = app.store_with_terminal(&format!("st-farm-{l}")).await;
         let r = app
-            .pay(&term, &app.offline_code(third, 0), 600, &format!("pay-farm-{l}"))
+            .pay(
+                &term,
+                &app.offline_code(third, 0),
+                600,
+                &format!("pay-farm-{l}"),
+            )
             .await;
         assert_eq!(r.status, 201, "{l}: {}", r.text);
         assert_eq!(r.body["status"], "succeeded", "{l}: review lets it through");
-        assert!(open_cases(&app, &third.customer_id).await >= cases + 2, "{l}");
+        assert!(
+            open_cases(&app, &third.customer_id).await >= cases + 2,
+            "{l}"
+        );
         let id = third.customer_id.clone();
         let journal = app
             .db
@@ -332,7 +349,10 @@ async fn many_accounts_on_one_phone_are_reviewed_then_refused() {
             .expect("payment decision");
         assert_eq!(payment.outcome, "review", "{l}");
         let features: Value = serde_json::from_str(&payment.features).expect("features");
-        assert_eq!(features["device.accounts"], 4, "{l}: four accounts on that phone: {features}");
+        assert_eq!(
+            features["device.accounts"], 4,
+            "{l}: four accounts on that phone: {features}"
+        );
 
         // An ordinary customer signing in on that phone is refused the binding: it would be
         // the fifth account there.
@@ -350,7 +370,14 @@ async fn many_accounts_on_one_phone_are_reviewed_then_refused() {
                 Some(json!({"email": c.email, "password": c.password, "installation_id": "short\u{202e}"})),
             )
             .await;
-        assert_error_param(l, &r, 400, "invalid_request_error", "invalid_installation_id", "installation_id");
+        assert_error_param(
+            l,
+            &r,
+            400,
+            "invalid_request_error",
+            "invalid_installation_id",
+            "installation_id",
+        );
     }
 }
 

@@ -459,7 +459,7 @@ const CATALOGUE: &[FeatureDef] = &[
     FeatureDef {
         name: "device.accounts",
         key: FeatureKey::Count(CountFeature::DeviceAccounts),
-        description: "distinct accounts that have used the acting device, the acting account included (1 = only this one)",
+        description: "distinct accounts with a device bound from the acting phone's app installation, the acting account included (1 = only this one; unknown when the app sent no installation id)",
     },
     FeatureDef {
         name: "card.accounts",
@@ -519,7 +519,7 @@ const CATALOGUE: &[FeatureDef] = &[
     FeatureDef {
         name: "device.payments.count",
         key: FeatureKey::Window(W::DevicePaymentsCount),
-        description: "earlier payments from the acting device in the window, on any account",
+        description: "earlier payments from the acting device (this binding of the phone to the account) in the window",
     },
     FeatureDef {
         name: "card.topups.count",

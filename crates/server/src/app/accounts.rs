@@ -12,7 +12,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::secrets::{new_id, new_token, random_bytes, token_hash};
 use crate::state::AppState;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use konbini_core::encoding::{constant_time_eq, hex};
+use konbini_core::encoding::{constant_time_eq, hex, unhex};
 use konbini_core::paycode::SLOT_LIMIT;
 use konbini_store::customers::{self, Customer, Device};
 use konbini_store::identity::{self, Flow};
@@ -359,16 +359,13 @@ pub async fn verify_sign_up(
             if let Some(refused) = decide_binding(c, &st, &customer, installation.as_deref(), now)? {
                 return Ok(Some(Err(refused)));
             }
-            let out = bind_device_and_open_session(
-                c,
-                &secret,
-                &cfg,
-                &flow.customer_id,
-                &name,
-                "signup",
-                installation.as_deref(),
-                now,
-            )?;
+            let binding = Binding {
+                name: &name,
+                bound_by: "signup",
+                installation: installation.as_deref(),
+            };
+            let out =
+                bind_device_and_open_session(c, &secret, &cfg, &flow.customer_id, binding, now)?;
             // The first device: audited; the welcome message below tells the customer.
             konbini_store::audit::append(
                 c,
@@ -440,16 +437,6 @@ fn decide_binding(
     )?;
     Ok((decision.outcome == konbini_core::risk::Outcome::Block)
         .then(|| super::risk::refused("device binding")))
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// Refuses with `429` when a client limit is exhausted.
@@ -928,7 +915,12 @@ pub async fn complete_log_in(
                 return Ok(Some(Err(refused)));
             }
             let name = device_label(data["device_name"].as_str().map(str::to_string));
-            let out = bind_device_and_open_session(c, &secret, &cfg, &customer.id, &name, &factor.method, installation.as_deref(), now)?;
+            let binding = Binding {
+                name: &name,
+                bound_by: &factor.method,
+                installation: installation.as_deref(),
+            };
+            let out = bind_device_and_open_session(c, &secret, &cfg, &customer.id, binding, now)?;
             super::security_event(
                 c,
                 &customer.id,
@@ -1033,18 +1025,24 @@ fn session_body(token: &str, customer_id: &str, expires: i64, device: Value, now
 
 /// Binds a new device (its secret and payment-code key are returned, once) and opens a
 /// session on it.
+/// The device being bound: its label, the proof that bound it, and the app installation
+/// (keyed fingerprint) it came from when the app said.
+struct Binding<'a> {
+    name: &'a str,
+    bound_by: &'a str,
+    installation: Option<&'a [u8]>,
+}
+
 fn bind_device_and_open_session(
     c: &mut dyn Conn,
     secret: &crate::secrets::MasterSecret,
     cfg: &crate::config::Config,
     customer_id: &str,
-    name: &str,
-    bound_by: &str,
-    installation: Option<&[u8]>,
+    binding: Binding<'_>,
     now: i64,
 ) -> Result<Value, StoreError> {
-    let (d, device_secret) = bind_new_device(c, customer_id, name, bound_by, now)?;
-    if let Some(i) = installation {
+    let (d, device_secret) = bind_new_device(c, customer_id, binding.name, binding.bound_by, now)?;
+    if let Some(i) = binding.installation {
         customers::set_installation(c, &d.id, i)?;
     }
     let slot = u32::try_from(d.slot).unwrap_or(0);

@@ -200,7 +200,8 @@ impl TestApp {
         let signup_id = r.body["signup_id"].as_str().expect("signup id").to_string();
         let email_code = self.email_code(email, "sign-up code", mails).await;
         let phone_code = self.sms_code(&phone, "sign-up code", texts).await;
-        let mut body = json!({"signup_id": signup_id, "email_code": email_code, "phone_code": phone_code});
+        let mut body =
+            json!({"signup_id": signup_id, "email_code": email_code, "phone_code": phone_code});
         if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
             b.extend(e.clone());
         }
