@@ -46,6 +46,17 @@ pub struct BenchArgs {
     without_risk: bool,
 }
 
+/// User plus system CPU seconds this process has used (Linux `/proc/self/stat`), if known.
+fn process_cpu_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // Linux reports these in USER_HZ, 100 per second on every architecture Konbini targets.
+    Some(ticks / 100.0)
+}
+
 /// The bench's default database when `--database-url` is not given.
 const BENCH_DB: &str = "konbini-bench.db";
 
@@ -291,6 +302,13 @@ pub fn run(args: BenchArgs, database_url: &str) -> Result<ExitCode, String> {
     );
     let t = Instant::now();
     let seeded = seed(&db, &secret, &args)?;
+    // Write the seed out of the log first, so its checkpoint does not land in the measurement.
+    let _ = db.read_blocking(|c| match c.backend() {
+        konbini_store::Backend::Sqlite => {
+            c.query("PRAGMA wal_checkpoint(TRUNCATE)", &[]).map(|_| ())
+        }
+        konbini_store::Backend::Postgres => c.exec("CHECKPOINT", &[]).map(|_| ()),
+    });
     println!("seeded in {:.1} s", t.elapsed().as_secs_f64());
     let config = Config {
         risk_in_line: !args.without_risk,
@@ -328,6 +346,7 @@ pub fn run(args: BenchArgs, database_url: &str) -> Result<ExitCode, String> {
         let tally = Arc::new(Tally::default());
         let counter = Arc::new(AtomicU64::new(0));
         let deadline = Instant::now() + Duration::from_secs(args.duration_s);
+        let cpu_before = process_cpu_s();
         let begin = Instant::now();
         if args.rate == 0 {
             let mut workers = Vec::new();
@@ -374,11 +393,12 @@ pub fn run(args: BenchArgs, database_url: &str) -> Result<ExitCode, String> {
             }
         }
         let elapsed = begin.elapsed().as_secs_f64();
+        let cpu = process_cpu_s().zip(cpu_before).map(|(a, b)| a - b);
         let _ = stop_tx.send(());
         let _ = server.await;
-        Ok::<_, String>((tally, elapsed))
+        Ok::<_, String>((tally, elapsed, cpu))
     })?;
-    let (tally, elapsed) = result;
+    let (tally, elapsed, cpu) = result;
     let mut lat = tally
         .latencies_us
         .lock()
@@ -402,6 +422,15 @@ pub fn run(args: BenchArgs, database_url: &str) -> Result<ExitCode, String> {
         elapsed
     );
     println!("throughput: {:.0} payments/s", ok as f64 / elapsed);
+    // CPU per payment is steadier than throughput on a shared 2-core machine: it does not
+    // move with scheduling, only with the work done (server, load generator and, on SQLite,
+    // the database; PostgreSQL's own CPU is not in it).
+    if let Some(cpu) = cpu.filter(|_| ok > 0) {
+        println!(
+            "cpu (this process): {:.0} µs per payment",
+            cpu * 1e6 / ok as f64
+        );
+    }
     println!(
         "latency ms: p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}",
         percentile(&lat, 50.0),

@@ -197,6 +197,28 @@ async fn ordinary_life_is_never_stepped_up_or_blocked() {
                 .collect::<Vec<_>>()
         );
         assert_eq!(open_cases(&app, &c.customer_id).await, 0, "{l}");
+        // The counters a payment keeps (written with the payment itself on the hot path)
+        // saw the month: a lunch a day is six or seven in the 7 days before the last one (the
+        // one exactly a week earlier sits on the window's edge).
+        let id = c.customer_id.clone();
+        let last = app
+            .db
+            .read(move |c| konbini_store::risk::decisions_of(c, &id, 1))
+            .await
+            .expect("journal");
+        let f: Value = serde_json::from_str(&last[0].features).expect("features");
+        assert_eq!(f["event.kind"], "payment", "{l}");
+        let week = |k: &str| f[k].as_i64().unwrap_or(-1);
+        assert!((6..=7).contains(&week("payments.count(7d)")), "{l}: {f}");
+        assert!(
+            (6..=7).contains(&week("device.payments.count(7d)")),
+            "{l}: {f}"
+        );
+        assert!(
+            f["store.payments.count(7d)"].as_i64() >= Some(3),
+            "{l}: {f}"
+        );
+        assert!(f["customer.avg_payment"].as_i64() > Some(0), "{l}: {f}");
     }
 }
 
@@ -353,6 +375,38 @@ async fn many_accounts_on_one_phone_are_reviewed_then_refused() {
             features["device.accounts"], 4,
             "{l}: four accounts on that phone: {features}"
         );
+        // The next payment sees the first in every counter a payment keeps: the customer's
+        // (on the profile row), the device's, the store's and the terminal's.
+        let r = app
+            .pay(
+                &term,
+                &app.offline_code(third, 1),
+                700,
+                &format!("pay-farm2-{l}"),
+            )
+            .await;
+        assert_eq!(r.body["status"], "succeeded", "{l}: {}", r.text);
+        let id = third.customer_id.clone();
+        let journal = app
+            .db
+            .read(move |c| konbini_store::risk::decisions_of(c, &id, 10))
+            .await
+            .expect("journal");
+        let second: Value = journal
+            .iter()
+            .find(|d| d.event_kind == "payment")
+            .map(|d| serde_json::from_str(&d.features).expect("features"))
+            .expect("second payment decision");
+        assert_eq!(second["payment.amount"], 700, "{l}: the newest first");
+        for counter in [
+            "payments.count(10m)",
+            "device.payments.count(1h)",
+            "store.payments.count(24h)",
+            "terminal.payments.count(7d)",
+        ] {
+            assert_eq!(second[counter], 1, "{l}: {counter}: {second}");
+        }
+        assert_eq!(second["payments.sum(10m)"], 600, "{l}: {second}");
 
         // An ordinary customer signing in on that phone is refused the binding: it would be
         // the fifth account there.

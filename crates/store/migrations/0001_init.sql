@@ -375,7 +375,13 @@ CREATE TABLE risk_profiles (
     pay_day         BIGINT NOT NULL DEFAULT 0,
     pay_day_total   BIGINT NOT NULL DEFAULT 0,
     pay_month       BIGINT NOT NULL DEFAULT 0,
-    pay_month_total BIGINT NOT NULL DEFAULT 0
+    pay_month_total BIGINT NOT NULL DEFAULT 0,
+    -- The customer's payment velocity, kept like a risk_velocity row (the "cus:<id>:pay"
+    -- subject lives here, so a payment updates one customer row, not two).
+    w0_bucket BIGINT NOT NULL DEFAULT 0, w0_n BIGINT NOT NULL DEFAULT 0, w0_total BIGINT NOT NULL DEFAULT 0, w0_prev_n BIGINT NOT NULL DEFAULT 0, w0_prev_total BIGINT NOT NULL DEFAULT 0,
+    w1_bucket BIGINT NOT NULL DEFAULT 0, w1_n BIGINT NOT NULL DEFAULT 0, w1_total BIGINT NOT NULL DEFAULT 0, w1_prev_n BIGINT NOT NULL DEFAULT 0, w1_prev_total BIGINT NOT NULL DEFAULT 0,
+    w2_bucket BIGINT NOT NULL DEFAULT 0, w2_n BIGINT NOT NULL DEFAULT 0, w2_total BIGINT NOT NULL DEFAULT 0, w2_prev_n BIGINT NOT NULL DEFAULT 0, w2_prev_total BIGINT NOT NULL DEFAULT 0,
+    w3_bucket BIGINT NOT NULL DEFAULT 0, w3_n BIGINT NOT NULL DEFAULT 0, w3_total BIGINT NOT NULL DEFAULT 0, w3_prev_n BIGINT NOT NULL DEFAULT 0, w3_prev_total BIGINT NOT NULL DEFAULT 0
 );
 
 -- Every decision, with the features it saw and the rules that fired (explainable, and the
@@ -394,7 +400,7 @@ CREATE TABLE risk_decisions (
     case_id     TEXT
 );
 CREATE INDEX risk_decisions_at ON risk_decisions(at_ms);
-CREATE INDEX risk_decisions_customer ON risk_decisions(customer_id, at_ms);
+-- E1 CREATE INDEX risk_decisions_customer ON risk_decisions(customer_id, at_ms);
 
 -- Cases: one open case per customer collects its review and block decisions.
 CREATE TABLE risk_cases (

@@ -83,17 +83,35 @@ fn add_sql(first: usize, rows: usize) -> String {
     let b = first + rows;
     let amount = b + 4;
     let values = (0..rows)
-        .map(|i| {
-            let windows = (0..4)
-                .map(|w| format!("${}, 1, ${amount}, 0, 0", b + w))
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!("(${}, {windows})", first + i)
-        })
+        .map(|i| format!("(${}, {})", first + i, window_values(b, amount)))
         .collect::<Vec<_>>()
         .join(", ");
     let t = "risk_velocity";
-    let set = (0..4)
+    format!(
+        "INSERT INTO {t} (subject, {}) VALUES {values} ON CONFLICT (subject) DO UPDATE SET {}",
+        window_columns(),
+        window_sets(t)
+    )
+}
+
+/// The 20 window column names, unqualified.
+fn window_columns() -> String {
+    velocity_columns("x").replace("x.", "")
+}
+
+/// The values of the window columns for a first event: the buckets are parameters from
+/// `$bucket_first` (four), the amount is `$amount`.
+fn window_values(bucket_first: usize, amount: usize) -> String {
+    (0..4)
+        .map(|w| format!("${}, 1, ${amount}, 0, 0", bucket_first + w))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The `ON CONFLICT DO UPDATE SET` assignments that count one more event (`excluded.*`
+/// holds it as a first event) in the window columns of `table`.
+fn window_sets(t: &str) -> String {
+    (0..4)
         .map(|w| {
             let same = format!("{t}.w{w}_bucket >= excluded.w{w}_bucket");
             let next = format!("{t}.w{w}_bucket = excluded.w{w}_bucket - 1");
@@ -106,16 +124,12 @@ fn add_sql(first: usize, rows: usize) -> String {
             )
         })
         .collect::<Vec<_>>()
-        .join(", ");
-    let columns = velocity_columns(t).replace("risk_velocity.", "");
-    format!(
-        "INSERT INTO {t} (subject, {columns}) VALUES {values} ON CONFLICT (subject) DO UPDATE SET {set}"
-    )
+        .join(", ")
 }
 
 static ADD_1: LazyLock<String> = LazyLock::new(|| add_sql(1, 1));
 static ADD_2: LazyLock<String> = LazyLock::new(|| add_sql(1, 2));
-static ADD_4: LazyLock<String> = LazyLock::new(|| add_sql(1, 4));
+static ADD_3: LazyLock<String> = LazyLock::new(|| add_sql(1, 3));
 
 /// The parameters of [`add_sql`].
 fn add_params(subjects: &[&str], amount: i64, now_ms: i64) -> Vec<Value> {
@@ -125,7 +139,7 @@ fn add_params(subjects: &[&str], amount: i64, now_ms: i64) -> Vec<Value> {
     p
 }
 
-/// Counts one event of `amount` for one, two or four distinct subjects, in one statement.
+/// Counts one event of `amount` for one, two or three distinct subjects, in one statement.
 pub fn add(
     conn: &mut dyn Conn,
     subjects: &[&str],
@@ -135,7 +149,7 @@ pub fn add(
     let sql: &'static str = match subjects.len() {
         1 => &ADD_1,
         2 => &ADD_2,
-        4 => &ADD_4,
+        3 => &ADD_3,
         n => return Err(StoreError::Decode(format!("{n} velocity subjects"))),
     };
     conn.exec(sql, &add_params(subjects, amount, now_ms))?;
@@ -270,18 +284,28 @@ pub struct PaymentPlace<'a> {
     pub month: i64,
 }
 
-const PROFILE_ADD: &str = "INSERT INTO risk_profiles (customer_id, payments, payments_total, payments_max, last_store_id, last_lat_e6, last_lon_e6, last_payment_ms, \
-                            pay_day, pay_day_total, pay_month, pay_month_total) \
- VALUES ($1, 1, $2, $2, $3, $4, $5, $6, $7, $2, $8, $2) \
- ON CONFLICT (customer_id) DO UPDATE SET payments = risk_profiles.payments + 1, \
-   pay_day_total = CASE WHEN risk_profiles.pay_day = excluded.pay_day THEN risk_profiles.pay_day_total + excluded.pay_day_total ELSE excluded.pay_day_total END, \
-   pay_day = excluded.pay_day, \
-   pay_month_total = CASE WHEN risk_profiles.pay_month = excluded.pay_month THEN risk_profiles.pay_month_total + excluded.pay_month_total ELSE excluded.pay_month_total END, \
-   pay_month = excluded.pay_month, \
-   payments_total = risk_profiles.payments_total + excluded.payments_total, \
-   payments_max = CASE WHEN excluded.payments_max > risk_profiles.payments_max THEN excluded.payments_max ELSE risk_profiles.payments_max END, \
-   last_store_id = excluded.last_store_id, last_lat_e6 = excluded.last_lat_e6, \
-   last_lon_e6 = excluded.last_lon_e6, last_payment_ms = excluded.last_payment_ms";
+/// Adds a payment to a customer's profile, and counts it in the profile's windows (the
+/// customer's payment velocity lives on the profile row: one row per payment, not two).
+/// Parameters: customer, amount, store, lat, lon, time, day, month, then the four buckets.
+static PROFILE_ADD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO risk_profiles (customer_id, payments, payments_total, payments_max, last_store_id, last_lat_e6, last_lon_e6, last_payment_ms, \
+                                    pay_day, pay_day_total, pay_month, pay_month_total, {}) \
+         VALUES ($1, 1, $2, $2, $3, $4, $5, $6, $7, $2, $8, $2, {}) \
+         ON CONFLICT (customer_id) DO UPDATE SET payments = risk_profiles.payments + 1, \
+           pay_day_total = CASE WHEN risk_profiles.pay_day = excluded.pay_day THEN risk_profiles.pay_day_total + excluded.pay_day_total ELSE excluded.pay_day_total END, \
+           pay_day = excluded.pay_day, \
+           pay_month_total = CASE WHEN risk_profiles.pay_month = excluded.pay_month THEN risk_profiles.pay_month_total + excluded.pay_month_total ELSE excluded.pay_month_total END, \
+           pay_month = excluded.pay_month, \
+           payments_total = risk_profiles.payments_total + excluded.payments_total, \
+           payments_max = CASE WHEN excluded.payments_max > risk_profiles.payments_max THEN excluded.payments_max ELSE risk_profiles.payments_max END, \
+           last_store_id = excluded.last_store_id, last_lat_e6 = excluded.last_lat_e6, \
+           last_lon_e6 = excluded.last_lon_e6, last_payment_ms = excluded.last_payment_ms, {}",
+        window_columns(),
+        window_values(9, 2),
+        window_sets("risk_profiles")
+    )
+});
 
 fn profile_add_params(customer_id: &str, amount: i64, place: &PaymentPlace<'_>) -> Vec<Value> {
     params![
@@ -294,7 +318,10 @@ fn profile_add_params(customer_id: &str, amount: i64, place: &PaymentPlace<'_>) 
         place.day,
         place.month
     ]
-    .to_vec()
+    .iter()
+    .cloned()
+    .chain(buckets(place.now_ms).map(Value::Int))
+    .collect()
 }
 
 /// Adds a completed payment to the customer's profile.
@@ -305,7 +332,7 @@ pub fn record_payment(
     place: PaymentPlace<'_>,
 ) -> Result<(), StoreError> {
     conn.exec(
-        PROFILE_ADD,
+        &PROFILE_ADD,
         &profile_add_params(customer_id, amount, &place),
     )?;
     Ok(())
@@ -363,8 +390,9 @@ pub struct PaymentRisk<'a> {
 
 /// A payment that went through, as the counters and the profile see it.
 pub struct PaymentCount<'a> {
-    /// The customer, device, store and terminal subjects ([`subject`]).
-    pub subjects: [&'a str; 4],
+    /// The device, store and terminal subjects ([`subject`]); the customer's payments are
+    /// counted on the profile row.
+    pub subjects: [&'a str; 3],
     pub customer_id: &'a str,
     pub amount: i64,
     pub place: PaymentPlace<'a>,
@@ -384,10 +412,10 @@ pub fn write_payment_risk(conn: &mut dyn Conn, r: &PaymentRisk<'_>) -> Result<()
 /// The data-modifying CTEs that write a counted [`PaymentRisk`] inside another statement,
 /// with parameters numbered from `$first` (see [`payment_risk_params`]).
 pub(crate) fn payment_risk_ctes(first: usize) -> String {
-    let add = add_sql(first, 4);
-    // The counters take 9 parameters (4 subjects, 4 buckets, the amount), the profile 8.
-    let profile = renumber(PROFILE_ADD, first + 9);
-    let decision = renumber(DECISION_INSERT, first + 17);
+    let add = add_sql(first, 3);
+    // The counters take 8 parameters (3 subjects, 4 buckets, the amount), the profile 12.
+    let profile = renumber(&PROFILE_ADD, first + 8);
+    let decision = renumber(DECISION_INSERT, first + 20);
     format!("rv AS ({add}), rp AS ({profile}), rd AS ({decision})")
 }
 

@@ -150,7 +150,8 @@ pub struct PosContext {
     pub device_accounts: Option<i64>,
 }
 
-/// The payment velocities the risk engine reads on the hot path.
+/// The payment velocities the risk engine reads on the hot path (the customer's from the
+/// profile row, the others from `risk_velocity`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PosVelocity {
     pub customer: crate::risk::Velocity,
@@ -181,13 +182,12 @@ static POS_CONTEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
          LEFT JOIN code_failures ft ON ft.subject = 'term:' || t.id \
          LEFT JOIN code_failures fs ON fs.subject = $4 || t.id \
          LEFT JOIN risk_profiles rp ON rp.customer_id = d.customer_id \
-         LEFT JOIN risk_velocity vc ON vc.subject = 'cus:' || d.customer_id || ':pay' \
          LEFT JOIN risk_velocity vd ON vd.subject = 'dev:' || d.id || ':pay' \
          LEFT JOIN risk_velocity vs ON vs.subject = 'store:' || t.store_id || ':pay' \
          LEFT JOIN risk_velocity vt ON vt.subject = 'term:' || t.id || ':pay' \
          WHERE t.key_hash = $1 AND t.status = 'active'",
         crate::risk::profile_columns("rp"),
-        crate::risk::velocity_columns("vc"),
+        crate::risk::velocity_columns("rp"),
         crate::risk::velocity_columns("vd"),
         crate::risk::velocity_columns("vs"),
         crate::risk::velocity_columns("vt"),

@@ -647,7 +647,8 @@ fn risk_counters_slide_and_cases_stay_one_per_customer() {
                     customers::insert(c, &customer("cus_1", "a@example.com"))?;
                     let s = ["cus:cus_1:pay", "dev:d:pay", "store:s:pay", "term:t:pay"];
                     for i in 0..6 {
-                        risk::add(c, &s, 1_000, t0 + i * 60_000)?;
+                        risk::add(c, &s[..2], 1_000, t0 + i * 60_000)?;
+                        risk::add(c, &s[2..], 1_000, t0 + i * 60_000)?;
                     }
                     risk::add(c, &["cus:cus_1:top", "card:ff:top"], 5_000, t0)?;
                     risk::add(c, &["term:t:pay"], 1_000, t0 + 5 * 60_000)?;

@@ -291,10 +291,10 @@ pub fn payment_features(
     features
 }
 
-/// The velocity subjects a payment counts in: customer, device, store, terminal.
-pub fn payment_subjects(f: &PaymentFacts<'_>) -> [String; 4] {
+/// The velocity subjects a payment counts in besides the customer (whose payments are counted
+/// on the profile row): device, store, terminal.
+pub fn payment_subjects(f: &PaymentFacts<'_>) -> [String; 3] {
     [
-        store::subject("cus", f.customer_id, "pay"),
         store::subject("dev", f.device_id, "pay"),
         store::subject("store", f.store_id, "pay"),
         store::subject("term", f.terminal_id, "pay"),
@@ -316,7 +316,7 @@ pub fn payment_place<'a>(f: &PaymentFacts<'a>, now: i64) -> store::PaymentPlace<
 /// (the paths off the hot one; the immediate wallet payment folds this into its own write).
 pub fn record_payment(c: &mut dyn Conn, f: &PaymentFacts<'_>, now: i64) -> Result<(), StoreError> {
     let s = payment_subjects(f);
-    store::add(c, &[&s[0], &s[1], &s[2], &s[3]], f.amount, now)?;
+    store::add(c, &[&s[0], &s[1], &s[2]], f.amount, now)?;
     store::record_payment(c, f.customer_id, f.amount, payment_place(f, now))
 }
 
