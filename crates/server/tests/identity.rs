@@ -880,6 +880,21 @@ async fn a_contact_change_is_verified_and_the_old_address_can_undo_it() {
             )
             .await;
         assert_eq!(r.status, 200, "{l}: {}", r.text);
+        // The risk engine sees the change from now on: a sign-in on the bound phone is
+        // decided with the time since it (since.contact_change, docs/risk.md).
+        app.bound_session(&c, &new_email).await;
+        let id = c.customer_id.clone();
+        let journal = app
+            .db
+            .read(move |c| konbini_store::risk::decisions_of(c, &id, 1))
+            .await
+            .expect("journal");
+        let f: serde_json::Value = serde_json::from_str(&journal[0].features).expect("features");
+        assert_eq!(f["event.kind"], "login", "{l}: {f}");
+        assert!(
+            f["since.contact_change"].as_i64().is_some_and(|ms| ms >= 0),
+            "{l}: {f}"
+        );
         // Messages now go to the new address; the old one got the way back.
         let revert = app.email(&c.email, "/revert#token=", 0).await;
         let token = link_token(&revert, "/revert#token=");

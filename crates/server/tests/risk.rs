@@ -11,21 +11,6 @@ const SHIBUYA: (i64, i64) = (35_658_000, 139_701_600);
 const SHINJUKU: (i64, i64) = (35_690_900, 139_695_000);
 const UMEDA: (i64, i64) = (34_702_500, 135_495_900);
 
-/// Logs in on the customer's own bound device (no second factor needed) for a new session.
-async fn session(app: &TestApp, c: &Customer) -> String {
-    let r = app
-        .send(
-            "POST",
-            "/v1/sessions",
-            None,
-            None,
-            Some(json!({"email": c.email, "password": c.password, "device": {"id": c.device_id, "secret": c.device_secret}})),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}: {}", app.label, r.text);
-    r.body["token"].as_str().expect("token").to_string()
-}
-
 async fn top_up(app: &TestApp, token: &str, card: &str, amount: i64, key: &str) -> Resp {
     app.send(
         "POST",
@@ -64,6 +49,22 @@ async fn outcomes_of(app: &TestApp, customer_id: &str) -> Vec<(String, String)> 
         .into_iter()
         .map(|d| (d.event_kind, d.outcome))
         .collect()
+}
+
+/// The customer's newest payment decision: its outcome and its journaled features.
+async fn last_payment_decision(app: &TestApp, customer_id: &str) -> (String, Value) {
+    let id = customer_id.to_string();
+    let journal = app
+        .db
+        .read(move |c| konbini_store::risk::decisions_of(c, &id, 10))
+        .await
+        .expect("journal");
+    let d = journal
+        .iter()
+        .find(|d| d.event_kind == "payment")
+        .expect("a payment decision");
+    let features = serde_json::from_str(&d.features).expect("features");
+    (d.outcome.clone(), features)
 }
 
 async fn open_cases(app: &TestApp, customer_id: &str) -> i64 {
@@ -166,7 +167,7 @@ async fn ordinary_life_is_never_stepped_up_or_blocked() {
         for day in 0..30 {
             app.clock.advance_ms(DAY);
             if day % 7 == 6 {
-                let token = session(&app, &c).await;
+                let token = app.bound_session(&c, &c.email).await;
                 let r = top_up(&app, &token, &card, 10_000, &format!("week-{day}")).await;
                 assert_eq!(r.status, 201, "{l}: day {day}: {}", r.text);
             }
@@ -200,14 +201,7 @@ async fn ordinary_life_is_never_stepped_up_or_blocked() {
         // The counters a payment keeps (written with the payment itself on the hot path)
         // saw the month: a lunch a day is six or seven in the 7 days before the last one (the
         // one exactly a week earlier sits on the window's edge).
-        let id = c.customer_id.clone();
-        let last = app
-            .db
-            .read(move |c| konbini_store::risk::decisions_of(c, &id, 1))
-            .await
-            .expect("journal");
-        let f: Value = serde_json::from_str(&last[0].features).expect("features");
-        assert_eq!(f["event.kind"], "payment", "{l}");
+        let (_, f) = last_payment_decision(&app, &c.customer_id).await;
         let week = |k: &str| f[k].as_i64().unwrap_or(-1);
         assert!((6..=7).contains(&week("payments.count(7d)")), "{l}: {f}");
         assert!(
@@ -359,18 +353,8 @@ async fn many_accounts_on_one_phone_are_reviewed_then_refused() {
             open_cases(&app, &third.customer_id).await >= cases + 2,
             "{l}"
         );
-        let id = third.customer_id.clone();
-        let journal = app
-            .db
-            .read(move |c| konbini_store::risk::decisions_of(c, &id, 10))
-            .await
-            .expect("journal");
-        let payment = journal
-            .iter()
-            .find(|d| d.event_kind == "payment")
-            .expect("payment decision");
-        assert_eq!(payment.outcome, "review", "{l}");
-        let features: Value = serde_json::from_str(&payment.features).expect("features");
+        let (outcome, features) = last_payment_decision(&app, &third.customer_id).await;
+        assert_eq!(outcome, "review", "{l}");
         assert_eq!(
             features["device.accounts"], 4,
             "{l}: four accounts on that phone: {features}"
@@ -386,17 +370,7 @@ async fn many_accounts_on_one_phone_are_reviewed_then_refused() {
             )
             .await;
         assert_eq!(r.body["status"], "succeeded", "{l}: {}", r.text);
-        let id = third.customer_id.clone();
-        let journal = app
-            .db
-            .read(move |c| konbini_store::risk::decisions_of(c, &id, 10))
-            .await
-            .expect("journal");
-        let second: Value = journal
-            .iter()
-            .find(|d| d.event_kind == "payment")
-            .map(|d| serde_json::from_str(&d.features).expect("features"))
-            .expect("second payment decision");
+        let (_, second) = last_payment_decision(&app, &third.customer_id).await;
         assert_eq!(second["payment.amount"], 700, "{l}: the newest first");
         for counter in [
             "payments.count(10m)",
@@ -483,7 +457,7 @@ async fn limits_follow_the_customer_tier_and_show_in_the_wallet() {
         );
         // Eight days on, the account is verified and the limits are higher.
         app.clock.advance_ms(8 * DAY);
-        let token = session(&app, &c).await;
+        let token = app.bound_session(&c, &c.email).await;
         let w = app
             .send("GET", "/v1/wallet", Some(&token), None, None)
             .await;

@@ -22,7 +22,8 @@ CREATE TABLE customers (
     totp_last_step  BIGINT NOT NULL DEFAULT 0, -- highest time step accepted (no replay)
     -- Until then (after an account recovery) money moves only with a strong second factor.
     recovery_hold_until_ms BIGINT NOT NULL DEFAULT 0,
-    password_changed_ms BIGINT
+    password_changed_ms BIGINT,
+    contact_changed_ms  BIGINT               -- last change of the email or phone (risk: since.contact_change)
 );
 CREATE INDEX customers_phone ON customers(phone);
 

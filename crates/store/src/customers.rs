@@ -19,6 +19,8 @@ pub struct Customer {
     pub totp_enabled_ms: Option<i64>,
     pub totp_last_step: i64,
     pub recovery_hold_until_ms: i64,
+    pub password_changed_ms: Option<i64>,
+    pub contact_changed_ms: Option<i64>,
 }
 
 impl Customer {
@@ -45,6 +47,8 @@ impl Customer {
             totp_enabled_ms: None,
             totp_last_step: 0,
             recovery_hold_until_ms: 0,
+            password_changed_ms: None,
+            contact_changed_ms: None,
         }
     }
 
@@ -60,7 +64,7 @@ macro_rules! select_customers {
         concat!(
             "SELECT id, email, phone, password_hash, status, funding, funding_card_id, created_ms, \
              email_verified_ms, phone_verified_ms, totp_generation, totp_enabled_ms, totp_last_step, \
-             recovery_hold_until_ms FROM customers ",
+             recovery_hold_until_ms, password_changed_ms, contact_changed_ms FROM customers ",
             $rest
         )
     };
@@ -82,6 +86,8 @@ fn customer(r: &Row) -> Result<Customer, StoreError> {
         totp_enabled_ms: r.opt_int(11)?,
         totp_last_step: r.int(12)?,
         recovery_hold_until_ms: r.int(13)?,
+        password_changed_ms: r.opt_int(14)?,
+        contact_changed_ms: r.opt_int(15)?,
     })
 }
 
@@ -243,6 +249,7 @@ pub struct PayingDevice {
     pub bound_by: String,
     pub customer_created_ms: i64,
     pub password_changed_ms: Option<i64>,
+    pub contact_changed_ms: Option<i64>,
 }
 
 pub fn devices_of(conn: &mut dyn Conn, customer_id: &str) -> Result<Vec<Device>, StoreError> {

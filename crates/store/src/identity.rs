@@ -229,12 +229,12 @@ pub fn set_contact(
 ) -> Result<bool, StoreError> {
     let n = match kind {
         "email" => conn.exec(
-            "UPDATE customers SET email = $1, email_verified_ms = $2 WHERE id = $3 \
+            "UPDATE customers SET email = $1, email_verified_ms = $2, contact_changed_ms = $2 WHERE id = $3 \
              AND NOT EXISTS (SELECT 1 FROM customers o WHERE o.email = $1 AND o.id <> $3)",
             params![value, now_ms, customer_id],
         )?,
         _ => conn.exec(
-            "UPDATE customers SET phone = $1, phone_verified_ms = $2 WHERE id = $3 \
+            "UPDATE customers SET phone = $1, phone_verified_ms = $2, contact_changed_ms = $2 WHERE id = $3 \
              AND NOT EXISTS (SELECT 1 FROM customers o WHERE o.phone = $1 AND o.id <> $3 AND o.phone_verified_ms IS NOT NULL)",
             params![value, now_ms, customer_id],
         )?,

@@ -173,7 +173,8 @@ static POS_CONTEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                 c.recovery_hold_until_ms, d.bound_by, c.created_ms, c.password_changed_ms, \
                 st.lat_e6, st.lon_e6, {}, {}, {}, {}, {}, \
                 CASE WHEN d.installation IS NULL THEN NULL ELSE \
-                  (SELECT COUNT(DISTINCT x.customer_id) FROM devices x WHERE x.installation = d.installation) END \
+                  (SELECT COUNT(DISTINCT x.customer_id) FROM devices x WHERE x.installation = d.installation) END, \
+                c.contact_changed_ms \
          FROM terminals t \
          JOIN stores st ON st.id = t.store_id \
          LEFT JOIN idempotency i ON i.scope = t.id AND i.key = $2 \
@@ -248,6 +249,7 @@ pub fn pos_context(
             bound_by: r.text(24)?,
             customer_created_ms: r.int(25)?,
             password_changed_ms: r.opt_int(26)?,
+            contact_changed_ms: r.opt_int(POS_RISK_FIRST + 92)?,
         }),
     };
     Ok(Some(PosContext {

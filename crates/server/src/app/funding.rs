@@ -113,8 +113,7 @@ pub async fn link_card(
             let facts = super::risk::FundingFacts {
                 kind: EventKind::CardLink,
                 customer_id: &row.customer_id,
-                customer_created_ms: customer.created_ms,
-                recovery_hold_until_ms: customer.recovery_hold_until_ms,
+                account: super::risk::AccountTimes::of(&customer),
                 device_created_ms: customers::device_by_id(c, &device_id)?.map(|d| d.created_ms),
                 device_accounts: customers::device_accounts(c, &device_id)?,
                 card_fingerprint: &hex(&row.fingerprint),
@@ -322,8 +321,7 @@ pub async fn top_up(
                 let facts = super::risk::FundingFacts {
                     kind: EventKind::Topup,
                     customer_id: &customer_id,
-                    customer_created_ms: customer.created_ms,
-                    recovery_hold_until_ms: customer.recovery_hold_until_ms,
+                    account: super::risk::AccountTimes::of(&customer),
                     device_created_ms: device_created,
                     device_accounts: customers::device_accounts(c, &device_id)?,
                     card_fingerprint: &hex(&card.fingerprint),

@@ -279,9 +279,12 @@ pub async fn create_payment(
             let terminal_id = p.terminal_id.clone();
             let facts = super::risk::PaymentFacts {
                 customer_id: &customer_id,
-                customer_created_ms: paying.customer_created_ms,
-                recovery_hold_until_ms: paying.recovery_hold_until_ms,
-                password_changed_ms: paying.password_changed_ms,
+                account: super::risk::AccountTimes {
+                    created_ms: paying.customer_created_ms,
+                    recovery_hold_until_ms: paying.recovery_hold_until_ms,
+                    password_changed_ms: paying.password_changed_ms,
+                    contact_changed_ms: paying.contact_changed_ms,
+                },
                 device_id: &paying.device.id,
                 device_created_ms: paying.device.created_ms,
                 store_id: &store_id,

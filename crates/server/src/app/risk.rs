@@ -159,9 +159,7 @@ pub fn business_month(now_ms: i64) -> (i64, i64) {
 /// What the payment path knows when it asks for a decision.
 pub struct PaymentFacts<'a> {
     pub customer_id: &'a str,
-    pub customer_created_ms: i64,
-    pub recovery_hold_until_ms: i64,
-    pub password_changed_ms: Option<i64>,
+    pub account: AccountTimes,
     pub device_id: &'a str,
     pub device_created_ms: i64,
     pub store_id: &'a str,
@@ -196,29 +194,47 @@ fn km_between(a: (i64, i64), b: (i64, i64)) -> i64 {
 fn account_features(
     features: &mut Features,
     state: &AppState,
-    created_ms: i64,
-    hold_until_ms: i64,
-    password_changed_ms: Option<i64>,
+    a: &AccountTimes,
     payments: i64,
     now: i64,
 ) {
-    let age = now.saturating_sub(created_ms).max(0);
-    let held = now < hold_until_ms;
+    let since = |at: i64| now.saturating_sub(at).max(0);
+    let age = since(a.created_ms);
+    let held = now < a.recovery_hold_until_ms;
     features.set_duration(DurationFeature::AccountAge, age);
     features.set_recovery_hold(held);
     features.set_tier(konbini_core::risk::tier_for(age, payments, held));
-    if hold_until_ms > 0 {
-        let recovered = hold_until_ms.saturating_sub(state.config.recovery_hold_ms);
-        features.set_duration(
-            DurationFeature::SinceRecovery,
-            now.saturating_sub(recovered).max(0),
-        );
+    if a.recovery_hold_until_ms > 0 {
+        let recovered = a
+            .recovery_hold_until_ms
+            .saturating_sub(state.config.recovery_hold_ms);
+        features.set_duration(DurationFeature::SinceRecovery, since(recovered));
     }
-    if let Some(at) = password_changed_ms {
-        features.set_duration(
-            DurationFeature::SincePasswordChange,
-            now.saturating_sub(at).max(0),
-        );
+    if let Some(at) = a.password_changed_ms {
+        features.set_duration(DurationFeature::SincePasswordChange, since(at));
+    }
+    if let Some(at) = a.contact_changed_ms {
+        features.set_duration(DurationFeature::SinceContactChange, since(at));
+    }
+}
+
+/// When the account was created, recovered, and last changed its password and contacts.
+#[derive(Debug, Clone, Copy)]
+pub struct AccountTimes {
+    pub created_ms: i64,
+    pub recovery_hold_until_ms: i64,
+    pub password_changed_ms: Option<i64>,
+    pub contact_changed_ms: Option<i64>,
+}
+
+impl AccountTimes {
+    pub fn of(c: &konbini_store::customers::Customer) -> AccountTimes {
+        AccountTimes {
+            created_ms: c.created_ms,
+            recovery_hold_until_ms: c.recovery_hold_until_ms,
+            password_changed_ms: c.password_changed_ms,
+            contact_changed_ms: c.contact_changed_ms,
+        }
     }
 }
 
@@ -234,15 +250,7 @@ pub fn payment_features(
     let mut features = Features::new();
     features.set_event_kind(EventKind::Payment);
     features.set_money(MoneyFeature::PaymentAmount, f.amount);
-    account_features(
-        &mut features,
-        state,
-        f.customer_created_ms,
-        f.recovery_hold_until_ms,
-        f.password_changed_ms,
-        profile.payments,
-        now,
-    );
+    account_features(&mut features, state, &f.account, profile.payments, now);
     features.set_duration(
         DurationFeature::DeviceAge,
         now.saturating_sub(f.device_created_ms).max(0),
@@ -354,8 +362,7 @@ pub fn check_tier_limit(
 pub struct FundingFacts<'a> {
     pub kind: EventKind,
     pub customer_id: &'a str,
-    pub customer_created_ms: i64,
-    pub recovery_hold_until_ms: i64,
+    pub account: AccountTimes,
     pub device_created_ms: Option<i64>,
     /// The card's keyed fingerprint (hex).
     pub card_fingerprint: &'a str,
@@ -385,15 +392,7 @@ pub fn funding_features(
     let profile = store::profile(c, f.customer_id)?;
     let mut features = Features::new();
     features.set_event_kind(f.kind);
-    account_features(
-        &mut features,
-        state,
-        f.customer_created_ms,
-        f.recovery_hold_until_ms,
-        None,
-        profile.payments,
-        now,
-    );
+    account_features(&mut features, state, &f.account, profile.payments, now);
     if let Some(d) = f.device_created_ms {
         features.set_duration(DurationFeature::DeviceAge, now.saturating_sub(d).max(0));
     }
@@ -520,9 +519,7 @@ pub fn identity_features(
     account_features(
         &mut features,
         state,
-        customer.created_ms,
-        customer.recovery_hold_until_ms,
-        None,
+        &AccountTimes::of(customer),
         profile.payments,
         now,
     );

@@ -301,6 +301,22 @@ impl TestApp {
         (id, link_token(&mail, "/recover#token="), sms)
     }
 
+    /// Logs in with `email` on the customer's own bound device (no second factor needed);
+    /// returns the new session's token.
+    pub async fn bound_session(&self, c: &Customer, email: &str) -> String {
+        let r = self
+            .send(
+                "POST",
+                "/v1/sessions",
+                None,
+                None,
+                Some(json!({"email": email, "password": c.password, "device": {"id": c.device_id, "secret": c.device_secret}})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}: {}", self.label, r.text);
+        r.body["token"].as_str().expect("token").to_string()
+    }
+
     /// Logs in from a new device: the password answers with a challenge, and the SMS code
     /// sent to the verified phone binds the device (its own slot and code key) and opens a
     /// new session for the same customer.
