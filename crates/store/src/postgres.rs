@@ -17,7 +17,9 @@ pub(crate) type PgJob = Box<dyn FnOnce(&mut PgConn) + Send>;
 
 pub struct PgConn {
     client: postgres::Client,
-    statements: HashMap<&'static str, postgres::Statement>,
+    /// Prepared statements by the address and length of their static text (hashing a pointer,
+    /// not kilobytes of SQL, on every call).
+    statements: HashMap<(usize, usize), postgres::Statement>,
     /// Set when a statement failed in a way that a rerun may fix.
     pub(crate) retryable: bool,
 }
@@ -61,11 +63,12 @@ impl PgConn {
     }
 
     fn statement(&mut self, sql: &'static str) -> Result<postgres::Statement, StoreError> {
-        if let Some(s) = self.statements.get(sql) {
+        let key = (sql.as_ptr() as usize, sql.len());
+        if let Some(s) = self.statements.get(&key) {
             return Ok(s.clone());
         }
         let s = self.client.prepare(sql).map_err(map_err)?;
-        self.statements.insert(sql, s.clone());
+        self.statements.insert(key, s.clone());
         Ok(s)
     }
 

@@ -305,11 +305,17 @@ pub enum WindowCounter {
     StorePaymentsCount,
     /// `terminal.payments.count(w)`
     TerminalPaymentsCount,
+    /// `device.payments.sum(w)`
+    DevicePaymentsSum,
+    /// `store.payments.sum(w)`
+    StorePaymentsSum,
+    /// `terminal.payments.sum(w)`
+    TerminalPaymentsSum,
 }
 
 impl WindowCounter {
     /// Every counter, in declaration order.
-    pub const ALL: [WindowCounter; 9] = [
+    pub const ALL: [WindowCounter; 12] = [
         WindowCounter::PaymentsCount,
         WindowCounter::PaymentsSum,
         WindowCounter::TopupsCount,
@@ -319,13 +325,19 @@ impl WindowCounter {
         WindowCounter::CardTopupsSum,
         WindowCounter::StorePaymentsCount,
         WindowCounter::TerminalPaymentsCount,
+        WindowCounter::DevicePaymentsSum,
+        WindowCounter::StorePaymentsSum,
+        WindowCounter::TerminalPaymentsSum,
     ];
     /// Sums are money; everything else counts events.
     pub fn ty(self) -> Ty {
         match self {
             WindowCounter::PaymentsSum
             | WindowCounter::TopupsSum
-            | WindowCounter::CardTopupsSum => Ty::Money,
+            | WindowCounter::CardTopupsSum
+            | WindowCounter::DevicePaymentsSum
+            | WindowCounter::StorePaymentsSum
+            | WindowCounter::TerminalPaymentsSum => Ty::Money,
             _ => Ty::Count,
         }
     }
@@ -522,6 +534,11 @@ const CATALOGUE: &[FeatureDef] = &[
         description: "earlier payments from the acting device (this binding of the phone to the account) in the window",
     },
     FeatureDef {
+        name: "device.payments.sum",
+        key: FeatureKey::Window(W::DevicePaymentsSum),
+        description: "total paid from the acting device in the window, before this event",
+    },
+    FeatureDef {
         name: "card.topups.count",
         key: FeatureKey::Window(W::CardTopupsCount),
         description: "earlier top-ups from the card (by fingerprint) in the window, on any account",
@@ -537,9 +554,19 @@ const CATALOGUE: &[FeatureDef] = &[
         description: "earlier payments at the store in the window, by any customer",
     },
     FeatureDef {
+        name: "store.payments.sum",
+        key: FeatureKey::Window(W::StorePaymentsSum),
+        description: "total paid at the store in the window before this event, by any customer",
+    },
+    FeatureDef {
         name: "terminal.payments.count",
         key: FeatureKey::Window(W::TerminalPaymentsCount),
         description: "earlier payments at the terminal in the window, by any customer",
+    },
+    FeatureDef {
+        name: "terminal.payments.sum",
+        key: FeatureKey::Window(W::TerminalPaymentsSum),
+        description: "total paid at the terminal in the window before this event, by any customer",
     },
     FeatureDef {
         name: "basket.quantity",

@@ -271,8 +271,11 @@ pub fn payment_features(
             (WindowCounter::PaymentsCount, &v.customer, false),
             (WindowCounter::PaymentsSum, &v.customer, true),
             (WindowCounter::DevicePaymentsCount, &v.device, false),
+            (WindowCounter::DevicePaymentsSum, &v.device, true),
             (WindowCounter::StorePaymentsCount, &v.store, false),
+            (WindowCounter::StorePaymentsSum, &v.store, true),
             (WindowCounter::TerminalPaymentsCount, &v.terminal, false),
+            (WindowCounter::TerminalPaymentsSum, &v.terminal, true),
         ],
     );
     features.start_basket();
