@@ -43,7 +43,13 @@ CREATE TABLE devices (
     bound_by          TEXT NOT NULL DEFAULT 'sms',
     -- Keyed fingerprint of the app installation that bound it (the risk engine counts the
     -- distinct accounts bound on one phone: device.accounts); NULL when the app sent none.
-    installation      BYTEA
+    installation      BYTEA,
+    -- The device's payment velocity, kept like a risk_velocity row ("dev:<id>:pay" lives
+    -- here: a payment updates this row anyway, to spend its code).
+    w0_bucket BIGINT NOT NULL DEFAULT 0, w0_n BIGINT NOT NULL DEFAULT 0, w0_total BIGINT NOT NULL DEFAULT 0, w0_prev_n BIGINT NOT NULL DEFAULT 0, w0_prev_total BIGINT NOT NULL DEFAULT 0,
+    w1_bucket BIGINT NOT NULL DEFAULT 0, w1_n BIGINT NOT NULL DEFAULT 0, w1_total BIGINT NOT NULL DEFAULT 0, w1_prev_n BIGINT NOT NULL DEFAULT 0, w1_prev_total BIGINT NOT NULL DEFAULT 0,
+    w2_bucket BIGINT NOT NULL DEFAULT 0, w2_n BIGINT NOT NULL DEFAULT 0, w2_total BIGINT NOT NULL DEFAULT 0, w2_prev_n BIGINT NOT NULL DEFAULT 0, w2_prev_total BIGINT NOT NULL DEFAULT 0,
+    w3_bucket BIGINT NOT NULL DEFAULT 0, w3_n BIGINT NOT NULL DEFAULT 0, w3_total BIGINT NOT NULL DEFAULT 0, w3_prev_n BIGINT NOT NULL DEFAULT 0, w3_prev_total BIGINT NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX devices_live_slot ON devices(slot) WHERE status <> 'revoked';
 -- The till's lookup (slot = ? AND status = 'bound') cannot use the partial index on SQLite.
@@ -398,10 +404,16 @@ CREATE TABLE risk_decisions (
     fired       TEXT NOT NULL,        -- JSON array of live rules that fired
     shadow      TEXT NOT NULL,        -- JSON array of shadow rules that fired
     features    TEXT NOT NULL,        -- JSON object (konbini_core::risk::Features::to_json)
-    case_id     TEXT
+    case_id     TEXT,
+    notable     BIGINT NOT NULL DEFAULT 1  -- 0: a payment simply allowed, no rule fired
 );
 CREATE INDEX risk_decisions_at ON risk_decisions(at_ms);
--- E1 CREATE INDEX risk_decisions_customer ON risk_decisions(customer_id, at_ms);
+-- By customer, only the decisions worth an analyst's look (every event but a payment, and
+-- every payment on which a rule fired or that was not simply allowed): a plain allowed
+-- payment, the bulk of the journal, is found through its payment (ref_id), whose id is
+-- time-ordered, so the hot path adds no entry at a random place in a customer index.
+CREATE INDEX risk_decisions_customer ON risk_decisions(customer_id, at_ms) WHERE notable = 1;
+CREATE INDEX risk_decisions_ref ON risk_decisions(ref_id);
 
 -- Cases: one open case per customer collects its review and block decisions.
 CREATE TABLE risk_cases (

@@ -111,25 +111,65 @@ fn window_values(bucket_first: usize, amount: usize) -> String {
 /// The `ON CONFLICT DO UPDATE SET` assignments that count one more event (`excluded.*`
 /// holds it as a first event) in the window columns of `table`.
 fn window_sets(t: &str) -> String {
+    window_sets_with(
+        t,
+        |w| format!("excluded.w{w}_bucket"),
+        |w| format!("excluded.w{w}_total"),
+    )
+}
+
+/// The same assignments for an `UPDATE`, with the event's buckets in parameters from
+/// `$bucket_first` (four) and its amount in `$amount`.
+fn window_sets_from_params(t: &str, bucket_first: usize, amount: usize) -> String {
+    window_sets_with(
+        t,
+        |w| format!("${}", bucket_first + w),
+        |_| format!("${amount}"),
+    )
+}
+
+/// Counting one event in window `w`: when the row's bucket is still current, add to it;
+/// when it is the one before, it becomes the previous bucket; when older, it is dropped.
+fn window_sets_with(
+    t: &str,
+    bucket: impl Fn(usize) -> String,
+    amount: impl Fn(usize) -> String,
+) -> String {
     (0..4)
         .map(|w| {
-            let same = format!("{t}.w{w}_bucket >= excluded.w{w}_bucket");
-            let next = format!("{t}.w{w}_bucket = excluded.w{w}_bucket - 1");
+            let (b, a) = (bucket(w), amount(w));
+            let same = format!("{t}.w{w}_bucket >= {b}");
+            let next = format!("{t}.w{w}_bucket = {b} - 1");
             format!(
                 "w{w}_prev_n = CASE WHEN {same} THEN {t}.w{w}_prev_n WHEN {next} THEN {t}.w{w}_n ELSE 0 END, \
                  w{w}_prev_total = CASE WHEN {same} THEN {t}.w{w}_prev_total WHEN {next} THEN {t}.w{w}_total ELSE 0 END, \
                  w{w}_n = CASE WHEN {same} THEN {t}.w{w}_n + 1 ELSE 1 END, \
-                 w{w}_total = CASE WHEN {same} THEN {t}.w{w}_total + excluded.w{w}_total ELSE excluded.w{w}_total END, \
-                 w{w}_bucket = CASE WHEN {same} THEN {t}.w{w}_bucket ELSE excluded.w{w}_bucket END"
+                 w{w}_total = CASE WHEN {same} THEN {t}.w{w}_total + {a} ELSE {a} END, \
+                 w{w}_bucket = CASE WHEN {same} THEN {t}.w{w}_bucket ELSE {b} END"
             )
         })
         .collect::<Vec<_>>()
         .join(", ")
 }
 
+/// Counts a payment on the paying device's own row (the payment updates that row anyway, to
+/// spend the code). Parameters: the four buckets, the amount, the device id.
+static DEVICE_ADD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE devices SET {} WHERE id = $6",
+        window_sets_from_params("devices", 1, 5)
+    )
+});
+
+fn device_add_params(device_id: &str, amount: i64, now_ms: i64) -> Vec<Value> {
+    let mut p: Vec<Value> = buckets(now_ms).map(Value::Int).to_vec();
+    p.push(Value::Int(amount));
+    p.push(Value::from(device_id));
+    p
+}
+
 static ADD_1: LazyLock<String> = LazyLock::new(|| add_sql(1, 1));
 static ADD_2: LazyLock<String> = LazyLock::new(|| add_sql(1, 2));
-static ADD_3: LazyLock<String> = LazyLock::new(|| add_sql(1, 3));
 
 /// The parameters of [`add_sql`].
 fn add_params(subjects: &[&str], amount: i64, now_ms: i64) -> Vec<Value> {
@@ -139,7 +179,7 @@ fn add_params(subjects: &[&str], amount: i64, now_ms: i64) -> Vec<Value> {
     p
 }
 
-/// Counts one event of `amount` for one, two or three distinct subjects, in one statement.
+/// Counts one event of `amount` for one or two distinct subjects, in one statement.
 pub fn add(
     conn: &mut dyn Conn,
     subjects: &[&str],
@@ -149,7 +189,6 @@ pub fn add(
     let sql: &'static str = match subjects.len() {
         1 => &ADD_1,
         2 => &ADD_2,
-        3 => &ADD_3,
         n => return Err(StoreError::Decode(format!("{n} velocity subjects"))),
     };
     conn.exec(sql, &add_params(subjects, amount, now_ms))?;
@@ -284,6 +323,17 @@ pub struct PaymentPlace<'a> {
     pub month: i64,
 }
 
+/// Counts a payment in the paying device's windows.
+pub fn record_device_payment(
+    conn: &mut dyn Conn,
+    device_id: &str,
+    amount: i64,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    conn.exec(&DEVICE_ADD, &device_add_params(device_id, amount, now_ms))?;
+    Ok(())
+}
+
 /// Adds a payment to a customer's profile, and counts it in the profile's windows (the
 /// customer's payment velocity lives on the profile row: one row per payment, not two).
 /// Parameters: customer, amount, store, lat, lon, time, day, month, then the four buckets.
@@ -356,8 +406,14 @@ pub struct DecisionRecord {
     pub case_id: Option<String>,
 }
 
-const DECISION_INSERT: &str = "INSERT INTO risk_decisions (id, at_ms, customer_id, event_kind, ref_id, outcome, decided_by, fired, shadow, features, case_id) \
- VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+const DECISION_INSERT: &str = "INSERT INTO risk_decisions (id, at_ms, customer_id, event_kind, ref_id, outcome, decided_by, fired, shadow, features, case_id, notable) \
+ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+/// Whether a decision is indexed by customer (see the schema): everything but a payment
+/// that was simply allowed with no rule firing.
+fn notable(d: &DecisionRecord) -> bool {
+    !(d.event_kind == "payment" && d.outcome == "allow" && d.fired == "[]" && d.shadow == "[]")
+}
 
 fn decision_params(d: &DecisionRecord) -> Vec<Value> {
     params![
@@ -371,7 +427,8 @@ fn decision_params(d: &DecisionRecord) -> Vec<Value> {
         &d.fired,
         &d.shadow,
         &d.features,
-        d.case_id.clone()
+        d.case_id.clone(),
+        notable(d)
     ]
     .to_vec()
 }
@@ -390,9 +447,10 @@ pub struct PaymentRisk<'a> {
 
 /// A payment that went through, as the counters and the profile see it.
 pub struct PaymentCount<'a> {
-    /// The device, store and terminal subjects ([`subject`]); the customer's payments are
-    /// counted on the profile row.
-    pub subjects: [&'a str; 3],
+    /// The store and terminal subjects ([`subject`]); the customer's payments are counted on
+    /// the profile row, the device's on the device row.
+    pub subjects: [&'a str; 2],
+    pub device_id: &'a str,
     pub customer_id: &'a str,
     pub amount: i64,
     pub place: PaymentPlace<'a>,
@@ -404,6 +462,7 @@ pub fn write_payment_risk(conn: &mut dyn Conn, r: &PaymentRisk<'_>) -> Result<()
     insert_decision(conn, r.decision)?;
     if let Some(n) = &r.counted {
         add(conn, &n.subjects, n.amount, n.place.now_ms)?;
+        record_device_payment(conn, n.device_id, n.amount, n.place.now_ms)?;
         record_payment(conn, n.customer_id, n.amount, n.place)?;
     }
     Ok(())
@@ -412,17 +471,20 @@ pub fn write_payment_risk(conn: &mut dyn Conn, r: &PaymentRisk<'_>) -> Result<()
 /// The data-modifying CTEs that write a counted [`PaymentRisk`] inside another statement,
 /// with parameters numbered from `$first` (see [`payment_risk_params`]).
 pub(crate) fn payment_risk_ctes(first: usize) -> String {
-    let add = add_sql(first, 3);
-    // The counters take 8 parameters (3 subjects, 4 buckets, the amount), the profile 12.
-    let profile = renumber(&PROFILE_ADD, first + 8);
-    let decision = renumber(DECISION_INSERT, first + 20);
-    format!("rv AS ({add}), rp AS ({profile}), rd AS ({decision})")
+    let add = add_sql(first, 2);
+    // The counters take 7 parameters (2 subjects, 4 buckets, the amount), the device 6, the
+    // profile 12.
+    let device = renumber(&DEVICE_ADD, first + 7);
+    let profile = renumber(&PROFILE_ADD, first + 13);
+    let decision = renumber(DECISION_INSERT, first + 25);
+    format!("rv AS ({add}), rdev AS ({device}), rp AS ({profile}), rd AS ({decision})")
 }
 
 /// The parameters of [`payment_risk_ctes`]; `None` when the payment was not counted.
 pub(crate) fn payment_risk_params(r: &PaymentRisk<'_>) -> Option<Vec<Value>> {
     let n = r.counted.as_ref()?;
     let mut p = add_params(&n.subjects, n.amount, n.place.now_ms);
+    p.extend(device_add_params(n.device_id, n.amount, n.place.now_ms));
     p.extend(profile_add_params(n.customer_id, n.amount, &n.place));
     p.extend(decision_params(r.decision));
     Some(p)
@@ -479,7 +541,8 @@ pub fn decisions_between(
     .collect()
 }
 
-/// The decisions of one customer, newest first.
+/// The decisions of one customer, newest first: the notable ones through the customer index,
+/// the plain allowed payments through the customer's payments.
 pub fn decisions_of(
     conn: &mut dyn Conn,
     customer_id: &str,
@@ -487,7 +550,11 @@ pub fn decisions_of(
 ) -> Result<Vec<DecisionRecord>, StoreError> {
     conn.query(
         "SELECT id, at_ms, customer_id, event_kind, ref_id, outcome, decided_by, fired, shadow, features, case_id \
-         FROM risk_decisions WHERE customer_id = $1 ORDER BY at_ms DESC, id DESC LIMIT $2",
+         FROM risk_decisions WHERE customer_id = $1 AND notable = 1 \
+         UNION ALL \
+         SELECT d.id, d.at_ms, d.customer_id, d.event_kind, d.ref_id, d.outcome, d.decided_by, d.fired, d.shadow, d.features, d.case_id \
+         FROM payments p JOIN risk_decisions d ON d.ref_id = p.id WHERE p.customer_id = $1 AND d.notable = 0 \
+         ORDER BY 2 DESC, 1 DESC LIMIT $2",
         params![customer_id, limit],
     )?
     .iter()

@@ -183,13 +183,12 @@ static POS_CONTEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
          LEFT JOIN code_failures ft ON ft.subject = 'term:' || t.id \
          LEFT JOIN code_failures fs ON fs.subject = $4 || t.id \
          LEFT JOIN risk_profiles rp ON rp.customer_id = d.customer_id \
-         LEFT JOIN risk_velocity vd ON vd.subject = 'dev:' || d.id || ':pay' \
          LEFT JOIN risk_velocity vs ON vs.subject = 'store:' || t.store_id || ':pay' \
          LEFT JOIN risk_velocity vt ON vt.subject = 'term:' || t.id || ':pay' \
          WHERE t.key_hash = $1 AND t.status = 'active'",
         crate::risk::profile_columns("rp"),
         crate::risk::velocity_columns("rp"),
-        crate::risk::velocity_columns("vd"),
+        crate::risk::velocity_columns("d"),
         crate::risk::velocity_columns("vs"),
         crate::risk::velocity_columns("vt"),
     )

@@ -481,7 +481,8 @@ pub async fn create_payment(
             let risk = konbini_store::risk::PaymentRisk {
                 decision: &record,
                 counted: posted.then(|| konbini_store::risk::PaymentCount {
-                    subjects: [&subjects[0], &subjects[1], &subjects[2]],
+                    subjects: [&subjects[0], &subjects[1]],
+                    device_id: facts.device_id,
                     customer_id: &customer_id,
                     amount: amount.minor(),
                     place: super::risk::payment_place(&facts, now),

@@ -302,11 +302,10 @@ pub fn payment_features(
     features
 }
 
-/// The velocity subjects a payment counts in besides the customer (whose payments are counted
-/// on the profile row): device, store, terminal.
-pub fn payment_subjects(f: &PaymentFacts<'_>) -> [String; 3] {
+/// The velocity subjects a payment counts in besides the customer and the device (counted on
+/// their own rows): store, terminal.
+pub fn payment_subjects(f: &PaymentFacts<'_>) -> [String; 2] {
     [
-        store::subject("dev", f.device_id, "pay"),
         store::subject("store", f.store_id, "pay"),
         store::subject("term", f.terminal_id, "pay"),
     ]
@@ -327,7 +326,8 @@ pub fn payment_place<'a>(f: &PaymentFacts<'a>, now: i64) -> store::PaymentPlace<
 /// (the paths off the hot one; the immediate wallet payment folds this into its own write).
 pub fn record_payment(c: &mut dyn Conn, f: &PaymentFacts<'_>, now: i64) -> Result<(), StoreError> {
     let s = payment_subjects(f);
-    store::add(c, &[&s[0], &s[1], &s[2]], f.amount, now)?;
+    store::add(c, &[&s[0], &s[1]], f.amount, now)?;
+    store::record_device_payment(c, f.device_id, f.amount, now)?;
     store::record_payment(c, f.customer_id, f.amount, payment_place(f, now))
 }
 
