@@ -32,12 +32,30 @@ struct Browser {
     base: String,
     session: String,
     http: reqwest::Client,
+    profile: std::path::PathBuf,
 }
 
 impl Drop for Browser {
+    /// Ends the WebDriver session first (ChromeDriver then quits the browser it started;
+    /// killing only ChromeDriver would leave Chromium running, orphaned), then stops
+    /// ChromeDriver and removes the browser profile. Synchronous, so it also runs when a test
+    /// panics.
     fn drop(&mut self) {
+        use std::io::{Read, Write};
+        let addr = self.base.trim_start_matches("http://").to_string();
+        if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = write!(
+                s,
+                "DELETE /session/{} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.session
+            );
+            let mut answer = Vec::new();
+            let _ = s.read_to_end(&mut answer);
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 
@@ -86,6 +104,7 @@ impl Browser {
             base,
             session,
             http,
+            profile,
         }
     }
 
