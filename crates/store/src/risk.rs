@@ -324,7 +324,7 @@ pub struct PaymentPlace<'a> {
 }
 
 /// Counts a payment in the paying device's windows.
-pub fn record_device_payment(
+fn record_device_payment(
     conn: &mut dyn Conn,
     device_id: &str,
     amount: i64,
@@ -460,12 +460,18 @@ pub struct PaymentCount<'a> {
 /// costs no round trip; PostgreSQL folds it into the payment's own statement).
 pub fn write_payment_risk(conn: &mut dyn Conn, r: &PaymentRisk<'_>) -> Result<(), StoreError> {
     insert_decision(conn, r.decision)?;
-    if let Some(n) = &r.counted {
-        add(conn, &n.subjects, n.amount, n.place.now_ms)?;
-        record_device_payment(conn, n.device_id, n.amount, n.place.now_ms)?;
-        record_payment(conn, n.customer_id, n.amount, n.place)?;
+    match &r.counted {
+        Some(n) => count_payment(conn, n),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// Counts a payment that went through: the store's and terminal's counters, the device's,
+/// and the customer's profile, statement by statement.
+pub fn count_payment(conn: &mut dyn Conn, n: &PaymentCount<'_>) -> Result<(), StoreError> {
+    add(conn, &n.subjects, n.amount, n.place.now_ms)?;
+    record_device_payment(conn, n.device_id, n.amount, n.place.now_ms)?;
+    record_payment(conn, n.customer_id, n.amount, n.place)
 }
 
 /// The data-modifying CTEs that write a counted [`PaymentRisk`] inside another statement,

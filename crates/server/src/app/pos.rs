@@ -480,13 +480,7 @@ pub async fn create_payment(
             let subjects = super::risk::payment_subjects(&facts);
             let risk = konbini_store::risk::PaymentRisk {
                 decision: &record,
-                counted: posted.then(|| konbini_store::risk::PaymentCount {
-                    subjects: [&subjects[0], &subjects[1]],
-                    device_id: facts.device_id,
-                    customer_id: &customer_id,
-                    amount: amount.minor(),
-                    place: super::risk::payment_place(&facts, now),
-                }),
+                counted: posted.then(|| super::risk::payment_count(&facts, &subjects, now)),
             };
             finish_decided(c, &idem, p, now, Some(&risk)).map(Decided::Done)
         })

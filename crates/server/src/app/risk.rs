@@ -311,24 +311,33 @@ pub fn payment_subjects(f: &PaymentFacts<'_>) -> [String; 2] {
     ]
 }
 
-/// Where and when a payment happened, for the customer's profile.
-pub fn payment_place<'a>(f: &PaymentFacts<'a>, now: i64) -> store::PaymentPlace<'a> {
-    store::PaymentPlace {
-        store_id: f.store_id,
-        at: f.store_at,
-        now_ms: now,
-        day: business_day(now),
-        month: business_month(now).0,
+/// A payment that went through, as the counters and the profile see it; `subjects` are
+/// [`payment_subjects`].
+pub fn payment_count<'a>(
+    f: &PaymentFacts<'a>,
+    subjects: &'a [String; 2],
+    now: i64,
+) -> store::PaymentCount<'a> {
+    store::PaymentCount {
+        subjects: [&subjects[0], &subjects[1]],
+        device_id: f.device_id,
+        customer_id: f.customer_id,
+        amount: f.amount,
+        place: store::PaymentPlace {
+            store_id: f.store_id,
+            at: f.store_at,
+            now_ms: now,
+            day: business_day(now),
+            month: business_month(now).0,
+        },
     }
 }
 
-/// Counts a payment that went through in the velocity counters and the customer's profile
-/// (the paths off the hot one; the immediate wallet payment folds this into its own write).
+/// Counts a payment that went through (the paths off the hot one; the immediate wallet
+/// payment folds this into its own write).
 pub fn record_payment(c: &mut dyn Conn, f: &PaymentFacts<'_>, now: i64) -> Result<(), StoreError> {
-    let s = payment_subjects(f);
-    store::add(c, &[&s[0], &s[1]], f.amount, now)?;
-    store::record_device_payment(c, f.device_id, f.amount, now)?;
-    store::record_payment(c, f.customer_id, f.amount, payment_place(f, now))
+    let subjects = payment_subjects(f);
+    store::count_payment(c, &payment_count(f, &subjects, now))
 }
 
 /// The customer's tier now.
