@@ -756,3 +756,66 @@ fn risk_counters_slide_and_cases_stay_one_per_customer() {
         })
     });
 }
+
+#[test]
+fn concurrent_payments_never_lose_a_count() {
+    use konbini_store::risk;
+    each(|t| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .expect("rt");
+        runtime.block_on(async {
+            let t0: i64 = 1_795_564_800_000;
+            let _: () =
+                t.db.write(|c| {
+                    customers::insert(c, &customer("cus_c", "c@example.com"))?;
+                    Ok::<_, StoreError>(())
+                })
+                .await
+                .expect("seed");
+            // 200 payments at one store and terminal by one customer, 8 at a time: every
+            // increment happens in SQL on the stored row, so none is lost to another.
+            let mut tasks = Vec::new();
+            for i in 0..200 {
+                let db = t.db.clone();
+                tasks.push(tokio::spawn(async move {
+                    db.write(move |c| {
+                        risk::add(c, &["store:s:pay", "term:t:pay"], 100, t0 + i)?;
+                        let place = risk::PaymentPlace {
+                            store_id: "s",
+                            at: None,
+                            now_ms: t0 + i,
+                            day: 1,
+                            month: 1,
+                        };
+                        risk::record_payment(c, "cus_c", 100, place)
+                    })
+                    .await
+                }));
+            }
+            for task in tasks {
+                task.await.expect("join").expect("write");
+            }
+            let v =
+                t.db.read(move |c| {
+                    risk::velocities(c, ["store:s:pay", "term:t:pay", "", ""], t0 + 1_000)
+                })
+                .await
+                .expect("read");
+            assert_eq!((v[0].count[0], v[0].sum[0]), (200, 20_000), "{}", t.label);
+            assert_eq!((v[1].count[3], v[1].sum[3]), (200, 20_000), "{}", t.label);
+            let p =
+                t.db.read(|c| risk::profile(c, "cus_c"))
+                    .await
+                    .expect("profile");
+            assert_eq!(
+                (p.payments, p.payments_total, p.totals(1, 1)),
+                (200, 20_000, (20_000, 20_000)),
+                "{}",
+                t.label
+            );
+        })
+    });
+}
