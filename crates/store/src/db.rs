@@ -145,14 +145,21 @@ impl Db {
         match &*self.inner {
             Inner::Sqlite { writer, .. } => {
                 let mut f = f;
+                // The writer may run a job again (sqlite::writer_loop); the answer goes out
+                // once, from the outcome of the run that counted.
+                let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
                 let job: WriteJob = Box::new(move |conn: &mut SqliteConn| {
                     let r = f(conn);
                     let ok = r.is_ok();
+                    let tx = tx.clone();
                     let done: sqlite_outcome::Outcome = Box::new(move |commit_err| {
-                        let _ = tx.send(match commit_err {
-                            None => r,
-                            Some(e) => Err(E::from(e)),
-                        });
+                        let tx = tx.lock().ok().and_then(|mut t| t.take());
+                        if let Some(tx) = tx {
+                            let _ = tx.send(match commit_err {
+                                None => r,
+                                Some(e) => Err(E::from(e)),
+                            });
+                        }
                     });
                     (ok, done)
                 });

@@ -401,18 +401,23 @@ fn a_failed_job_rolls_back_without_harming_its_batch_neighbours() {
                 let db = t.db.clone();
                 tasks.push(tokio::spawn(async move {
                     db.write(move |c| {
+                        if i % 4 == 3 {
+                            // Fails before writing anything.
+                            return Err(StoreError::Decode("refused".into()));
+                        }
                         customers::insert(
                             c,
                             &customer(&format!("cus_{i}"), &format!("{i}@example.com")),
                         )?;
-                        if i % 2 == 1 {
-                            // Fails after writing: the customer insert above must vanish.
+                        if i % 4 == 1 {
+                            // Fails after writing: the customer insert above must vanish
+                            // (SQLite rolls back the batch and runs the jobs before it again).
                             c.exec("INSERT INTO no_such_table VALUES (1)", params![])?;
                         }
-                        Ok::<_, StoreError>(())
+                        Ok::<_, StoreError>(i)
                     })
                     .await
-                    .is_ok()
+                    .is_ok_and(|got| got == i)
                 }));
             }
             let mut ok = 0;
