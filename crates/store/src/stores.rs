@@ -146,6 +146,10 @@ pub struct PosContext {
     /// terminal), read in the same round trip; empty when no device holds the slot.
     pub profile: crate::risk::Profile,
     pub velocity: PosVelocity,
+    /// The stored counter states behind `velocity` (customer, device, store, terminal; `None`
+    /// where there is no row yet), for counting the payment from what was read
+    /// ([`crate::risk::PaymentCount::read`]).
+    pub windows: [Option<crate::risk::Windows>; 4],
     /// Distinct accounts bound on the paying phone's app installation, when known.
     pub device_accounts: Option<i64>,
 }
@@ -251,6 +255,11 @@ pub fn pos_context(
             contact_changed_ms: r.opt_int(POS_RISK_FIRST + 92)?,
         }),
     };
+    let windows = [11, 31, 51, 71].map(|at| crate::risk::Windows::read(&r, POS_RISK_FIRST + at));
+    let [customer, device, store, terminal_w] = windows;
+    let windows = [customer?, device?, store?, terminal_w?];
+    let velocity =
+        |w: Option<crate::risk::Windows>| w.map_or_else(Default::default, |w| w.velocity(now_ms));
     Ok(Some(PosContext {
         terminal,
         terminal_failures: r.opt_int(21)?.unwrap_or(0),
@@ -260,11 +269,12 @@ pub fn pos_context(
         store_at: r.opt_int(27)?.zip(r.opt_int(28)?),
         profile: crate::risk::profile_of(&r, POS_RISK_FIRST)?,
         velocity: PosVelocity {
-            customer: crate::risk::velocity_of(&r, POS_RISK_FIRST + 11, now_ms)?,
-            device: crate::risk::velocity_of(&r, POS_RISK_FIRST + 31, now_ms)?,
-            store: crate::risk::velocity_of(&r, POS_RISK_FIRST + 51, now_ms)?,
-            terminal: crate::risk::velocity_of(&r, POS_RISK_FIRST + 71, now_ms)?,
+            customer: velocity(windows[0]),
+            device: velocity(windows[1]),
+            store: velocity(windows[2]),
+            terminal: velocity(windows[3]),
         },
+        windows,
         device_accounts: r.opt_int(POS_RISK_FIRST + 91)?,
     }))
 }

@@ -763,6 +763,41 @@ fn risk_counters_slide_and_cases_stay_one_per_customer() {
 }
 
 #[test]
+fn counting_from_the_row_as_read_matches_counting_in_sql() {
+    use konbini_store::risk::{self, Windows};
+    each(|t| {
+        rt().block_on(async {
+            let l = t.label;
+            let r: R<()> =
+                t.db.write(move |c| {
+                    // Gaps from a second to more than a week cross every window's bucket
+                    // boundaries: same bucket, the next one, and older.
+                    let gaps = [1_000, 59_000, 600_000, 1, 3_600_000, 86_400_000, 300_000];
+                    let gaps = gaps.iter().chain(&[604_800_000, 7_000, 1_209_600_000, 2]);
+                    let mut now: i64 = 1_795_564_799_000;
+                    let mut expected: Option<Windows> = None;
+                    for (i, gap) in gaps.enumerate() {
+                        now += gap;
+                        let amount = 100 + i as i64 * 37;
+                        risk::add(c, &["store:s:pay"], amount, now)?;
+                        let want = expected.map_or_else(
+                            || Windows::first(amount, now),
+                            |w| w.counted(amount, now),
+                        );
+                        let stored = risk::windows_of(c, "store:s:pay")?;
+                        assert_eq!(stored, Some(want), "{l}: event {i} at +{gap} ms");
+                        expected = Some(want);
+                    }
+                    assert_eq!(risk::windows_of(c, "store:none:pay")?, None, "{l}");
+                    Ok(())
+                })
+                .await;
+            r.unwrap_or_else(|e| panic!("{l}: {e}"));
+        })
+    });
+}
+
+#[test]
 fn concurrent_payments_never_lose_a_count() {
     use konbini_store::risk;
     each(|t| {

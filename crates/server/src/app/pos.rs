@@ -480,7 +480,14 @@ pub async fn create_payment(
             let subjects = super::risk::payment_subjects(&facts);
             let risk = konbini_store::risk::PaymentRisk {
                 decision: &record,
-                counted: posted.then(|| super::risk::payment_count(&facts, &subjects, now)),
+                counted: posted.then(|| konbini_store::risk::PaymentCount {
+                    // Read at the top of this job: on SQLite nothing else has written them.
+                    read: Some(konbini_store::risk::CountedRows {
+                        profile,
+                        windows: ctx.windows,
+                    }),
+                    ..super::risk::payment_count(&facts, &subjects, now)
+                }),
             };
             finish_decided(c, &idem, p, now, Some(&risk)).map(Decided::Done)
         })

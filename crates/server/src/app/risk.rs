@@ -330,6 +330,7 @@ pub fn payment_count<'a>(
             day: business_day(now),
             month: business_month(now).0,
         },
+        read: None,
     }
 }
 
