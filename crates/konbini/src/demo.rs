@@ -137,10 +137,7 @@ impl Inbox {
             let all = self.mail.all();
             for m in all.iter().skip(mails) {
                 let text = m.text();
-                let subject = text
-                    .lines()
-                    .find_map(|l| l.strip_prefix("Subject: "))
-                    .unwrap_or("");
+                let subject = m.subject();
                 let body = text.split_once("\n\n").map(|x| x.1).unwrap_or("").trim();
                 println!(
                     "[demo inbox] email to {}: {subject}\n    {}",

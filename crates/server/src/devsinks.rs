@@ -50,28 +50,127 @@ impl MailSink {
 }
 
 impl Mail {
-    /// Headers and body with quoted-printable soft line breaks and `=XX` escapes decoded
-    /// (lettre encodes long lines so; a code or link may otherwise be split).
+    /// Headers as sent, then the body with quoted-printable soft line breaks and `=XX`
+    /// escapes decoded (lettre encodes long lines so; a code or link may otherwise be split).
+    /// The headers are left alone: their encoded words end in `?=`, which is no escape.
     pub fn text(&self) -> String {
-        let joined = self.data.replace("=\n", "");
-        let b = joined.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            let hex = |c: u8| (c as char).to_digit(16);
-            if b[i] == b'='
-                && i + 2 < b.len()
-                && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-            {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-            out.push(b[i]);
-            i += 1;
+        let data = self.data.replace("\r\n", "\n");
+        match data.split_once("\n\n") {
+            Some((head, body)) => format!("{head}\n\n{}", quoted_printable(body)),
+            None => data,
         }
-        String::from_utf8_lossy(&out).into_owned()
     }
+
+    /// The Subject header as a reader sees it: unfolded, its RFC 2047 encoded words
+    /// (`=?utf-8?b?wqU1LDAwMA==?=`, which lettre writes for `¥5,000`) decoded.
+    pub fn subject(&self) -> String {
+        let data = self.data.replace("\r\n", "\n");
+        let head = data.split_once("\n\n").map_or(data.as_str(), |(h, _)| h);
+        let mut subject: Option<String> = None;
+        for line in head.lines() {
+            match &mut subject {
+                Some(s) if line.starts_with([' ', '\t']) => s.push_str(line),
+                Some(_) => break,
+                None => {
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("subject")
+                    {
+                        subject = Some(value.trim_start().to_string());
+                    }
+                }
+            }
+        }
+        decode_encoded_words(&subject.unwrap_or_default())
+    }
+}
+
+fn quoted_printable(body: &str) -> String {
+    let joined = body.replace("=\n", "");
+    let b = joined.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'='
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Decodes RFC 2047 encoded words (`=?charset?b|q?text?=`, UTF-8 assumed); whitespace
+/// between two encoded words is dropped, as the RFC says. Anything malformed stays as it is.
+fn decode_encoded_words(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    let mut after_word = false;
+    while let Some(i) = rest.find("=?") {
+        let (before, word) = rest.split_at(i);
+        if !(after_word && before.trim().is_empty()) {
+            out.push_str(before);
+        }
+        match encoded_word(&word[2..]) {
+            Some((text, used)) => {
+                out.push_str(&text);
+                rest = &word[2 + used..];
+                after_word = true;
+            }
+            None => {
+                out.push_str("=?");
+                rest = &word[2..];
+                after_word = false;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `charset?enc?text?=…` → the decoded text and the bytes it used.
+fn encoded_word(s: &str) -> Option<(String, usize)> {
+    let (_charset, rest) = s.split_once('?')?;
+    let (enc, rest) = rest.split_once('?')?;
+    let end = rest.find("?=")?;
+    let text = &rest[..end];
+    let bytes = match enc {
+        "b" | "B" => base64_decode(text)?,
+        "q" | "Q" => quoted_printable(&text.replace('_', " ")).into_bytes(),
+        _ => return None,
+    };
+    let used = s.len() - rest.len() + end + 2;
+    Some((String::from_utf8_lossy(&bytes).into_owned(), used))
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes().filter(|c| *c != b'=') {
+        acc = (acc << 6) | value(c)?;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
 }
 
 async fn serve_smtp(sock: tokio::net::TcpStream, sink: MailSink) {
@@ -219,7 +318,33 @@ fn first_digit_run(text: &str, digits: usize) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::find_code;
+    use super::{Mail, find_code};
+
+    #[test]
+    fn a_subject_is_unfolded_and_decoded_and_the_body_unescaped() {
+        let mail = Mail {
+            to: vec!["a@example.com".into()],
+            data: "From: Konbini <no-reply@konbini.example>\r\nSubject: Top-up of\r\n =?utf-8?b?wqU1LDAwMA==?=\r\n\
+                   Content-Transfer-Encoding: quoted-printable\r\n\r\n\
+                   Your wallet was topped up with =C2=A55,000 from your=\r\n card.\r\n"
+                .into(),
+        };
+        assert_eq!(mail.subject(), "Top-up of ¥5,000");
+        let text = mail.text();
+        assert!(
+            text.contains("Subject: Top-up of\n =?utf-8?b?wqU1LDAwMA==?=\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("topped up with ¥5,000 from your card.\n"),
+            "{text}"
+        );
+        let two = Mail {
+            to: vec![],
+            data: "Subject: =?utf-8?q?caf=C3=A9?= =?utf-8?b?wqU=?= and =?bogus\n\nbody".into(),
+        };
+        assert_eq!(two.subject(), "café¥ and =?bogus");
+    }
 
     #[test]
     fn a_code_is_read_after_its_phrase_not_from_the_headers() {

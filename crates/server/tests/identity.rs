@@ -353,9 +353,10 @@ async fn sign_up_login_and_recovery_do_not_tell_who_is_registered() {
         .await;
         report.push(("sign-up", tk, tu));
         // Wrong passwords count against the account (5 per window): 4 per round, then the
-        // window is waited out.
+        // window is waited out. Eight rounds, so one round slowed by the rest of the machine
+        // does not decide the median.
         let mut logins = (Vec::new(), Vec::new());
-        for _ in 0..4 {
+        for _ in 0..8 {
             app.clock.advance_ms(16 * 60 * 1000);
             let (tk, tu) = paired_medians(
                 4,
@@ -368,7 +369,7 @@ async fn sign_up_login_and_recovery_do_not_tell_who_is_registered() {
         }
         logins.0.sort_by(f64::total_cmp);
         logins.1.sort_by(f64::total_cmp);
-        report.push(("login", logins.0[2], logins.1[2]));
+        report.push(("login", logins.0[4], logins.1[4]));
         for (what, tk, tu) in &report {
             eprintln!("{l}: {what}: registered {tk:.2} ms, unregistered {tu:.2} ms");
             assert!(
