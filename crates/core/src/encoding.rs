@@ -89,12 +89,37 @@ pub fn base32(bytes: &[u8]) -> String {
 /// Decodes RFC 4648 base32 (case-insensitive, padding and spaces ignored); `None` on any
 /// other character.
 pub fn unbase32(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 5 / 8);
+    unpack_bits(s, 5, |c| {
+        BASE32
+            .iter()
+            .position(|x| *x == c.to_ascii_uppercase())
+            .map(|v| v as u32)
+    })
+}
+
+/// Decodes RFC 4648 base64 (the standard alphabet; padding and spaces ignored); `None` on
+/// any other character.
+pub fn unbase64(s: &str) -> Option<Vec<u8>> {
+    unpack_bits(s, 6, |c| {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    })
+}
+
+/// Joins the `width`-bit values of the characters of `s` (padding `=` and spaces skipped)
+/// into bytes; leftover bits at the end are dropped, as RFC 4648 decoding does.
+fn unpack_bits(s: &str, width: u32, value: impl Fn(u8) -> Option<u32>) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * width as usize / 8);
     let (mut buffer, mut bits) = (0u32, 0u32);
     for c in s.bytes().filter(|c| *c != b'=' && *c != b' ') {
-        let v = BASE32.iter().position(|x| *x == c.to_ascii_uppercase())? as u32;
-        buffer = (buffer << 5) | v;
-        bits += 5;
+        buffer = (buffer << width) | value(c)?;
+        bits += width;
         if bits >= 8 {
             bits -= 8;
             out.push((buffer >> bits) as u8);
@@ -107,6 +132,26 @@ pub fn unbase32(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod base32_tests {
     use super::*;
+
+    #[test]
+    fn rfc4648_base64_vectors() {
+        for (raw, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(unbase64(enc).as_deref(), Some(raw.as_bytes()), "{enc}");
+        }
+        assert_eq!(
+            unbase64("wqU1LDAwMA==").as_deref(),
+            Some("¥5,000".as_bytes())
+        );
+        assert_eq!(unbase64("Zm9v!"), None);
+    }
 
     #[test]
     fn rfc4648_vectors() {

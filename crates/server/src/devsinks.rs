@@ -140,37 +140,12 @@ fn encoded_word(s: &str) -> Option<(String, usize)> {
     let end = rest.find("?=")?;
     let text = &rest[..end];
     let bytes = match enc {
-        "b" | "B" => base64_decode(text)?,
+        "b" | "B" => konbini_core::encoding::unbase64(text)?,
         "q" | "Q" => quoted_printable(&text.replace('_', " ")).into_bytes(),
         _ => return None,
     };
     let used = s.len() - rest.len() + end + 2;
     Some((String::from_utf8_lossy(&bytes).into_owned(), used))
-}
-
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes().filter(|c| *c != b'=') {
-        acc = (acc << 6) | value(c)?;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
 }
 
 async fn serve_smtp(sock: tokio::net::TcpStream, sink: MailSink) {
