@@ -30,7 +30,31 @@ fn unique_name() -> String {
 pub fn sqlite_url() -> String {
     let dir = std::env::temp_dir().join("konbini-tests");
     let _ = std::fs::create_dir_all(&dir);
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(|| remove_stale_files(&dir, std::time::Duration::from_secs(6 * 3600)));
     format!("sqlite://{}/{}.db", dir.display(), unique_name())
+}
+
+/// Removes the databases earlier test runs left behind (a test does not delete its own:
+/// the database outlives the test's last assertion). `scripts/test` gives each run its own
+/// temporary directory; a plain `cargo test` reuses this one, and without the sweep it grew
+/// by hundreds of megabytes a day. Only files untouched for `age` go: a run in progress
+/// keeps writing to its own.
+fn remove_stale_files(dir: &std::path::Path, age: std::time::Duration) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|e| e > age);
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// A fresh PostgreSQL schema on the test server, as a URL whose search_path selects it;
