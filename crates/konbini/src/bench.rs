@@ -48,7 +48,11 @@ pub struct BenchArgs {
 
 /// User plus system CPU seconds this process has used (Linux `/proc/self/stat`), if known.
 fn process_cpu_s() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    stat_cpu_s(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// The user plus system CPU seconds of a `/proc/.../stat` line.
+fn stat_cpu_s(stat: &str) -> Option<f64> {
     // Fields after the command name (which is in parentheses and may contain spaces).
     let rest = stat.rsplit_once(')')?.1;
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -65,18 +69,16 @@ fn thread_cpu_s(name: &str) -> Option<f64> {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
             continue;
         };
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        if head.split_once('(').map(|(_, comm)| comm) != Some(name) {
+        let comm = stat
+            .rsplit_once(')')
+            .and_then(|(head, _)| head.split_once('('))
+            .map(|(_, comm)| comm);
+        if comm != Some(name) {
             continue;
         }
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let (Some(u), Some(s)) = (f.get(11), f.get(12)) else {
-            continue;
-        };
-        let ticks = u.parse::<f64>().ok()? + s.parse::<f64>().ok()?;
-        *total.get_or_insert(0.0) += ticks / 100.0;
+        if let Some(cpu) = stat_cpu_s(&stat) {
+            *total.get_or_insert(0.0) += cpu;
+        }
     }
     total
 }

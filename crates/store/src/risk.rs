@@ -621,22 +621,21 @@ fn count_payment_read(
 ) -> Result<(), StoreError> {
     let (amount, now) = (n.amount, n.place.now_ms);
     let [customer, device, store, terminal] = read.windows;
+    // `$1` is the row's key, then the 20 window values.
+    let set = |conn: &mut dyn Conn, sql: &'static str, key: &str, w: &Windows| {
+        let p: Vec<Value> = std::iter::once(Value::from(key))
+            .chain(w.counted(amount, now).values())
+            .collect();
+        conn.exec(sql, &p).map(drop)
+    };
     for (subject, windows) in n.subjects.iter().zip([store, terminal]) {
         match windows {
-            Some(w) => {
-                let mut p = vec![Value::from(*subject)];
-                p.extend(w.counted(amount, now).values());
-                conn.exec(&VELOCITY_SET, &p)?;
-            }
+            Some(w) => set(conn, &VELOCITY_SET, subject, &w)?,
             None => add(conn, &[subject], amount, now)?,
         }
     }
     match device {
-        Some(w) => {
-            let mut p = vec![Value::from(n.device_id)];
-            p.extend(w.counted(amount, now).values());
-            conn.exec(&DEVICE_SET, &p)?;
-        }
+        Some(w) => set(conn, &DEVICE_SET, n.device_id, &w)?,
         None => record_device_payment(conn, n.device_id, amount, now)?,
     }
     let Some(w) = customer else {

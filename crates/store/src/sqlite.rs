@@ -150,9 +150,7 @@ impl Conn for SqliteConn {
 pub(crate) fn writer_loop(mut conn: SqliteConn, rx: crossbeam_channel::Receiver<WriteJob>) {
     while let Ok(first) = rx.recv() {
         if let Err(e) = conn.batch("BEGIN IMMEDIATE") {
-            let mut first = first;
-            let (_, done) = first(&mut conn);
-            done(Some(e));
+            refuse(&mut conn, first, e);
             continue;
         }
         let mut batch = Batch::default();
@@ -201,7 +199,7 @@ impl Batch {
             self.unguarded.push((job, done));
             return;
         }
-        // A failed job's result is its own error, whatever the commit does.
+        // A failed job answers its own error (unless the commit fails too).
         self.settled.push(done);
         if conn.conn.total_changes() == before {
             return; // it wrote nothing: nothing to undo
@@ -228,6 +226,19 @@ impl Batch {
             .map(|(_, done)| done)
             .chain(self.settled)
     }
+}
+
+/// Answers `job` with `error` when no transaction could be started for it. A job's outcome
+/// only exists once it has run, so it runs inside a savepoint that is then rolled back:
+/// nothing it writes may outlive the error it answers. If even the savepoint cannot be
+/// opened, the job is dropped unrun and its caller is told the store is unavailable.
+fn refuse(conn: &mut SqliteConn, mut job: WriteJob, error: StoreError) {
+    if conn.batch("SAVEPOINT refused").is_err() {
+        return;
+    }
+    let (_, done) = job(conn);
+    let _ = conn.batch("ROLLBACK TO refused; RELEASE refused");
+    done(Some(error));
 }
 
 fn run_in_savepoint(conn: &mut SqliteConn, mut job: WriteJob) -> WriteOutcome {

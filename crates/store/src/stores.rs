@@ -255,9 +255,11 @@ pub fn pos_context(
             contact_changed_ms: r.opt_int(POS_RISK_FIRST + 92)?,
         }),
     };
-    let windows = [11, 31, 51, 71].map(|at| crate::risk::Windows::read(&r, POS_RISK_FIRST + at));
-    let [customer, device, store, terminal_w] = windows;
-    let windows = [customer?, device?, store?, terminal_w?];
+    // Customer (profile row), device, store, terminal: 20 columns each.
+    let mut windows = [None; 4];
+    for (w, at) in windows.iter_mut().zip([11, 31, 51, 71]) {
+        *w = crate::risk::Windows::read(&r, POS_RISK_FIRST + at)?;
+    }
     let velocity =
         |w: Option<crate::risk::Windows>| w.map_or_else(Default::default, |w| w.velocity(now_ms));
     Ok(Some(PosContext {
