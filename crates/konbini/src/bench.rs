@@ -31,6 +31,12 @@ pub struct BenchArgs {
     /// Seconds of measured load.
     #[arg(long, default_value_t = 10)]
     duration_s: u64,
+    /// Seconds of the same load before the measurement, not measured: a server that has just
+    /// started opens its database connections and prepares and plans its statements on the
+    /// first requests (on PostgreSQL, tens of milliseconds per connection), which would
+    /// otherwise land in the tail of a fixed-rate run.
+    #[arg(long, default_value_t = 3)]
+    warmup_s: u64,
     /// Payments per second to offer (open loop); 0 = as fast as possible.
     #[arg(long, default_value_t = 0)]
     rate: u64,
@@ -297,6 +303,68 @@ async fn one_payment(
     }
 }
 
+/// What the load generator needs to make payments: the HTTP client, the server's address,
+/// the wallets that make codes and the terminals' keys.
+#[derive(Clone)]
+struct Load {
+    http: reqwest::Client,
+    base: String,
+    wallets: Arc<Wallets>,
+    keys: Arc<Vec<String>>,
+    /// Numbers the requests across the warm-up and the measurement (amounts, order refs).
+    counter: Arc<AtomicU64>,
+}
+
+impl Load {
+    /// Offers `seconds` of load in the run's mode, recording each request in `tally`.
+    async fn drive(&self, args: &BenchArgs, seconds: u64, tally: Arc<Tally>) {
+        let begin = Instant::now();
+        let deadline = begin + Duration::from_secs(seconds);
+        let mut tasks = Vec::new();
+        if args.rate == 0 {
+            for _ in 0..args.concurrency.max(1) {
+                let (load, tally) = (self.clone(), tally.clone());
+                tasks.push(tokio::spawn(async move {
+                    while Instant::now() < deadline {
+                        let n = load.counter.fetch_add(1, Ordering::Relaxed);
+                        load.one(n, &tally, Instant::now()).await;
+                    }
+                }));
+            }
+        } else {
+            let interval =
+                Duration::from_nanos(1_000_000_000u64.checked_div(args.rate).unwrap_or(1));
+            let total = args.rate * seconds;
+            tasks.reserve(total as usize);
+            for i in 0..total {
+                let scheduled = begin + interval * i as u32;
+                tokio::time::sleep_until(scheduled.into()).await;
+                let (load, tally) = (self.clone(), tally.clone());
+                let n = load.counter.fetch_add(1, Ordering::Relaxed);
+                tasks.push(tokio::spawn(async move {
+                    load.one(n, &tally, scheduled).await;
+                }));
+            }
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    async fn one(&self, n: u64, tally: &Tally, started: Instant) {
+        one_payment(
+            &self.http,
+            &self.base,
+            &self.wallets,
+            &self.keys,
+            n,
+            tally,
+            started,
+        )
+        .await;
+    }
+}
+
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -345,6 +413,7 @@ pub fn run(args: BenchArgs, database_url: &str) -> Result<ExitCode, String> {
     }
     let state = AppState::new(db.clone(), config, Arc::new(SystemClock), secret)?;
     let rt = crate::runtime()?;
+    let load_args = args.clone();
     let result = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -368,57 +437,24 @@ pub fn run(args: BenchArgs, database_url: &str) -> Result<ExitCode, String> {
             devices: seeded.devices,
             cursor: AtomicUsize::new(0),
         });
-        let keys = Arc::new(seeded.terminal_keys);
+        let load = Load {
+            http,
+            base,
+            wallets,
+            keys: Arc::new(seeded.terminal_keys),
+            counter: Arc::new(AtomicU64::new(0)),
+        };
+        let warmup = Arc::new(Tally::default());
+        if load_args.warmup_s > 0 {
+            load.drive(&load_args, load_args.warmup_s, warmup.clone())
+                .await;
+        }
         let tally = Arc::new(Tally::default());
-        let counter = Arc::new(AtomicU64::new(0));
-        let deadline = Instant::now() + Duration::from_secs(args.duration_s);
         let cpu_before = process_cpu_s();
         let writer_before = thread_cpu_s("sqlite-writer");
         let begin = Instant::now();
-        if args.rate == 0 {
-            let mut workers = Vec::new();
-            for _ in 0..args.concurrency.max(1) {
-                let (http, base, wallets, keys, tally, counter) = (
-                    http.clone(),
-                    base.clone(),
-                    wallets.clone(),
-                    keys.clone(),
-                    tally.clone(),
-                    counter.clone(),
-                );
-                workers.push(tokio::spawn(async move {
-                    while Instant::now() < deadline {
-                        let n = counter.fetch_add(1, Ordering::Relaxed);
-                        one_payment(&http, &base, &wallets, &keys, n, &tally, Instant::now()).await;
-                    }
-                }));
-            }
-            for w in workers {
-                let _ = w.await;
-            }
-        } else {
-            let interval =
-                Duration::from_nanos(1_000_000_000u64.checked_div(args.rate).unwrap_or(1));
-            let total = args.rate * args.duration_s;
-            let mut tasks = Vec::with_capacity(total as usize);
-            for n in 0..total {
-                let scheduled = begin + interval * n as u32;
-                tokio::time::sleep_until(scheduled.into()).await;
-                let (http, base, wallets, keys, tally) = (
-                    http.clone(),
-                    base.clone(),
-                    wallets.clone(),
-                    keys.clone(),
-                    tally.clone(),
-                );
-                tasks.push(tokio::spawn(async move {
-                    one_payment(&http, &base, &wallets, &keys, n, &tally, scheduled).await;
-                }));
-            }
-            for t in tasks {
-                let _ = t.await;
-            }
-        }
+        load.drive(&load_args, load_args.duration_s, tally.clone())
+            .await;
         let elapsed = begin.elapsed().as_secs_f64();
         let cpu = process_cpu_s().zip(cpu_before).map(|(a, b)| a - b);
         let writer_cpu = thread_cpu_s("sqlite-writer")
@@ -426,9 +462,18 @@ pub fn run(args: BenchArgs, database_url: &str) -> Result<ExitCode, String> {
             .map(|(a, b)| a - b);
         let _ = stop_tx.send(());
         let _ = server.await;
-        Ok::<_, String>((tally, elapsed, cpu, writer_cpu))
+        Ok::<_, String>((warmup, tally, elapsed, cpu, writer_cpu))
     })?;
-    let (tally, elapsed, cpu, writer_cpu) = result;
+    let (warmup, tally, elapsed, cpu, writer_cpu) = result;
+    if args.warmup_s > 0 {
+        println!(
+            "warm-up (not measured): {} succeeded, {} declined, {} errors in {} s",
+            warmup.succeeded.load(Ordering::Relaxed),
+            warmup.declined.load(Ordering::Relaxed),
+            warmup.errors.load(Ordering::Relaxed),
+            args.warmup_s
+        );
+    }
     let mut lat = tally
         .latencies_us
         .lock()
@@ -486,7 +531,10 @@ pub fn run(args: BenchArgs, database_url: &str) -> Result<ExitCode, String> {
         t.elapsed().as_secs_f64()
     );
     Ok(
-        if report.ok() && tally.errors.load(Ordering::Relaxed) == 0 {
+        if report.ok()
+            && tally.errors.load(Ordering::Relaxed) == 0
+            && warmup.errors.load(Ordering::Relaxed) == 0
+        {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)
