@@ -167,7 +167,7 @@ impl Db {
             }
             Inner::Postgres { jobs } => {
                 let job: PgJob = Box::new(move |conn: &mut PgConn| {
-                    let _ = tx.send(run_pg_tx(conn, f, "BEGIN"));
+                    let _ = tx.send(run_pg_tx(conn, f, None));
                 });
                 send(jobs, job)?;
             }
@@ -201,7 +201,7 @@ impl Db {
             }
             Inner::Postgres { jobs } => {
                 let job: PgJob = Box::new(move |conn: &mut PgConn| {
-                    let _ = tx.send(run_pg_tx(conn, f, "BEGIN READ ONLY"));
+                    let _ = tx.send(run_pg_tx(conn, f, Some("BEGIN READ ONLY")));
                 });
                 send(jobs, job)?;
             }
@@ -240,7 +240,7 @@ fn send<J>(chan: &crossbeam_channel::Sender<J>, job: J) -> Result<(), StoreError
     chan.send(job).map_err(|_| StoreError::Closed)
 }
 
-fn run_pg_tx<T, E, F>(conn: &mut PgConn, mut f: F, begin: &str) -> Result<T, E>
+fn run_pg_tx<T, E, F>(conn: &mut PgConn, mut f: F, begin: Option<&str>) -> Result<T, E>
 where
     E: From<StoreError>,
     F: FnMut(&mut dyn Conn) -> Result<T, E>,
@@ -248,18 +248,17 @@ where
     let mut attempt = 0;
     loop {
         attempt += 1;
-        conn.retryable = false;
-        if let Err(e) = conn.batch(begin) {
+        if let Err(e) = conn.start(begin) {
             return Err(E::from(e));
         }
         match f(conn) {
-            Ok(v) => match conn.batch("COMMIT") {
+            Ok(v) => match conn.finish(true) {
                 Ok(()) => return Ok(v),
                 Err(StoreError::Retry(_)) if attempt < pg::MAX_RETRIES => continue,
                 Err(e) => return Err(E::from(e)),
             },
             Err(e) => {
-                let _ = conn.batch("ROLLBACK");
+                let _ = conn.finish(false);
                 if conn.retryable && attempt < pg::MAX_RETRIES {
                     continue;
                 }

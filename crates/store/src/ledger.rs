@@ -159,16 +159,13 @@ pub fn spend_code_and_post(
     entry: &Entry,
     now_ms: i64,
 ) -> Result<CodeAndPost, StoreError> {
-    let two_line_wallet_debit = match entry.postings() {
-        [a, b] => {
-            let (debit, credit) = if a.amount_minor < 0 { (a, b) } else { (b, a) };
-            (is_wallet_account(&debit.account_id) && !is_wallet_account(&credit.account_id))
-                .then_some((debit, credit))
+    let params = match conn.backend() {
+        crate::Backend::Postgres => {
+            code_and_post_params(slot, counter, entry_id, kind, ref_id, entry, now_ms)?
         }
-        _ => None,
+        crate::Backend::Sqlite => None,
     };
-    let (crate::Backend::Postgres, Some((debit, credit))) = (conn.backend(), two_line_wallet_debit)
-    else {
+    let Some(params) = params else {
         if !crate::customers::consume_code(conn, slot, counter)? {
             return Ok(CodeAndPost::CodeRejected);
         }
@@ -177,15 +174,30 @@ pub fn spend_code_and_post(
             Posted::InsufficientFunds => CodeAndPost::InsufficientFunds,
         });
     };
-    let credit_kind = AccountKind::of_account(&credit.account_id).ok_or_else(|| {
-        StoreError::Constraint(format!(
-            "account id {} has no known kind",
-            credit.account_id
-        ))
-    })?;
-    let row = conn.query_one(
-        "WITH k AS (UPDATE devices SET last_code_counter = $11::bigint \
-                    WHERE slot = $12::bigint AND status = 'bound' AND last_code_counter < $11::bigint RETURNING 1), \
+    let row = conn.query_one(&SPEND_CODE_AND_POST, &params)?;
+    Ok(match (row.int(0)?, row.int(1)?) {
+        (0, _) => CodeAndPost::CodeRejected,
+        (_, 0) => CodeAndPost::InsufficientFunds,
+        _ => CodeAndPost::Posted,
+    })
+}
+
+static SPEND_CODE_AND_POST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH {} SELECT (SELECT COUNT(*) FROM k), (SELECT COUNT(*) FROM w)",
+        code_and_post_ctes("")
+    )
+});
+
+/// The data-modifying CTEs of the wallet payment's ledger part on PostgreSQL, each
+/// conditional on the one before: `k` spends the code (and makes `device_sets`, further
+/// assignments on the device row, e.g. the risk engine's counters), `w` debits the wallet,
+/// `c` credits the other account (creating it if new), `e` and `p` write the entry and its
+/// two postings. Parameters `$1`..`$12`, from [`code_and_post_params`].
+pub(crate) fn code_and_post_ctes(device_sets: &str) -> String {
+    format!(
+        "k AS (UPDATE devices SET last_code_counter = $11::bigint{device_sets} \
+                WHERE slot = $12::bigint AND status = 'bound' AND last_code_counter < $11::bigint RETURNING 1), \
          w AS (UPDATE accounts SET balance = balance + $1::bigint \
                WHERE id = $2::text AND balance - held + $1::bigint >= 0 AND EXISTS (SELECT 1 FROM k) RETURNING id), \
          c AS (INSERT INTO accounts (id, kind, currency, balance, held, created_ms) \
@@ -195,18 +207,51 @@ pub fn spend_code_and_post(
                SELECT $8::text, $9::text, $10::text, $5::text, $7::bigint WHERE EXISTS (SELECT 1 FROM w)), \
          p AS (INSERT INTO postings (entry_id, account_id, amount) \
                SELECT v.e, v.a, v.x FROM (VALUES ($8::text, $2::text, $1::bigint), ($8::text, $3::text, $6::bigint)) AS v(e, a, x) \
-               WHERE EXISTS (SELECT 1 FROM w)) \
-         SELECT (SELECT COUNT(*) FROM k), (SELECT COUNT(*) FROM w)",
+               WHERE EXISTS (SELECT 1 FROM w))"
+    )
+}
+
+/// The parameters of [`code_and_post_ctes`]; `None` when `entry` is not a wallet paying a
+/// non-wallet account in two postings (the general path handles it).
+pub(crate) fn code_and_post_params(
+    slot: i64,
+    counter: i64,
+    entry_id: &str,
+    kind: &str,
+    ref_id: &str,
+    entry: &Entry,
+    now_ms: i64,
+) -> Result<Option<Vec<crate::Value>>, StoreError> {
+    let [a, b] = entry.postings() else {
+        return Ok(None);
+    };
+    let (debit, credit) = if a.amount_minor < 0 { (a, b) } else { (b, a) };
+    if !is_wallet_account(&debit.account_id) || is_wallet_account(&credit.account_id) {
+        return Ok(None);
+    }
+    let credit_kind = AccountKind::of_account(&credit.account_id).ok_or_else(|| {
+        StoreError::Constraint(format!(
+            "account id {} has no known kind",
+            credit.account_id
+        ))
+    })?;
+    Ok(Some(
         params![
-            debit.amount_minor, &debit.account_id, &credit.account_id, credit_kind.as_str(),
-            entry.currency().code(), credit.amount_minor, now_ms, entry_id, kind, ref_id, counter, slot
-        ],
-    )?;
-    Ok(match (row.int(0)?, row.int(1)?) {
-        (0, _) => CodeAndPost::CodeRejected,
-        (_, 0) => CodeAndPost::InsufficientFunds,
-        _ => CodeAndPost::Posted,
-    })
+            debit.amount_minor,
+            &debit.account_id,
+            &credit.account_id,
+            credit_kind.as_str(),
+            entry.currency().code(),
+            credit.amount_minor,
+            now_ms,
+            entry_id,
+            kind,
+            ref_id,
+            counter,
+            slot
+        ]
+        .to_vec(),
+    ))
 }
 
 /// PostgreSQL fast path for the commonest entry, a wallet paying a non-wallet account (every

@@ -39,6 +39,10 @@ pub enum StoreError {
     /// A transient conflict (deadlock, serialization failure, busy database); the job is rerun.
     #[error("transient conflict: {0}")]
     Retry(String),
+    /// A statement found one of its own preconditions false and undid itself whole (nothing
+    /// it wrote remains); the message names the precondition.
+    #[error("statement undone: {0}")]
+    Undone(String),
     #[error("database error: {0}")]
     Db(String),
     #[error("unexpected data: {0}")]

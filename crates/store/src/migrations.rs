@@ -29,6 +29,10 @@ const MIGRATIONS: &[Migration] = &[Migration {
     postgres: "
         CREATE FUNCTION konbini_append_only() RETURNS trigger LANGUAGE plpgsql AS $body$
         BEGIN RAISE EXCEPTION 'table % is append-only', TG_TABLE_NAME; END $body$;
+        -- A statement that finds one of its own preconditions false calls this to undo itself
+        -- whole (SQLSTATE KB001, StoreError::Undone): the payment's single-statement path.
+        CREATE FUNCTION konbini_undo(reason text) RETURNS bigint LANGUAGE plpgsql AS $body$
+        BEGIN RAISE EXCEPTION USING ERRCODE = 'KB001', MESSAGE = reason; END $body$;
         CREATE TRIGGER entries_append_only BEFORE UPDATE OR DELETE ON entries FOR EACH ROW EXECUTE FUNCTION konbini_append_only();
         CREATE TRIGGER postings_append_only BEFORE UPDATE OR DELETE ON postings FOR EACH ROW EXECUTE FUNCTION konbini_append_only();
         CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION konbini_append_only();

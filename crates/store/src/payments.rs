@@ -173,7 +173,45 @@ pub fn insert_payment_recorded(
             p.created_ms,
         );
     }
-    let mut params: Vec<crate::Value> = params![
+    let mut params = record_params(p, event, idem);
+    let row = match activity {
+        Some(a) if risk_params.is_some() => {
+            // The hot path: the payment, its activity line, event, idempotency record, and
+            // the risk engine's journal line, counters and profile, in one round trip.
+            params.extend(activity_params(a));
+            params.extend(risk_params.unwrap_or_default());
+            conn.query_one(&PAYMENT_WITH_RISK, &params)?
+        }
+        Some(a) => {
+            params.extend(activity_params(a));
+            conn.query_one(
+                "WITH o AS (INSERT INTO outbox (id, topic, aggregate_id, payload, created_ms, attempts) VALUES ($20, $21, $22, $23, $24, 0)), \
+                 i AS (INSERT INTO idempotency (scope, key, request_hash, status_code, body, created_ms) VALUES ($25, $26, $27, $28, $29, $18) ON CONFLICT DO NOTHING RETURNING 1), \
+                 a AS (INSERT INTO activity (id, customer_id, kind, amount, currency, status, description, created_ms) VALUES ($30, $31, $32, $33, $34, $35, $36, $37)) \
+                 INSERT INTO payments (id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) RETURNING (SELECT COUNT(*) FROM i)",
+                &params,
+            )?
+        }
+        None => conn.query_one(
+            "WITH o AS (INSERT INTO outbox (id, topic, aggregate_id, payload, created_ms, attempts) VALUES ($20, $21, $22, $23, $24, 0)), \
+             i AS (INSERT INTO idempotency (scope, key, request_hash, status_code, body, created_ms) VALUES ($25, $26, $27, $28, $29, $18) ON CONFLICT DO NOTHING RETURNING 1) \
+             INSERT INTO payments (id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) RETURNING (SELECT COUNT(*) FROM i)",
+            &params,
+        )?,
+    };
+    Ok(row.int(0)? == 1)
+}
+
+/// The parameters of a payment's record on PostgreSQL: the payment (`$1`..`$19`), its
+/// outbox event (`$20`..`$24`) and its idempotency record (`$25`..`$29`).
+fn record_params(
+    p: &Payment,
+    event: &crate::outbox::NewEvent,
+    idem: &IdempotencyRecord<'_>,
+) -> Vec<crate::Value> {
+    params![
         &p.id,
         p.customer_id.clone(),
         p.device_id.clone(),
@@ -204,36 +242,150 @@ pub fn insert_payment_recorded(
         i64::from(idem.status),
         idem.body
     ]
-    .to_vec();
-    let row = match activity {
-        Some(a) if risk_params.is_some() => {
-            // The hot path: the payment, its activity line, event, idempotency record, and
-            // the risk engine's journal line, counters and profile, in one round trip.
-            params.extend_from_slice(params![&a.id, &a.customer_id, &a.kind, a.amount, &a.currency, &a.status, &a.description, a.created_ms]);
-            params.extend(risk_params.unwrap_or_default());
-            conn.query_one(&PAYMENT_WITH_RISK, &params)?
-        }
-        Some(a) => {
-            params.extend_from_slice(params![&a.id, &a.customer_id, &a.kind, a.amount, &a.currency, &a.status, &a.description, a.created_ms]);
-            conn.query_one(
-                "WITH o AS (INSERT INTO outbox (id, topic, aggregate_id, payload, created_ms, attempts) VALUES ($20, $21, $22, $23, $24, 0)), \
-                 i AS (INSERT INTO idempotency (scope, key, request_hash, status_code, body, created_ms) VALUES ($25, $26, $27, $28, $29, $18) ON CONFLICT DO NOTHING RETURNING 1), \
-                 a AS (INSERT INTO activity (id, customer_id, kind, amount, currency, status, description, created_ms) VALUES ($30, $31, $32, $33, $34, $35, $36, $37)) \
-                 INSERT INTO payments (id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) RETURNING (SELECT COUNT(*) FROM i)",
-                &params,
-            )?
-        }
-        None => conn.query_one(
-            "WITH o AS (INSERT INTO outbox (id, topic, aggregate_id, payload, created_ms, attempts) VALUES ($20, $21, $22, $23, $24, 0)), \
-             i AS (INSERT INTO idempotency (scope, key, request_hash, status_code, body, created_ms) VALUES ($25, $26, $27, $28, $29, $18) ON CONFLICT DO NOTHING RETURNING 1) \
-             INSERT INTO payments (id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) RETURNING (SELECT COUNT(*) FROM i)",
-            &params,
-        )?,
-    };
-    Ok(row.int(0)? == 1)
+    .to_vec()
 }
+
+/// The activity line's parameters (`$30`..`$37` after [`record_params`]).
+fn activity_params(a: &Activity) -> Vec<crate::Value> {
+    params![
+        &a.id,
+        &a.customer_id,
+        &a.kind,
+        a.amount,
+        &a.currency,
+        &a.status,
+        &a.description,
+        a.created_ms
+    ]
+    .to_vec()
+}
+
+/// How [`pay_and_record_alone`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaidAlone {
+    /// Committed: the code spent, the entry posted, the payment recorded (and counted).
+    Paid,
+    /// The code was not (or no longer) valid: nothing was written.
+    CodeRejected,
+    /// The wallet could not pay: the statement undid itself, nothing was written (not even
+    /// the code's spending; the general path records the decline).
+    NotPaid,
+    /// Another request with the same idempotency key was recorded first: the statement undid
+    /// itself, nothing was written.
+    Race,
+}
+
+/// The code to spend and the entry to post of a wallet payment.
+pub struct WalletPost<'a> {
+    pub slot: i64,
+    pub counter: i64,
+    pub entry_id: &'a str,
+    pub entry: &'a konbini_core::ledger::Entry,
+}
+
+/// The wallet payment's hot path on PostgreSQL as ONE statement that is its own transaction
+/// (see [`Conn::query_alone`]): it spends the code, debits the wallet, credits the store,
+/// writes the entry and its postings, records the succeeded payment `p` with its activity
+/// line, outbox event and idempotency record, and (with `risk`) the journal line, the
+/// counters and the profile, all conditional on the debit. When the debit cannot happen or
+/// the idempotency key was taken meanwhile, the statement undoes itself (`konbini_undo`), so
+/// it commits all of it or nothing. Two round trips per payment (this and the context read)
+/// instead of five (`BEGIN`, context, ledger, record, `COMMIT`).
+///
+/// `None` on SQLite, or when the entry is not a wallet debit (the caller takes the general
+/// path). After `PaidAlone::Paid` the job must write nothing more.
+pub fn pay_and_record_alone(
+    conn: &mut dyn Conn,
+    post: &WalletPost<'_>,
+    p: &Payment,
+    activity: &Activity,
+    event: &crate::outbox::NewEvent,
+    idem: &IdempotencyRecord<'_>,
+    risk: Option<&crate::risk::PaymentRisk<'_>>,
+) -> Result<Option<PaidAlone>, StoreError> {
+    if conn.backend() != crate::Backend::Postgres {
+        return Ok(None);
+    }
+    let Some(mut params) = crate::ledger::code_and_post_params(
+        post.slot,
+        post.counter,
+        post.entry_id,
+        "payment",
+        &p.id,
+        post.entry,
+        p.created_ms,
+    )?
+    else {
+        return Ok(None);
+    };
+    params.extend(record_params(p, event, idem));
+    params.extend(activity_params(activity));
+    let risk_params = risk.and_then(crate::risk::payment_risk_params_when_posted);
+    let sql: &'static str = match risk_params {
+        Some(r) => {
+            params.extend(r);
+            &PAY_ALONE_WITH_RISK
+        }
+        None if risk.is_some() => return Ok(None),
+        None => &PAY_ALONE,
+    };
+    match conn.query_alone(sql, &params) {
+        Ok(rows) => {
+            let spent = rows.first().map(|r| r.int(0)).transpose()?.unwrap_or(0);
+            Ok(Some(if spent == 1 {
+                PaidAlone::Paid
+            } else {
+                PaidAlone::CodeRejected
+            }))
+        }
+        Err(StoreError::Undone(why)) if why == "insufficient_funds" => Ok(Some(PaidAlone::NotPaid)),
+        Err(StoreError::Undone(why)) if why == "idempotency_race" => Ok(Some(PaidAlone::Race)),
+        Err(e) => Err(e),
+    }
+}
+
+/// The statement of [`pay_and_record_alone`]; `risk` is `(device assignments, CTEs)` from
+/// `risk::payment_risk_when_posted`.
+fn pay_alone_sql(risk: Option<(String, String)>) -> String {
+    use crate::risk::when_posted;
+    let (device_sets, risk_ctes) = match risk {
+        Some((d, c)) => (d, format!("{c}, ")),
+        None => (String::new(), String::new()),
+    };
+    let ledger = crate::ledger::code_and_post_ctes(&device_sets);
+    // The record, numbered after the ledger's 12 parameters.
+    let record = crate::risk::renumber(
+        &format!(
+            "o AS ({}), i AS ({}), a AS ({}), pay AS ({})",
+            when_posted(
+                "INSERT INTO outbox (id, topic, aggregate_id, payload, created_ms, attempts) VALUES ($20, $21, $22, $23, $24, 0)"
+            ),
+            when_posted(
+                "INSERT INTO idempotency (scope, key, request_hash, status_code, body, created_ms) VALUES ($25, $26, $27, $28, $29, $18) ON CONFLICT DO NOTHING RETURNING 1"
+            ),
+            when_posted(
+                "INSERT INTO activity (id, customer_id, kind, amount, currency, status, description, created_ms) VALUES ($30, $31, $32, $33, $34, $35, $36, $37)"
+            ),
+            when_posted(
+                "INSERT INTO payments (id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+            ),
+        ),
+        13,
+    );
+    // Spent but not debited, or debited but the key taken: undo the whole statement.
+    let guard = "g AS (SELECT konbini_undo('insufficient_funds') FROM k WHERE NOT EXISTS (SELECT 1 FROM w) \
+                 UNION ALL SELECT konbini_undo('idempotency_race') FROM w WHERE NOT EXISTS (SELECT 1 FROM i))";
+    format!(
+        "WITH {ledger}, {record}, {risk_ctes}{guard} SELECT (SELECT COUNT(*) FROM k), (SELECT COUNT(*) FROM g)"
+    )
+}
+
+static PAY_ALONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| pay_alone_sql(None));
+
+/// Risk parameters follow the ledger's 12, the record's 29 and the activity's 8.
+static PAY_ALONE_WITH_RISK: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| pay_alone_sql(Some(crate::risk::payment_risk_when_posted(50))));
 
 /// The PostgreSQL statement of a payment with its activity line and counted risk writes.
 static PAYMENT_WITH_RISK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {

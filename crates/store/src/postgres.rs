@@ -18,11 +18,45 @@ pub(crate) type PgJob = Box<dyn FnOnce(&mut PgConn) + Send>;
 pub struct PgConn {
     client: postgres::Client,
     /// Prepared statements by the address and length of their static text (hashing a pointer,
-    /// not kilobytes of SQL, on every call).
-    statements: HashMap<(usize, usize), postgres::Statement>,
+    /// not kilobytes of SQL, on every call), each with whether it may run outside a
+    /// transaction (see [`runs_alone`]).
+    statements: HashMap<(usize, usize), (postgres::Statement, bool)>,
     /// Set when a statement failed in a way that a rerun may fix.
     pub(crate) retryable: bool,
+    /// A write job's transaction begins with its first statement that needs one (see
+    /// [`PgConn::start_lazily`]); `in_tx` says whether it has.
+    lazy: bool,
+    pub(crate) in_tx: bool,
 }
+
+/// Whether a statement can run on its own, outside the job's transaction, with the same
+/// effect: a plain read. At READ COMMITTED every statement takes its own snapshot anyway, so
+/// a read before the job's first write sees the same rows in or out of a transaction; what
+/// a transaction adds to a read is its locks, so a locking read (`FOR UPDATE`, advisory
+/// locks) or anything but a `SELECT` begins the transaction first.
+fn runs_alone(sql: &str) -> bool {
+    let head = sql.trim_start();
+    let is_select = head
+        .get(..6)
+        .is_some_and(|h| h.eq_ignore_ascii_case("select"));
+    let upper = sql.to_ascii_uppercase();
+    is_select
+        && ![
+            "FOR UPDATE",
+            "FOR SHARE",
+            "FOR NO KEY",
+            "FOR KEY",
+            "ADVISORY",
+            "NEXTVAL",
+            "KONBINI_",
+        ]
+        .iter()
+        .any(|w| upper.contains(w))
+}
+
+/// The SQLSTATE of `konbini_undo(reason)` (see the migrations): a statement that found one of
+/// its own preconditions false undoes itself whole.
+const UNDONE_SQLSTATE: &str = "KB001";
 
 fn map_err(e: postgres::Error) -> StoreError {
     if let Some(db) = e.as_db_error() {
@@ -33,6 +67,9 @@ fn map_err(e: postgres::Error) -> StoreError {
             || *code == postgres::error::SqlState::NOT_NULL_VIOLATION
         {
             return StoreError::Constraint(db.message().to_string());
+        }
+        if code.code() == UNDONE_SQLSTATE {
+            return StoreError::Undone(db.message().to_string());
         }
         if *code == postgres::error::SqlState::T_R_DEADLOCK_DETECTED
             || *code == postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
@@ -55,6 +92,8 @@ impl PgConn {
             client,
             statements: HashMap::new(),
             retryable: false,
+            lazy: false,
+            in_tx: false,
         })
     }
 
@@ -62,13 +101,52 @@ impl PgConn {
         self.client.batch_execute(sql).map_err(map_err)
     }
 
+    /// A job's transaction: `begin` now (`None`: with the job's first statement that is not a
+    /// plain read, so a job whose only write is one statement run with
+    /// [`Conn::query_alone`] costs no `BEGIN` and `COMMIT` round trips).
+    pub(crate) fn start(&mut self, begin: Option<&str>) -> Result<(), StoreError> {
+        self.retryable = false;
+        match begin {
+            Some(sql) => {
+                self.batch(sql)?;
+                self.lazy = false;
+                self.in_tx = true;
+            }
+            None => {
+                self.lazy = true;
+                self.in_tx = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the job's transaction, if it began: `COMMIT` or `ROLLBACK`.
+    pub(crate) fn finish(&mut self, commit: bool) -> Result<(), StoreError> {
+        let began = std::mem::take(&mut self.in_tx);
+        self.lazy = false;
+        match (began, commit) {
+            (false, _) => Ok(()),
+            (true, true) => self.batch("COMMIT"),
+            (true, false) => self.batch("ROLLBACK"),
+        }
+    }
+
+    /// The prepared statement, after beginning the job's transaction if it needs one now.
     fn statement(&mut self, sql: &'static str) -> Result<postgres::Statement, StoreError> {
         let key = (sql.as_ptr() as usize, sql.len());
-        if let Some(s) = self.statements.get(&key) {
-            return Ok(s.clone());
+        let (s, alone) = match self.statements.get(&key) {
+            Some(s) => s.clone(),
+            None => {
+                let s = self.client.prepare(sql).map_err(map_err)?;
+                let entry = (s, runs_alone(sql));
+                self.statements.insert(key, entry.clone());
+                entry
+            }
+        };
+        if self.lazy && !self.in_tx && !alone {
+            self.batch("BEGIN")?;
+            self.in_tx = true;
         }
-        let s = self.client.prepare(sql).map_err(map_err)?;
-        self.statements.insert(key, s.clone());
         Ok(s)
     }
 
@@ -161,6 +239,30 @@ impl Conn for PgConn {
         let stmt = self.statement(sql)?;
         let r = self.client.query(&stmt, &as_params(params));
         match r {
+            Ok(rows) => rows.iter().map(decode).collect(),
+            Err(e) => {
+                let e = map_err(e);
+                Err(self.note(e))
+            }
+        }
+    }
+
+    fn query_alone(&mut self, sql: &'static str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
+        if !self.lazy || self.in_tx {
+            return self.query(sql, params);
+        }
+        // Nothing written yet in this job: the statement is its own transaction, committed
+        // (durably: synchronous_commit) when its answer arrives.
+        let key = (sql.as_ptr() as usize, sql.len());
+        let stmt = match self.statements.get(&key) {
+            Some(s) => s.0.clone(),
+            None => {
+                let s = self.client.prepare(sql).map_err(map_err)?;
+                self.statements.insert(key, (s.clone(), runs_alone(sql)));
+                s
+            }
+        };
+        match self.client.query(&stmt, &as_params(params)) {
             Ok(rows) => rows.iter().map(decode).collect(),
             Err(e) => {
                 let e = map_err(e);

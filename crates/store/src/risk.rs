@@ -685,9 +685,82 @@ pub(crate) fn payment_risk_params(r: &PaymentRisk<'_>) -> Option<Vec<Value>> {
     Some(p)
 }
 
+/// The risk engine's writes of a counted payment inside the wallet payment's single
+/// statement (`payments::pay_and_record_alone`), each conditional on the wallet debit `w`
+/// with parameters numbered from `$first` (see [`payment_risk_params_when_posted`]):
+/// the assignments that count the payment on the device row (made by the statement's `k`,
+/// which spends the code on that row: one row version, not two) and the CTEs of the store's
+/// and terminal's counters, the profile and the journal line.
+pub(crate) fn payment_risk_when_posted(first: usize) -> (String, String) {
+    let device = format!(", {}", window_sets_from_params("devices", first, first + 4));
+    let (s, b, amount) = (first + 5, first + 7, first + 11);
+    let velocity = format!(
+        "rv AS (INSERT INTO risk_velocity (subject, {}) SELECT s.x, {} FROM (VALUES (${s}::text), (${}::text)) AS s(x) \
+         WHERE EXISTS (SELECT 1 FROM w) ON CONFLICT (subject) DO UPDATE SET {})",
+        window_columns(),
+        window_values(b, amount),
+        s + 1,
+        window_sets("risk_velocity")
+    );
+    let profile = when_posted(&renumber(&PROFILE_ADD, first + 12));
+    let decision = when_posted(&renumber(DECISION_INSERT, first + 24));
+    (
+        device,
+        format!("{velocity}, rp AS ({profile}), rd AS ({decision})"),
+    )
+}
+
+/// The parameters of [`payment_risk_when_posted`]; `None` when the payment is not counted.
+pub(crate) fn payment_risk_params_when_posted(r: &PaymentRisk<'_>) -> Option<Vec<Value>> {
+    let n = r.counted.as_ref()?;
+    let mut p: Vec<Value> = buckets(n.place.now_ms).map(Value::Int).to_vec();
+    p.push(Value::Int(n.amount));
+    p.extend(
+        add_params(&n.subjects, n.amount, n.place.now_ms)
+            .into_iter()
+            .take(2),
+    );
+    p.extend(buckets(n.place.now_ms).map(Value::Int));
+    p.push(Value::Int(n.amount));
+    p.extend(profile_add_params(n.customer_id, n.amount, &n.place));
+    p.extend(decision_params(r.decision));
+    Some(p)
+}
+
+/// `INSERT INTO t (…) VALUES (…) [ON CONFLICT …]` as `INSERT INTO t (…) SELECT … WHERE EXISTS
+/// (SELECT 1 FROM w) [ON CONFLICT …]`: the same row, written only when the statement's wallet
+/// debit `w` happened.
+pub(crate) fn when_posted(insert: &str) -> String {
+    let Some(at) = insert.find(" VALUES (") else {
+        return insert.to_string();
+    };
+    let open = at + " VALUES (".len();
+    let mut depth = 1;
+    let mut close = insert.len();
+    for (i, ch) in insert[open..].char_indices() {
+        match ch {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    close = open + i;
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    format!(
+        "{} SELECT {} WHERE EXISTS (SELECT 1 FROM w){}",
+        &insert[..at],
+        &insert[open..close],
+        insert.get(close + 1..).unwrap_or("")
+    )
+}
+
 /// `sql` with every parameter `$n` renumbered to `$(n + first - 1)`, so a statement can be
 /// embedded in another whose own parameters come first.
-fn renumber(sql: &str, first: usize) -> String {
+pub(crate) fn renumber(sql: &str, first: usize) -> String {
     let mut out = String::with_capacity(sql.len() + 32);
     let mut rest = sql;
     while let Some(i) = rest.find('$') {

@@ -147,5 +147,13 @@ pub trait Conn {
             .ok_or_else(|| StoreError::Decode("expected one row, got none".into()))
     }
     /// Which database this is (for the rare statement that must differ).
+    /// Runs a query that is the job's last write when it writes anything. When the job has
+    /// written nothing before it, PostgreSQL runs it as its own transaction, committed when
+    /// it returns (no `BEGIN` and `COMMIT` round trips); the caller must then not write
+    /// again in the job if it wrote, since a later failure could not undo it. Everywhere
+    /// else, the same as [`Conn::query`].
+    fn query_alone(&mut self, sql: &'static str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
+        self.query(sql, params)
+    }
     fn backend(&self) -> crate::Backend;
 }

@@ -859,3 +859,210 @@ fn concurrent_payments_never_lose_a_count() {
         })
     });
 }
+
+/// Rows in the tables a wallet payment writes (payments, activity, outbox, idempotency,
+/// journal, entries, postings).
+fn written(c: &mut dyn Conn) -> R<Vec<i64>> {
+    let mut n = Vec::new();
+    for sql in [
+        "SELECT COUNT(*) FROM payments",
+        "SELECT COUNT(*) FROM activity",
+        "SELECT COUNT(*) FROM outbox",
+        "SELECT COUNT(*) FROM idempotency",
+        "SELECT COUNT(*) FROM risk_decisions",
+        "SELECT COUNT(*) FROM entries",
+        "SELECT COUNT(*) FROM postings",
+    ] {
+        n.push(c.query_one(sql, params![])?.int(0)?);
+    }
+    Ok(n)
+}
+
+#[test]
+fn the_single_statement_payment_commits_all_of_it_or_nothing() {
+    use konbini_core::ledger as rules;
+    use konbini_store::payments::{PaidAlone, WalletPost};
+    use konbini_store::risk;
+    each(|t| {
+        rt().block_on(async {
+            let now: i64 = 1_795_564_800_000;
+            let _: () =
+                t.db.write(|c| {
+                    customers::insert(c, &customer("cus_s", "s@example.com"))?;
+                    customers::insert_device(c, &device("dev_s", "cus_s", 31), "sms")?;
+                    fund(c, "wallet:cus_s:JPY", 1_000, "s1")
+                })
+                .await
+                .expect("seed");
+            // One attempt: code `counter`, `amount`, under idempotency key `key`.
+            let pay = |counter: i64, amount: i64, key: &'static str, n: &'static str| {
+                let db = t.db.clone();
+                async move {
+                    db.write(move |c| {
+                        let wallet = "wallet:cus_s:JPY";
+                        let settlement = rules::store_settlement_account("st_s", Currency::JPY);
+                        let entry = Entry::transfer(
+                            wallet,
+                            &settlement,
+                            konbini_core::Amount::new(amount, Currency::JPY).expect("amount"),
+                        )
+                        .expect("entry");
+                        let p = payments::Payment {
+                            id: format!("pay_{n}"),
+                            customer_id: Some("cus_s".into()),
+                            device_id: Some("dev_s".into()),
+                            store_id: "st_s".into(),
+                            terminal_id: "term_s".into(),
+                            amount,
+                            currency: "JPY".into(),
+                            status: "succeeded".into(),
+                            decline_code: None,
+                            funding: Some("wallet".into()),
+                            card_id: None,
+                            processor_auth: None,
+                            order_ref: n.into(),
+                            basket: "[]".into(),
+                            refunded: 0,
+                            hold_id: None,
+                            expires_ms: None,
+                            created_ms: now,
+                            updated_ms: now,
+                        };
+                        let activity = payments::Activity {
+                            id: p.id.clone(),
+                            customer_id: "cus_s".into(),
+                            kind: "payment".into(),
+                            amount: -amount,
+                            currency: "JPY".into(),
+                            status: "succeeded".into(),
+                            description: "Payment".into(),
+                            created_ms: now,
+                        };
+                        let event = outbox::NewEvent {
+                            id: format!("evt_{n}"),
+                            topic: "payment.succeeded".into(),
+                            aggregate_id: p.id.clone(),
+                            payload: "{}".into(),
+                            created_ms: now,
+                        };
+                        let decision = risk::DecisionRecord {
+                            id: format!("rd_{n}"),
+                            at_ms: now,
+                            customer_id: Some("cus_s".into()),
+                            event_kind: "payment".into(),
+                            ref_id: Some(p.id.clone()),
+                            outcome: "allow".into(),
+                            decided_by: None,
+                            fired: "[]".into(),
+                            shadow: "[]".into(),
+                            features: "{}".into(),
+                            case_id: None,
+                        };
+                        let risk = risk::PaymentRisk {
+                            decision: &decision,
+                            counted: Some(risk::PaymentCount {
+                                subjects: ["store:st_s:pay", "term:term_s:pay"],
+                                device_id: "dev_s",
+                                customer_id: "cus_s",
+                                amount,
+                                place: risk::PaymentPlace {
+                                    store_id: "st_s",
+                                    at: None,
+                                    now_ms: now,
+                                    day: 1,
+                                    month: 1,
+                                },
+                                read: None,
+                            }),
+                        };
+                        payments::pay_and_record_alone(
+                            c,
+                            &WalletPost {
+                                slot: 31,
+                                counter,
+                                entry_id: &format!("ent_{n}"),
+                                entry: &entry,
+                            },
+                            &p,
+                            &activity,
+                            &event,
+                            &payments::IdempotencyRecord {
+                                scope: "term_s",
+                                key,
+                                request_hash: b"h",
+                                status: 201,
+                                body: "{}",
+                            },
+                            Some(&risk),
+                        )
+                    })
+                    .await
+                }
+            };
+            let state = |db: konbini_store::Db| async move {
+                db.read(|c| {
+                    let balance = ledger::balance(c, "wallet:cus_s:JPY")?.0;
+                    let counter =
+                        customers::device_by_id(c, "dev_s")?.map_or(-1, |d| d.last_code_counter);
+                    let profile = risk::profile(c, "cus_s")?.payments;
+                    Ok::<_, StoreError>((balance, counter, profile, written(c)?))
+                })
+                .await
+                .expect("state")
+            };
+            let paid = pay(5, 300, "k1", "a").await.expect("pay");
+            if t.db.backend() == konbini_store::Backend::Sqlite {
+                // The embedded database has no round trips to save: the general path serves.
+                assert_eq!(paid, None, "{}", t.label);
+                return;
+            }
+            assert_eq!(paid, Some(PaidAlone::Paid), "{}", t.label);
+            let after_paid = state(t.db.clone()).await;
+            assert_eq!(
+                (after_paid.0, after_paid.1, after_paid.2),
+                (700, 5, 1),
+                "{}",
+                t.label
+            );
+            // The payment, its activity line, event, idempotency record and journal line; the
+            // top-up's entry and the payment's, two postings each.
+            assert_eq!(after_paid.3, [1, 1, 1, 1, 1, 2, 4], "{}", t.label);
+            let v =
+                t.db.read(move |c| {
+                    risk::velocities(c, ["store:st_s:pay", "term:term_s:pay", "", ""], now + 1)
+                })
+                .await
+                .expect("read");
+            assert_eq!(
+                (v[0].count[0], v[0].sum[0], v[1].count[3]),
+                (1, 300, 1),
+                "{}",
+                t.label
+            );
+            // Too much for the wallet: undone whole, the code not even spent.
+            let short = pay(6, 5_000, "k2", "b").await.expect("pay");
+            assert_eq!(short, Some(PaidAlone::NotPaid), "{}", t.label);
+            assert_eq!(state(t.db.clone()).await, after_paid, "{}", t.label);
+            // A replayed code: nothing written.
+            let replay = pay(5, 100, "k3", "c").await.expect("pay");
+            assert_eq!(replay, Some(PaidAlone::CodeRejected), "{}", t.label);
+            assert_eq!(state(t.db.clone()).await, after_paid, "{}", t.label);
+            // The idempotency key recorded by another request meanwhile: undone whole.
+            let race = pay(7, 100, "k1", "d").await.expect("pay");
+            assert_eq!(race, Some(PaidAlone::Race), "{}", t.label);
+            assert_eq!(state(t.db.clone()).await, after_paid, "{}", t.label);
+            // A job that goes on writing after the statement wrote nothing runs in a
+            // transaction again: its failure undoes what it wrote.
+            let failed: Result<(), StoreError> =
+                t.db.write(|c| {
+                    customers::consume_code(c, 31, 8)?;
+                    Err(StoreError::Decode("fails after writing".into()))
+                })
+                .await;
+            assert!(failed.is_err());
+            assert_eq!(state(t.db.clone()).await, after_paid, "{}", t.label);
+            let report = t.db.read(ledger::verify).await.expect("verify");
+            assert!(report.ok(), "{}: {report:?}", t.label);
+        })
+    });
+}

@@ -435,17 +435,65 @@ pub async fn create_payment(
             }
             let entry =
                 Entry::transfer(&wallet, &settlement, amount).map_err(|_| ApiError::internal())?;
+            let entry_id = new_id("ent");
+            let subjects = super::risk::payment_subjects(&facts);
+            // The journal line of a payment on the hot path (the others were journaled above).
+            let record = (deferred && cfg.risk_in_line).then(|| {
+                super::risk::decision_record(
+                    &decision,
+                    &features,
+                    EventKind::Payment,
+                    &customer_id,
+                    Some(&p.id),
+                    now,
+                    None,
+                )
+            });
+            // PostgreSQL: the whole payment as one statement that is its own transaction, when
+            // it goes through; otherwise it wrote nothing and the general path below decides.
+            if deferred {
+                let mut paid = p.clone();
+                paid.status = "succeeded".into();
+                let (activity, event) = activity_and_event(&paid, now);
+                let stored = Stored::json(StatusCode::CREATED, &payment_json(&paid));
+                let risk = record
+                    .as_ref()
+                    .map(|record| konbini_store::risk::PaymentRisk {
+                        decision: record,
+                        counted: Some(super::risk::payment_count(&facts, &subjects, now)),
+                    });
+                if let Some(activity) = &activity {
+                    let outcome = payments::pay_and_record_alone(
+                        c,
+                        &payments::WalletPost {
+                            slot,
+                            counter,
+                            entry_id: &entry_id,
+                            entry: &entry,
+                        },
+                        &paid,
+                        activity,
+                        &event,
+                        &payments::IdempotencyRecord {
+                            scope: &idem.scope,
+                            key: &idem.key,
+                            request_hash: &idem.request_hash,
+                            status: stored.status,
+                            body: &stored.body,
+                        },
+                        risk.as_ref(),
+                    )?;
+                    match outcome {
+                        Some(payments::PaidAlone::Paid) => return Ok(Decided::Done(stored)),
+                        Some(payments::PaidAlone::Race) => return Err(race()),
+                        _ => {}
+                    }
+                }
+            }
             // The hot path: spend the code and move the money in one step.
             let mut posted = false;
             match ledger::spend_code_and_post(
-                c,
-                slot,
-                counter,
-                &new_id("ent"),
-                "payment",
-                &p.id,
-                &entry,
-                now,
+                c, slot, counter, &entry_id, "payment", &p.id, &entry, now,
             )? {
                 ledger::CodeAndPost::Posted => {
                     posted = true;
@@ -465,21 +513,11 @@ pub async fn create_payment(
                     p.decline_code = Some("invalid_code".into());
                 }
             }
-            if !deferred || !cfg.risk_in_line {
+            let Some(record) = &record else {
                 return finish_decided(c, &idem, p, now, None).map(Decided::Done);
-            }
-            let record = super::risk::decision_record(
-                &decision,
-                &features,
-                EventKind::Payment,
-                &customer_id,
-                Some(&p.id),
-                now,
-                None,
-            );
-            let subjects = super::risk::payment_subjects(&facts);
+            };
             let risk = konbini_store::risk::PaymentRisk {
-                decision: &record,
+                decision: record,
                 counted: posted.then(|| konbini_store::risk::PaymentCount {
                     // Read at the top of this job: on SQLite nothing else has written them.
                     read: Some(konbini_store::risk::CountedRows {
@@ -554,13 +592,19 @@ fn finish_decided(
         risk,
     )?;
     if !recorded {
-        return Err(ApiError::idempotency(
-            StatusCode::CONFLICT,
-            idem::RACE,
-            "A concurrent request used this Idempotency-Key.",
-        ));
+        return Err(race());
     }
     Ok(stored)
+}
+
+/// A concurrent request with the same Idempotency-Key was recorded first (the caller answers
+/// with what that one stored).
+fn race() -> ApiError {
+    ApiError::idempotency(
+        StatusCode::CONFLICT,
+        idem::RACE,
+        "A concurrent request used this Idempotency-Key.",
+    )
 }
 
 /// The customer's activity line (when the payer is known) and the outbox event of a payment.
