@@ -148,6 +148,9 @@ pub enum CodeAndPost {
 /// `customers::consume_code`) and, only if that succeeded, posts `entry`. On PostgreSQL this is
 /// ONE statement (the code, the guarded debit, the credit, the entry and its postings as
 /// data-modifying CTEs, each conditional on the one before); on SQLite, two calls in process.
+/// With `device` (SQLite, where the caller read the device row earlier in the same writer
+/// job), the payment is also counted in the device's windows by the row write that spends
+/// the code; PostgreSQL ignores it.
 #[allow(clippy::too_many_arguments)]
 pub fn spend_code_and_post(
     conn: &mut dyn Conn,
@@ -158,7 +161,22 @@ pub fn spend_code_and_post(
     ref_id: &str,
     entry: &Entry,
     now_ms: i64,
+    device: Option<&crate::risk::DeviceCount>,
 ) -> Result<CodeAndPost, StoreError> {
+    if let (crate::Backend::Sqlite, Some(d)) = (conn.backend(), device) {
+        // One write of the device row spends the code and counts the payment; in the rare
+        // case the wallet cannot pay, the windows go back to what was read.
+        if !crate::risk::spend_code_counting(conn, slot, counter, d)? {
+            return Ok(CodeAndPost::CodeRejected);
+        }
+        return match post(conn, entry_id, kind, ref_id, entry, now_ms)? {
+            Posted::Ok => Ok(CodeAndPost::Posted),
+            Posted::InsufficientFunds => {
+                crate::risk::restore_device_windows(conn, d)?;
+                Ok(CodeAndPost::InsufficientFunds)
+            }
+        };
+    }
     let params = match conn.backend() {
         crate::Backend::Postgres => {
             code_and_post_params(slot, counter, entry_id, kind, ref_id, entry, now_ms)?

@@ -550,6 +550,9 @@ pub struct PaymentRisk<'a> {
 pub struct CountedRows<'a> {
     pub profile: &'a Profile,
     pub windows: [Option<Windows>; 4],
+    /// The device's windows were already written with the code's spending
+    /// ([`spend_code_counting`]).
+    pub device_counted: bool,
 }
 
 /// A payment that went through, as the counters and the profile see it.
@@ -591,6 +594,65 @@ pub fn count_payment(conn: &mut dyn Conn, n: &PaymentCount<'_>) -> Result<(), St
     record_device_payment(conn, n.device_id, n.amount, n.place.now_ms)?;
     record_payment(conn, n.customer_id, n.amount, n.place)
 }
+
+/// The paying device's windows as read earlier in the same SQLite writer job (so current),
+/// to be counted in the `UPDATE` that spends the payment's code ([`spend_code_counting`]).
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceCount<'a> {
+    pub device_id: &'a str,
+    pub windows: Windows,
+    pub amount: i64,
+    pub now_ms: i64,
+}
+
+/// Parameters: the counter, the slot, then the 20 window values.
+static SPEND_AND_COUNT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE devices SET last_code_counter = $1, {} WHERE slot = $2 AND status = 'bound' AND last_code_counter < $1",
+        window_assignments(3)
+    )
+});
+
+/// Spends payment-code `counter` on `slot` (as `customers::consume_code`) and counts the
+/// payment in the device's windows in the same row write: one `UPDATE` of the device row
+/// instead of two. `false`, with nothing written, when the code was not valid.
+pub fn spend_code_counting(
+    conn: &mut dyn Conn,
+    slot: i64,
+    counter: i64,
+    d: &DeviceCount<'_>,
+) -> Result<bool, StoreError> {
+    let p: Vec<Value> = [Value::Int(counter), Value::Int(slot)]
+        .into_iter()
+        .chain(d.windows.counted(d.amount, d.now_ms).values())
+        .collect();
+    Ok(conn.exec(&SPEND_AND_COUNT, &p)? == 1)
+}
+
+/// Writes back the device's windows as read (undoing [`spend_code_counting`]'s count when
+/// the payment did not go through).
+pub fn restore_device_windows(conn: &mut dyn Conn, d: &DeviceCount<'_>) -> Result<(), StoreError> {
+    let p: Vec<Value> = std::iter::once(Value::from(d.device_id))
+        .chain(d.windows.values())
+        .collect();
+    conn.exec(&DEVICE_SET, &p)?;
+    Ok(())
+}
+
+/// The stored state of a device's payment windows (they live on the device row).
+pub fn windows_of_device(conn: &mut dyn Conn, device_id: &str) -> Result<Windows, StoreError> {
+    match conn.query_opt(&WINDOWS_OF_DEVICE, params![device_id])? {
+        Some(r) => Ok(Windows::read(&r, 0)?.unwrap_or_default()),
+        None => Err(StoreError::Decode(format!("no device {device_id}"))),
+    }
+}
+
+static WINDOWS_OF_DEVICE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM devices d WHERE d.id = $1",
+        velocity_columns("d")
+    )
+});
 
 static VELOCITY_SET: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -635,6 +697,7 @@ fn count_payment_read(
         }
     }
     match device {
+        _ if read.device_counted => {}
         Some(w) => set(conn, &DEVICE_SET, n.device_id, &w)?,
         None => record_device_payment(conn, n.device_id, amount, now)?,
     }

@@ -1066,3 +1066,96 @@ fn the_single_statement_payment_commits_all_of_it_or_nothing() {
         })
     });
 }
+
+#[test]
+fn spending_a_code_can_count_the_payment_on_the_device_row() {
+    use konbini_core::ledger as rules;
+    use konbini_store::risk;
+    each(|t| {
+        rt().block_on(async {
+            let now: i64 = 1_795_564_800_000;
+            let _: () =
+                t.db.write(|c| {
+                    customers::insert(c, &customer("cus_d", "d@example.com"))?;
+                    customers::insert_device(c, &device("dev_d", "cus_d", 41), "sms")?;
+                    fund(c, "wallet:cus_d:JPY", 500, "d1")
+                })
+                .await
+                .expect("seed");
+            // One payment of `amount` with code `counter`, counting it on the device from the
+            // windows as they stand (read in the same job, as the till's job does).
+            let pay = |counter: i64, amount: i64, n: &'static str| {
+                let db = t.db.clone();
+                async move {
+                    db.write(move |c| {
+                        let windows = risk::windows_of_device(c, "dev_d")?;
+                        let entry = Entry::transfer(
+                            "wallet:cus_d:JPY",
+                            &rules::store_settlement_account("st_d", Currency::JPY),
+                            konbini_core::Amount::new(amount, Currency::JPY).expect("amount"),
+                        )
+                        .expect("entry");
+                        ledger::spend_code_and_post(
+                            c,
+                            41,
+                            counter,
+                            &format!("ent_{n}"),
+                            "payment",
+                            n,
+                            &entry,
+                            now,
+                            Some(&risk::DeviceCount {
+                                device_id: "dev_d",
+                                windows,
+                                amount,
+                                now_ms: now,
+                            }),
+                        )
+                    })
+                    .await
+                    .expect("pay")
+                }
+            };
+            let state = |db: konbini_store::Db| async move {
+                db.read(|c| {
+                    let counter =
+                        customers::device_by_id(c, "dev_d")?.map_or(-1, |d| d.last_code_counter);
+                    let w = risk::windows_of_device(c, "dev_d")?;
+                    let balance = ledger::balance(c, "wallet:cus_d:JPY")?.0;
+                    Ok::<_, StoreError>((counter, w.n[0], w.total[0], balance))
+                })
+                .await
+                .expect("state")
+            };
+            use ledger::CodeAndPost::*;
+            assert_eq!(pay(3, 200, "p1").await, Posted, "{}", t.label);
+            // SQLite counts in the row write that spends the code; PostgreSQL leaves counting
+            // to the payment's record (or its single statement), so nothing here.
+            let counted = i64::from(t.db.backend() == konbini_store::Backend::Sqlite);
+            assert_eq!(
+                state(t.db.clone()).await,
+                (3, counted, 200 * counted, 300),
+                "{}",
+                t.label
+            );
+            // Short: the code is spent, nothing counted, the wallet untouched.
+            assert_eq!(pay(4, 1_000, "p2").await, InsufficientFunds, "{}", t.label);
+            assert_eq!(
+                state(t.db.clone()).await,
+                (4, counted, 200 * counted, 300),
+                "{}",
+                t.label
+            );
+            // A replayed code: nothing at all.
+            assert_eq!(pay(4, 100, "p3").await, CodeRejected, "{}", t.label);
+            assert_eq!(
+                state(t.db.clone()).await,
+                (4, counted, 200 * counted, 300),
+                "{}",
+                t.label
+            );
+            let report = t.db.read(ledger::verify).await.expect("verify");
+            assert!(report.ok(), "{}: {report:?}", t.label);
+        })
+    });
+}

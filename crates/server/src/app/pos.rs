@@ -451,7 +451,8 @@ pub async fn create_payment(
             });
             // PostgreSQL: the whole payment as one statement that is its own transaction, when
             // it goes through; otherwise it wrote nothing and the general path below decides.
-            if deferred {
+            // (SQLite has no round trips to save: there the general path is the fast one.)
+            if deferred && c.backend() == konbini_store::Backend::Postgres {
                 let mut paid = p.clone();
                 paid.status = "succeeded".into();
                 let (activity, event) = activity_and_event(&paid, now);
@@ -490,10 +491,27 @@ pub async fn create_payment(
                     }
                 }
             }
-            // The hot path: spend the code and move the money in one step.
+            // The hot path: spend the code and move the money in one step (on SQLite, counting
+            // the payment on the device row as it spends the code, from the row as read).
+            let device = record.as_ref().and(ctx.windows[1]).map(|windows| {
+                konbini_store::risk::DeviceCount {
+                    device_id: &paying.device.id,
+                    windows,
+                    amount: amount.minor(),
+                    now_ms: now,
+                }
+            });
             let mut posted = false;
             match ledger::spend_code_and_post(
-                c, slot, counter, &entry_id, "payment", &p.id, &entry, now,
+                c,
+                slot,
+                counter,
+                &entry_id,
+                "payment",
+                &p.id,
+                &entry,
+                now,
+                device.as_ref(),
             )? {
                 ledger::CodeAndPost::Posted => {
                     posted = true;
@@ -523,6 +541,7 @@ pub async fn create_payment(
                     read: Some(konbini_store::risk::CountedRows {
                         profile,
                         windows: ctx.windows,
+                        device_counted: device.is_some(),
                     }),
                     ..super::risk::payment_count(&facts, &subjects, now)
                 }),
