@@ -175,7 +175,9 @@ impl Db {
         rx.await.map_err(|_| E::from(StoreError::Closed))?
     }
 
-    /// Runs `f` in a read-only transaction (a consistent snapshot).
+    /// Runs `f` in a read-only transaction: one snapshot for all its statements (on PostgreSQL
+    /// at REPEATABLE READ, so a multi-statement check such as `ledger verify` sees one state
+    /// of a live database).
     pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
@@ -201,7 +203,11 @@ impl Db {
             }
             Inner::Postgres { jobs } => {
                 let job: PgJob = Box::new(move |conn: &mut PgConn| {
-                    let _ = tx.send(run_pg_tx(conn, f, Some("BEGIN READ ONLY")));
+                    let _ = tx.send(run_pg_tx(
+                        conn,
+                        f,
+                        Some("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+                    ));
                 });
                 send(jobs, job)?;
             }

@@ -282,3 +282,32 @@ pub(crate) fn worker_loop(mut conn: PgConn, rx: crossbeam_channel::Receiver<PgJo
         job(&mut conn);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::runs_alone;
+
+    #[test]
+    fn only_plain_reads_run_outside_the_jobs_transaction() {
+        for read in [
+            "SELECT id FROM payments WHERE id = $1",
+            "  select count(*) from entries",
+            "SELECT t.id FROM terminals t LEFT JOIN devices d ON d.slot = $3",
+        ] {
+            assert!(runs_alone(read), "{read}");
+        }
+        for needs_tx in [
+            "UPDATE devices SET last_code_counter = $1",
+            "INSERT INTO outbox (id) VALUES ($1)",
+            "WITH k AS (UPDATE devices SET x = 1 RETURNING 1) SELECT COUNT(*) FROM k",
+            "SELECT id FROM customers WHERE id = $1 FOR UPDATE",
+            "SELECT 1 FROM x FOR NO KEY UPDATE",
+            "SELECT 1 FROM x for share",
+            "SELECT 1 FROM (SELECT pg_advisory_xact_lock(7262695)) AS l",
+            "SELECT konbini_undo('x')",
+            "DELETE FROM risk_velocity WHERE w3_bucket < $1",
+        ] {
+            assert!(!runs_alone(needs_tx), "{needs_tx}");
+        }
+    }
+}
