@@ -453,42 +453,20 @@ pub async fn create_payment(
             // it goes through; otherwise it wrote nothing and the general path below decides.
             // (SQLite has no round trips to save: there the general path is the fast one.)
             if deferred && c.backend() == konbini_store::Backend::Postgres {
-                let mut paid = p.clone();
-                paid.status = "succeeded".into();
-                let (activity, event) = activity_and_event(&paid, now);
-                let stored = Stored::json(StatusCode::CREATED, &payment_json(&paid));
                 let risk = record
                     .as_ref()
                     .map(|record| konbini_store::risk::PaymentRisk {
                         decision: record,
                         counted: Some(super::risk::payment_count(&facts, &subjects, now)),
                     });
-                if let Some(activity) = &activity {
-                    let outcome = payments::pay_and_record_alone(
-                        c,
-                        &payments::WalletPost {
-                            slot,
-                            counter,
-                            entry_id: &entry_id,
-                            entry: &entry,
-                        },
-                        &paid,
-                        activity,
-                        &event,
-                        &payments::IdempotencyRecord {
-                            scope: &idem.scope,
-                            key: &idem.key,
-                            request_hash: &idem.request_hash,
-                            status: stored.status,
-                            body: &stored.body,
-                        },
-                        risk.as_ref(),
-                    )?;
-                    match outcome {
-                        Some(payments::PaidAlone::Paid) => return Ok(Decided::Done(stored)),
-                        Some(payments::PaidAlone::Race) => return Err(race()),
-                        _ => {}
-                    }
+                let post = payments::WalletPost {
+                    slot,
+                    counter,
+                    entry_id: &entry_id,
+                    entry: &entry,
+                };
+                if let Some(stored) = pay_alone(c, &idem, &p, &post, risk.as_ref(), now)? {
+                    return Ok(Decided::Done(stored));
                 }
             }
             // The hot path: spend the code and move the money in one step (on SQLite, counting
@@ -614,6 +592,47 @@ fn finish_decided(
         return Err(race());
     }
     Ok(stored)
+}
+
+/// PostgreSQL's hot path: payment `p` as one statement that is its own transaction
+/// (`payments::pay_and_record_alone`), recorded as succeeded. `Some(answer)` when it went
+/// through; `None` when it wrote nothing (a bad code, a short wallet) and the general path
+/// decides; the idempotency race when a duplicate was recorded first.
+fn pay_alone(
+    c: &mut dyn Conn,
+    idem: &Idem,
+    p: &Payment,
+    post: &payments::WalletPost<'_>,
+    risk: Option<&konbini_store::risk::PaymentRisk<'_>>,
+    now: i64,
+) -> ApiResult<Option<Stored>> {
+    let mut paid = p.clone();
+    paid.status = "succeeded".into();
+    let (activity, event) = activity_and_event(&paid, now);
+    let Some(activity) = activity else {
+        return Ok(None);
+    };
+    let stored = Stored::json(StatusCode::CREATED, &payment_json(&paid));
+    let outcome = payments::pay_and_record_alone(
+        c,
+        post,
+        &paid,
+        &activity,
+        &event,
+        &payments::IdempotencyRecord {
+            scope: &idem.scope,
+            key: &idem.key,
+            request_hash: &idem.request_hash,
+            status: stored.status,
+            body: &stored.body,
+        },
+        risk,
+    )?;
+    match outcome {
+        Some(payments::PaidAlone::Paid) => Ok(Some(stored)),
+        Some(payments::PaidAlone::Race) => Err(race()),
+        _ => Ok(None),
+    }
 }
 
 /// A concurrent request with the same Idempotency-Key was recorded first (the caller answers
