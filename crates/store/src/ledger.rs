@@ -209,15 +209,25 @@ static SPEND_CODE_AND_POST: std::sync::LazyLock<String> = std::sync::LazyLock::n
 
 /// The data-modifying CTEs of the wallet payment's ledger part on PostgreSQL, each
 /// conditional on the one before: `k` spends the code (and makes `device_sets`, further
-/// assignments on the device row, e.g. the risk engine's counters), `w` debits the wallet,
-/// `c` credits the other account (creating it if new), `e` and `p` write the entry and its
-/// two postings. Parameters `$1`..`$12`, from [`code_and_post_params`].
+/// assignments on the device row, e.g. the risk engine's counters), then the wallet debit's
+/// CTEs ([`wallet_debit_ctes`]), conditional on `k`. Parameters `$1`..`$12`, from
+/// [`code_and_post_params`].
 pub(crate) fn code_and_post_ctes(device_sets: &str) -> String {
     format!(
         "k AS (UPDATE devices SET last_code_counter = $11::bigint{device_sets} \
-                WHERE slot = $12::bigint AND status = 'bound' AND last_code_counter < $11::bigint RETURNING 1), \
-         w AS (UPDATE accounts SET balance = balance + $1::bigint \
-               WHERE id = $2::text AND balance - held + $1::bigint >= 0 AND EXISTS (SELECT 1 FROM k) RETURNING id), \
+                WHERE slot = $12::bigint AND status = 'bound' AND last_code_counter < $11::bigint RETURNING 1), {}",
+        wallet_debit_ctes(" AND EXISTS (SELECT 1 FROM k)")
+    )
+}
+
+/// A wallet paying a non-wallet account on PostgreSQL: `w` debits the wallet if it can (and
+/// `debit_if` holds), `c` credits the other account (creating it if new), `e` and `p` write
+/// the entry and its two postings, each only if `w` happened. Parameters `$1`..`$10`, from
+/// [`wallet_debit_params`].
+fn wallet_debit_ctes(debit_if: &str) -> String {
+    format!(
+        "w AS (UPDATE accounts SET balance = balance + $1::bigint \
+               WHERE id = $2::text AND balance - held + $1::bigint >= 0{debit_if} RETURNING id), \
          c AS (INSERT INTO accounts (id, kind, currency, balance, held, created_ms) \
                SELECT $3::text, $4::text, $5::text, $6::bigint, 0, $7::bigint WHERE EXISTS (SELECT 1 FROM w) \
                ON CONFLICT (id) DO UPDATE SET balance = accounts.balance + excluded.balance), \
@@ -234,6 +244,23 @@ pub(crate) fn code_and_post_ctes(device_sets: &str) -> String {
 pub(crate) fn code_and_post_params(
     slot: i64,
     counter: i64,
+    entry_id: &str,
+    kind: &str,
+    ref_id: &str,
+    entry: &Entry,
+    now_ms: i64,
+) -> Result<Option<Vec<crate::Value>>, StoreError> {
+    Ok(
+        wallet_debit_params(entry_id, kind, ref_id, entry, now_ms)?.map(|mut p| {
+            p.extend_from_slice(params![counter, slot]);
+            p
+        }),
+    )
+}
+
+/// The parameters of [`wallet_debit_ctes`]; `None` when `entry` is not a wallet paying a
+/// non-wallet account in two postings.
+fn wallet_debit_params(
     entry_id: &str,
     kind: &str,
     ref_id: &str,
@@ -264,9 +291,7 @@ pub(crate) fn code_and_post_params(
             now_ms,
             entry_id,
             kind,
-            ref_id,
-            counter,
-            slot
+            ref_id
         ]
         .to_vec(),
     ))
@@ -284,41 +309,19 @@ fn post_wallet_debit_pg(
     entry: &Entry,
     now_ms: i64,
 ) -> Result<Option<Posted>, StoreError> {
-    let [a, b] = entry.postings() else {
+    let Some(params) = wallet_debit_params(entry_id, kind, ref_id, entry, now_ms)? else {
         return Ok(None);
     };
-    let (debit, credit) = if a.amount_minor < 0 { (a, b) } else { (b, a) };
-    if !is_wallet_account(&debit.account_id) || is_wallet_account(&credit.account_id) {
-        return Ok(None);
-    }
-    let credit_kind = AccountKind::of_account(&credit.account_id).ok_or_else(|| {
-        StoreError::Constraint(format!(
-            "account id {} has no known kind",
-            credit.account_id
-        ))
-    })?;
-    let row = conn.query_one(
-        "WITH w AS (UPDATE accounts SET balance = balance + $1::bigint WHERE id = $2::text AND balance - held + $1::bigint >= 0 RETURNING id), \
-         c AS (INSERT INTO accounts (id, kind, currency, balance, held, created_ms) \
-               SELECT $3::text, $4::text, $5::text, $6::bigint, 0, $7::bigint WHERE EXISTS (SELECT 1 FROM w) \
-               ON CONFLICT (id) DO UPDATE SET balance = accounts.balance + excluded.balance), \
-         e AS (INSERT INTO entries (id, kind, ref_id, currency, created_ms) \
-               SELECT $8::text, $9::text, $10::text, $5::text, $7::bigint WHERE EXISTS (SELECT 1 FROM w)), \
-         p AS (INSERT INTO postings (entry_id, account_id, amount) \
-               SELECT v.e, v.a, v.x FROM (VALUES ($8::text, $2::text, $1::bigint), ($8::text, $3::text, $6::bigint)) AS v(e, a, x) \
-               WHERE EXISTS (SELECT 1 FROM w)) \
-         SELECT COUNT(*) FROM w",
-        params![
-            debit.amount_minor, &debit.account_id, &credit.account_id, credit_kind.as_str(),
-            entry.currency().code(), credit.amount_minor, now_ms, entry_id, kind, ref_id
-        ],
-    )?;
+    let row = conn.query_one(&WALLET_DEBIT, &params)?;
     Ok(Some(if row.int(0)? == 1 {
         Posted::Ok
     } else {
         Posted::InsufficientFunds
     }))
 }
+
+static WALLET_DEBIT: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("WITH {} SELECT COUNT(*) FROM w", wallet_debit_ctes("")));
 
 /// A two-phase hold to place on a wallet.
 #[derive(Debug, Clone)]

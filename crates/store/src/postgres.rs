@@ -131,10 +131,15 @@ impl PgConn {
         }
     }
 
-    /// The prepared statement, after beginning the job's transaction if it needs one now.
-    fn statement(&mut self, sql: &'static str) -> Result<postgres::Statement, StoreError> {
+    /// The prepared statement, after beginning the job's transaction if it needs one now
+    /// (`alone`: the caller runs it as its own transaction).
+    fn statement(
+        &mut self,
+        sql: &'static str,
+        alone: bool,
+    ) -> Result<postgres::Statement, StoreError> {
         let key = (sql.as_ptr() as usize, sql.len());
-        let (s, alone) = match self.statements.get(&key) {
+        let (s, plain_read) = match self.statements.get(&key) {
             Some(s) => s.clone(),
             None => {
                 let s = self.client.prepare(sql).map_err(map_err)?;
@@ -143,11 +148,27 @@ impl PgConn {
                 entry
             }
         };
-        if self.lazy && !self.in_tx && !alone {
+        if self.lazy && !self.in_tx && !alone && !plain_read {
             self.batch("BEGIN")?;
             self.in_tx = true;
         }
         Ok(s)
+    }
+
+    fn rows(
+        &mut self,
+        sql: &'static str,
+        params: &[Value],
+        alone: bool,
+    ) -> Result<Vec<Row>, StoreError> {
+        let stmt = self.statement(sql, alone)?;
+        match self.client.query(&stmt, &as_params(params)) {
+            Ok(rows) => rows.iter().map(decode).collect(),
+            Err(e) => {
+                let e = map_err(e);
+                Err(self.note(e))
+            }
+        }
     }
 
     fn note(&mut self, e: StoreError) -> StoreError {
@@ -227,7 +248,7 @@ fn as_params(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
 
 impl Conn for PgConn {
     fn exec(&mut self, sql: &'static str, params: &[Value]) -> Result<u64, StoreError> {
-        let stmt = self.statement(sql)?;
+        let stmt = self.statement(sql, false)?;
         let r = self.client.execute(&stmt, &as_params(params));
         r.map_err(|e| {
             let e = map_err(e);
@@ -236,39 +257,14 @@ impl Conn for PgConn {
     }
 
     fn query(&mut self, sql: &'static str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
-        let stmt = self.statement(sql)?;
-        let r = self.client.query(&stmt, &as_params(params));
-        match r {
-            Ok(rows) => rows.iter().map(decode).collect(),
-            Err(e) => {
-                let e = map_err(e);
-                Err(self.note(e))
-            }
-        }
+        self.rows(sql, params, false)
     }
 
     fn query_alone(&mut self, sql: &'static str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
-        if !self.lazy || self.in_tx {
-            return self.query(sql, params);
-        }
         // Nothing written yet in this job: the statement is its own transaction, committed
-        // (durably: synchronous_commit) when its answer arrives.
-        let key = (sql.as_ptr() as usize, sql.len());
-        let stmt = match self.statements.get(&key) {
-            Some(s) => s.0.clone(),
-            None => {
-                let s = self.client.prepare(sql).map_err(map_err)?;
-                self.statements.insert(key, (s.clone(), runs_alone(sql)));
-                s
-            }
-        };
-        match self.client.query(&stmt, &as_params(params)) {
-            Ok(rows) => rows.iter().map(decode).collect(),
-            Err(e) => {
-                let e = map_err(e);
-                Err(self.note(e))
-            }
-        }
+        // (durably: synchronous_commit) when its answer arrives. Otherwise it joins the job's.
+        let alone = self.lazy && !self.in_tx;
+        self.rows(sql, params, alone)
     }
 
     fn backend(&self) -> Backend {

@@ -579,13 +579,7 @@ fn finish_decided(
         &p,
         activity.as_ref(),
         &event,
-        &payments::IdempotencyRecord {
-            scope: &idem.scope,
-            key: &idem.key,
-            request_hash: &idem.request_hash,
-            status: stored.status,
-            body: &stored.body,
-        },
+        &idem_record(idem, &stored),
         risk,
     )?;
     if !recorded {
@@ -619,19 +613,24 @@ fn pay_alone(
         &paid,
         &activity,
         &event,
-        &payments::IdempotencyRecord {
-            scope: &idem.scope,
-            key: &idem.key,
-            request_hash: &idem.request_hash,
-            status: stored.status,
-            body: &stored.body,
-        },
+        &idem_record(idem, &stored),
         risk,
     )?;
     match outcome {
         Some(payments::PaidAlone::Paid) => Ok(Some(stored)),
         Some(payments::PaidAlone::Race) => Err(race()),
         _ => Ok(None),
+    }
+}
+
+/// The idempotency record that stores `stored` as the answer to request `idem`.
+fn idem_record<'a>(idem: &'a Idem, stored: &'a Stored) -> payments::IdempotencyRecord<'a> {
+    payments::IdempotencyRecord {
+        scope: &idem.scope,
+        key: &idem.key,
+        request_hash: &idem.request_hash,
+        status: stored.status,
+        body: &stored.body,
     }
 }
 
