@@ -1168,6 +1168,7 @@ proptest! {
         prop_assert_eq!(back.entries(), features.entries());
         // Through text, as the journal stores it.
         let text = serde_json::to_string(&features).unwrap();
+        prop_assert_eq!(&features.journal_string(), &text, "the hand-written form is serde's, byte for byte");
         let reread: Features = serde_json::from_str(&text).map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
         prop_assert_eq!(&reread, &features);
         // Deciding on the journaled form gives the same decision, rule by rule.

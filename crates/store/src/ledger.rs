@@ -1,7 +1,7 @@
 //! The double-entry ledger: accounts with cached balances, append-only entries and postings,
 //! two-phase holds, and the invariant checks behind `konbini ledger verify`.
 
-use crate::{Conn, StoreError, params};
+use crate::{Conn, StoreError, params, values};
 use konbini_core::Currency;
 use konbini_core::ledger::{AccountKind, Entry, is_wallet_account};
 
@@ -280,21 +280,18 @@ fn wallet_debit_params(
             credit.account_id
         ))
     })?;
-    Ok(Some(
-        params![
-            debit.amount_minor,
-            &debit.account_id,
-            &credit.account_id,
-            credit_kind.as_str(),
-            entry.currency().code(),
-            credit.amount_minor,
-            now_ms,
-            entry_id,
-            kind,
-            ref_id
-        ]
-        .to_vec(),
-    ))
+    Ok(Some(values![
+        debit.amount_minor,
+        &debit.account_id,
+        &credit.account_id,
+        credit_kind.as_str(),
+        entry.currency().code(),
+        credit.amount_minor,
+        now_ms,
+        entry_id,
+        kind,
+        ref_id
+    ]))
 }
 
 /// PostgreSQL fast path for the commonest entry, a wallet paying a non-wallet account (every

@@ -1,6 +1,6 @@
 //! Top-ups, POS payments, refunds and the customer's activity feed.
 
-use crate::{Conn, Row, StoreError, params};
+use crate::{Conn, Row, StoreError, params, values};
 
 /// `SELECT <every payment column> FROM payments <rest>`, as one static string.
 macro_rules! select_payments {
@@ -145,13 +145,17 @@ pub fn insert_payment_recorded(
     idem: &IdempotencyRecord<'_>,
     risk: Option<&crate::risk::PaymentRisk<'_>>,
 ) -> Result<bool, StoreError> {
-    let risk_params = risk.and_then(crate::risk::payment_risk_params);
+    let sqlite = conn.backend() == crate::Backend::Sqlite;
+    // SQLite writes the engine's rows statement by statement (no round trips to save).
+    let risk_params = risk
+        .filter(|_| !sqlite)
+        .and_then(crate::risk::payment_risk_params);
     if let Some(r) = risk
-        && (conn.backend() == crate::Backend::Sqlite || risk_params.is_none() || activity.is_none())
+        && (sqlite || risk_params.is_none() || activity.is_none())
     {
         crate::risk::write_payment_risk(conn, r)?;
     }
-    if conn.backend() == crate::Backend::Sqlite {
+    if sqlite {
         insert_payment(conn, p)?;
         if let Some(a) = activity {
             insert_activity(conn, a)?;
@@ -211,7 +215,7 @@ fn record_params(
     event: &crate::outbox::NewEvent,
     idem: &IdempotencyRecord<'_>,
 ) -> Vec<crate::Value> {
-    params![
+    values![
         &p.id,
         p.customer_id.clone(),
         p.device_id.clone(),
@@ -242,12 +246,11 @@ fn record_params(
         i64::from(idem.status),
         idem.body
     ]
-    .to_vec()
 }
 
 /// The activity line's parameters (`$30`..`$37` after [`record_params`]).
 fn activity_params(a: &Activity) -> Vec<crate::Value> {
-    params![
+    values![
         &a.id,
         &a.customer_id,
         &a.kind,
@@ -257,7 +260,6 @@ fn activity_params(a: &Activity) -> Vec<crate::Value> {
         &a.description,
         a.created_ms
     ]
-    .to_vec()
 }
 
 /// How [`pay_and_record_alone`] ended.

@@ -2,7 +2,7 @@
 //! cases and the rule set. Everything the engine reads on the hot path is kept up to date as
 //! events happen, so a decision reads a handful of rows and never scans history.
 
-use crate::{Conn, Row, StoreError, Value, params};
+use crate::{Conn, Row, StoreError, Value, params, values};
 use std::sync::LazyLock;
 
 /// The sliding windows (ms): 10 minutes, 1 hour, 24 hours, 7 days.
@@ -456,7 +456,7 @@ static PROFILE_ADD: LazyLock<String> = LazyLock::new(|| {
 });
 
 fn profile_add_params(customer_id: &str, amount: i64, place: &PaymentPlace<'_>) -> Vec<Value> {
-    params![
+    values![
         customer_id,
         amount,
         place.store_id,
@@ -466,8 +466,7 @@ fn profile_add_params(customer_id: &str, amount: i64, place: &PaymentPlace<'_>) 
         place.day,
         place.month
     ]
-    .iter()
-    .cloned()
+    .into_iter()
     .chain(buckets(place.now_ms).map(Value::Int))
     .collect()
 }
@@ -514,7 +513,7 @@ fn notable(d: &DecisionRecord) -> bool {
 }
 
 fn decision_params(d: &DecisionRecord) -> Vec<Value> {
-    params![
+    values![
         &d.id,
         d.at_ms,
         d.customer_id.clone(),
@@ -528,7 +527,6 @@ fn decision_params(d: &DecisionRecord) -> Vec<Value> {
         d.case_id.clone(),
         notable(d)
     ]
-    .to_vec()
 }
 
 pub fn insert_decision(conn: &mut dyn Conn, d: &DecisionRecord) -> Result<(), StoreError> {
@@ -706,7 +704,7 @@ fn count_payment_read(
     };
     let (pr, place) = (read.profile, &n.place);
     let (day_total, month_total) = pr.totals(place.day, place.month);
-    let mut p = params![
+    let mut p = values![
         n.customer_id,
         pr.payments.saturating_add(1),
         pr.payments_total.saturating_add(amount),
@@ -719,8 +717,7 @@ fn count_payment_read(
         day_total.saturating_add(amount),
         place.month,
         month_total.saturating_add(amount)
-    ]
-    .to_vec();
+    ];
     p.extend(w.counted(amount, now).values());
     conn.exec(&PROFILE_SET, &p)?;
     Ok(())

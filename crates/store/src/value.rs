@@ -73,6 +73,14 @@ macro_rules! params {
     ($($v:expr),+ $(,)?) => { &[$($crate::Value::from($v)),+] as &[$crate::Value] };
 }
 
+/// Builds an owned `Vec<Value>` parameter list, for lists that are extended or kept:
+/// `params![…].to_vec()` would copy every string a second time (measured on the payment's
+/// hot path: the journal line's features are a kilobyte).
+#[macro_export]
+macro_rules! values {
+    ($($v:expr),+ $(,)?) => { vec![$($crate::Value::from($v)),+] };
+}
+
 /// One result row.
 #[derive(Debug, Clone)]
 pub struct Row(pub Vec<Value>);

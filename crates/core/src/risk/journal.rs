@@ -208,6 +208,62 @@ impl Features {
         Json::Object(map)
     }
 
+    /// The journal form as JSON text, exactly what `serde_json::to_string` makes of these
+    /// features, written straight into one string: the payment's hot path journals every
+    /// decision, and the general serializer cost a tenth of the engine's work per payment
+    /// (counted with callgrind). Every key and name comes from the catalogue, whose names
+    /// need no JSON escaping (a test checks every one); the category keys' own quotes are
+    /// written escaped.
+    pub fn journal_string(&self) -> String {
+        let mut out = String::with_capacity(640);
+        let mut ints = itoa::Buffer::new();
+        out.push('{');
+        let _ = self.each_journal_entry(|Key(def, arg), entry| {
+            if out.len() > 1 {
+                out.push(',');
+            }
+            out.push('"');
+            out.push_str(def.name);
+            match (def.arg(), arg) {
+                (ArgKind::None, _) | (_, None) => {}
+                (ArgKind::Window, Some(a)) => {
+                    out.push('(');
+                    out.push_str(Window::NAMES.get(a).copied().unwrap_or("?"));
+                    out.push(')');
+                }
+                (ArgKind::Category, Some(a)) => {
+                    out.push_str("(\\\"");
+                    out.push_str(Category::NAMES.get(a).copied().unwrap_or("?"));
+                    out.push_str("\\\")");
+                }
+            }
+            out.push_str("\":");
+            match entry {
+                Entry::Null => out.push_str("null"),
+                Entry::Bool(b) => out.push_str(if b { "true" } else { "false" }),
+                Entry::Str(v) => {
+                    out.push('"');
+                    out.push_str(v);
+                    out.push('"');
+                }
+                Entry::Int(n) => out.push_str(ints.format(n)),
+                Entry::Windows(v) => {
+                    out.push('[');
+                    for (i, n) in v.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        out.push_str(ints.format(*n));
+                    }
+                    out.push(']');
+                }
+            }
+            Ok::<(), std::convert::Infallible>(())
+        });
+        out.push('}');
+        out
+    }
+
     /// Reads the journal form written by [`Features::to_json`].
     ///
     /// Refuses anything that is not such an object: a key that is not a feature of the
@@ -370,6 +426,40 @@ mod tests {
         assert_eq!(serde_json::to_value(&f).unwrap(), want);
         assert_eq!(serde_json::from_value::<Features>(want).unwrap(), f);
         assert_eq!(Features::new().to_json(), json!({}));
+    }
+
+    /// `journal_string` writes names as they are: none may need escaping in JSON.
+    #[test]
+    fn every_name_the_journal_writes_is_plain_json_text() {
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+        };
+        let mut names: Vec<&str> = Window::NAMES
+            .iter()
+            .chain(Category::NAMES)
+            .copied()
+            .collect();
+        for def in catalogue::catalogue() {
+            names.push(def.name);
+            names.extend(def.values());
+        }
+        for n in names {
+            assert!(plain(n), "{n:?} would need escaping");
+        }
+        // A set with every kind of entry: serde's text, byte for byte.
+        let mut f = Features::new();
+        f.set_event_kind(EventKind::Payment)
+            .set_recovery_hold(true)
+            .set_money(MoneyFeature::PaymentAmount, -7)
+            .set_window(WindowCounter::TopupsCount, Window::Hour1, i64::MAX)
+            .add_basket_line(Category::ECigarette, 150, 730_000);
+        for (w, n) in Window::ALL.iter().zip([1, 2, 3, i64::MIN]) {
+            f.set_window(WindowCounter::StorePaymentsCount, *w, n);
+        }
+        assert_eq!(f.journal_string(), serde_json::to_string(&f).unwrap());
+        assert_eq!(Features::new().journal_string(), "{}");
     }
 
     #[test]

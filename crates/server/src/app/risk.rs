@@ -480,9 +480,11 @@ pub fn decision_record(
     now: i64,
     case_id: Option<String>,
 ) -> DecisionRecord {
-    let names = |v: &[Arc<str>]| {
-        serde_json::to_string(&v.iter().map(|s| s.as_ref()).collect::<Vec<_>>())
-            .unwrap_or_else(|_| "[]".into())
+    // Most decisions fire no rule: no serializer for an empty list.
+    let names = |v: &[Arc<str>]| match v {
+        [] => "[]".to_string(),
+        v => serde_json::to_string(&v.iter().map(|s| s.as_ref()).collect::<Vec<_>>())
+            .unwrap_or_else(|_| "[]".into()),
     };
     DecisionRecord {
         id: new_id("dec"),
@@ -494,7 +496,7 @@ pub fn decision_record(
         decided_by: decision.decided_by.as_ref().map(|s| s.to_string()),
         fired: names(&decision.fired_live),
         shadow: names(&decision.fired_shadow),
-        features: serde_json::to_string(features).unwrap_or_else(|_| "{}".into()),
+        features: features.journal_string(),
         case_id,
     }
 }
