@@ -87,6 +87,13 @@ pub async fn serve(
             app::risk::purge(&purge_state.db, purge_state.now_ms()).await;
         }
     });
+    // The store and terminal counters of the hot path, written behind (app::risk::SharedCounts).
+    let stop_shared = std::sync::Arc::new(tokio::sync::Notify::new());
+    let shared = tokio::spawn(app::risk::keep_writing_shared_counts(
+        state.clone(),
+        Duration::from_secs(1),
+        stop_shared.clone(),
+    ));
     let app = http::router(state);
 
     let r = axum::serve(
@@ -100,5 +107,8 @@ pub async fn serve(
     dispatcher.abort();
     risk.abort();
     purge.abort();
+    // What was counted since the last write goes in before the process ends.
+    stop_shared.notify_one();
+    let _ = shared.await;
     r
 }

@@ -548,3 +548,78 @@ async fn a_stepped_up_payment_is_confirmed_in_the_wallet_with_a_fresh_sign_in() 
         app.ledger_ok().await;
     }
 }
+
+/// A store's and terminal's payments are counted in memory once committed and written to
+/// their rows behind, about once a second (`app::risk::SharedCounts`): the next decision at
+/// that store sees them at once, whoever paid, and none twice once they are written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_counts_are_seen_at_once_and_written_behind() {
+    for app in apps_with(|c| c.tier_limits = Default::default()).await {
+        let l = app.label;
+        let (a, _) = app
+            .funded_customer(&format!("behind-a-{l}@example.com"), 10_000)
+            .await;
+        let (b, _) = app
+            .funded_customer(&format!("behind-b-{l}@example.com"), 10_000)
+            .await;
+        let (store_id, term) = app.store_with_terminal("st_behind").await;
+        for i in 0..3u8 {
+            let code = app.offline_code(&a, i);
+            let r = app
+                .pay(&term, &code, 300, &format!("behind-a{i}-{l}"))
+                .await;
+            assert_eq!(r.body["status"], "succeeded", "{l}: {}", r.text);
+        }
+        let counts = |f: &Value| {
+            [
+                "store.payments.count(10m)",
+                "store.payments.sum(10m)",
+                "terminal.payments.count(7d)",
+                "terminal.payments.sum(7d)",
+            ]
+            .map(|k| feature(f, k).as_i64().unwrap_or(-1))
+        };
+        // Another customer's payment right after sees all three, written or not.
+        let r = app
+            .pay(
+                &term,
+                &app.offline_code(&b, 0),
+                500,
+                &format!("behind-b0-{l}"),
+            )
+            .await;
+        assert_eq!(r.body["status"], "succeeded", "{l}: {}", r.text);
+        let (_, f) = last_payment_decision(&app, &b.customer_id).await;
+        assert_eq!(counts(&f), [3, 900, 3, 900], "{l}: {f}");
+        // Written behind: the rows hold all four within a few seconds.
+        let subject = format!("store:{store_id}:pay");
+        let now = app.clock_ms();
+        let mut stored = 0;
+        for _ in 0..100 {
+            let s = subject.clone();
+            let w = app
+                .db
+                .read(move |c| konbini_store::risk::windows_of(c, &s))
+                .await
+                .expect("row");
+            stored = w.map_or(0, |w| w.velocity(now).count[0]);
+            if stored == 4 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(stored, 4, "{l}: the store's row after the write");
+        // Once written, each payment counts once.
+        let r = app
+            .pay(
+                &term,
+                &app.offline_code(&b, 1),
+                500,
+                &format!("behind-b1-{l}"),
+            )
+            .await;
+        assert_eq!(r.body["status"], "succeeded", "{l}: {}", r.text);
+        let (_, f) = last_payment_decision(&app, &b.customer_id).await;
+        assert_eq!(counts(&f), [4, 1_400, 4, 1_400], "{l}: {f}");
+    }
+}

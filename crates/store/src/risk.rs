@@ -86,18 +86,29 @@ impl Windows {
     /// still current, add to it; when it is the one before, it becomes the previous bucket;
     /// when older, it is dropped.
     pub fn counted(&self, amount: i64, now_ms: i64) -> Windows {
+        self.counted_many(&Group {
+            buckets: buckets(now_ms),
+            n: 1,
+            total: amount,
+        })
+    }
+
+    /// The state after counting `g.n` events of `g.total` in all, all in buckets
+    /// `g.buckets`: what counting them one by one gives (a test checks it), and what
+    /// [`write_unwritten`] computes in SQL.
+    pub fn counted_many(&self, g: &Group) -> Windows {
         let mut s = *self;
-        for (w, now) in buckets(now_ms).into_iter().enumerate() {
+        for (w, now) in g.buckets.into_iter().enumerate() {
             if self.bucket[w] >= now {
-                s.n[w] = self.n[w].saturating_add(1);
-                s.total[w] = self.total[w].saturating_add(amount);
+                s.n[w] = self.n[w].saturating_add(g.n);
+                s.total[w] = self.total[w].saturating_add(g.total);
                 continue;
             }
             let next = self.bucket[w] == now - 1;
             s.prev_n[w] = if next { self.n[w] } else { 0 };
             s.prev_total[w] = if next { self.total[w] } else { 0 };
-            s.n[w] = 1;
-            s.total[w] = amount;
+            s.n[w] = g.n;
+            s.total[w] = g.total;
             s.bucket[w] = now;
         }
         s
@@ -147,6 +158,94 @@ impl Windows {
     }
 }
 
+/// Events of one subject counted in memory and not yet written to its counter row, grouped
+/// by the buckets they fall in (usually one group: they are written about once a second).
+/// The store's and the terminal's payments are counted this way (see [`PaymentCount`]):
+/// every payment at a store would otherwise update the same two rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Unwritten {
+    pub groups: Vec<Group>,
+}
+
+/// Events that fall in the same buckets of every window: how many, and their total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Group {
+    pub buckets: [i64; 4],
+    pub n: i64,
+    pub total: i64,
+}
+
+impl Unwritten {
+    /// Counts one event of `amount` at `now_ms`.
+    pub fn count(&mut self, amount: i64, now_ms: i64) {
+        let b = buckets(now_ms);
+        match self.groups.last_mut() {
+            Some(g) if g.buckets == b => {
+                g.n = g.n.saturating_add(1);
+                g.total = g.total.saturating_add(amount);
+            }
+            _ => self.groups.push(Group {
+                buckets: b,
+                n: 1,
+                total: amount,
+            }),
+        }
+    }
+
+    /// Puts `later` after these (a failed write puts its events back before newer ones).
+    pub fn then(&mut self, later: Unwritten) {
+        for g in later.groups {
+            match self.groups.last_mut() {
+                Some(last) if last.buckets == g.buckets => {
+                    last.n = last.n.saturating_add(g.n);
+                    last.total = last.total.saturating_add(g.total);
+                }
+                _ => self.groups.push(g),
+            }
+        }
+    }
+
+    /// The subject's windows with these events counted on top of the row as stored (`None`:
+    /// no row yet); `None` when there is neither.
+    pub fn on(&self, stored: Option<Windows>) -> Option<Windows> {
+        if self.groups.is_empty() {
+            return stored;
+        }
+        Some(
+            self.groups
+                .iter()
+                .fold(stored.unwrap_or_default(), |w, g| w.counted_many(g)),
+        )
+    }
+}
+
+/// Counts `g.n` events of `g.total` in all in one subject's row. Parameters: the subject,
+/// the four buckets, the total, the count.
+static ADD_MANY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO risk_velocity (subject, {}) VALUES ($1, {}) ON CONFLICT (subject) DO UPDATE SET {}",
+        window_columns(),
+        window_values(2, 6, "$7"),
+        window_sets("risk_velocity")
+    )
+});
+
+/// Writes the events counted in memory for `subject` into its counter row; concurrent
+/// writers (other nodes) add up, since the increment happens in SQL.
+pub fn write_unwritten(
+    conn: &mut dyn Conn,
+    subject: &str,
+    events: &Unwritten,
+) -> Result<(), StoreError> {
+    for g in &events.groups {
+        let mut p = vec![Value::from(subject)];
+        p.extend(g.buckets.map(Value::Int));
+        p.extend([Value::Int(g.total), Value::Int(g.n)]);
+        conn.exec(&ADD_MANY, &p)?;
+    }
+    Ok(())
+}
+
 /// `col1 = $first, col2 = $(first + 1), …` over the 20 window columns.
 fn window_assignments(first: usize) -> String {
     window_columns()
@@ -166,7 +265,7 @@ fn add_sql(first: usize, rows: usize) -> String {
     let b = first + rows;
     let amount = b + 4;
     let values = (0..rows)
-        .map(|i| format!("(${}, {})", first + i, window_values(b, amount)))
+        .map(|i| format!("(${}, {})", first + i, window_values(b, amount, "1")))
         .collect::<Vec<_>>()
         .join(", ");
     let t = "risk_velocity";
@@ -182,22 +281,23 @@ fn window_columns() -> String {
     velocity_columns("x").replace("x.", "")
 }
 
-/// The values of the window columns for a first event: the buckets are parameters from
-/// `$bucket_first` (four), the amount is `$amount`.
-fn window_values(bucket_first: usize, amount: usize) -> String {
+/// The values of the window columns for the first events of a subject: the buckets are
+/// parameters from `$bucket_first` (four), the amount is `$amount`, the count `count`.
+fn window_values(bucket_first: usize, amount: usize, count: &str) -> String {
     (0..4)
-        .map(|w| format!("${}, 1, ${amount}, 0, 0", bucket_first + w))
+        .map(|w| format!("${}, {count}, ${amount}, 0, 0", bucket_first + w))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// The `ON CONFLICT DO UPDATE SET` assignments that count one more event (`excluded.*`
-/// holds it as a first event) in the window columns of `table`.
+/// The `ON CONFLICT DO UPDATE SET` assignments that count more events (`excluded.*` holds
+/// them as first events: their count and total) in the window columns of `table`.
 fn window_sets(t: &str) -> String {
     window_sets_with(
         t,
         |w| format!("excluded.w{w}_bucket"),
         |w| format!("excluded.w{w}_total"),
+        |w| format!("excluded.w{w}_n"),
     )
 }
 
@@ -208,25 +308,27 @@ fn window_sets_from_params(t: &str, bucket_first: usize, amount: usize) -> Strin
         t,
         |w| format!("${}", bucket_first + w),
         |_| format!("${amount}"),
+        |_| "1".to_string(),
     )
 }
 
-/// Counting one event in window `w`: when the row's bucket is still current, add to it;
+/// Counting events in window `w`: when the row's bucket is still current, add to it;
 /// when it is the one before, it becomes the previous bucket; when older, it is dropped.
 fn window_sets_with(
     t: &str,
     bucket: impl Fn(usize) -> String,
     amount: impl Fn(usize) -> String,
+    count: impl Fn(usize) -> String,
 ) -> String {
     (0..4)
         .map(|w| {
-            let (b, a) = (bucket(w), amount(w));
+            let (b, a, n) = (bucket(w), amount(w), count(w));
             let same = format!("{t}.w{w}_bucket >= {b}");
             let next = format!("{t}.w{w}_bucket = {b} - 1");
             format!(
                 "w{w}_prev_n = CASE WHEN {same} THEN {t}.w{w}_prev_n WHEN {next} THEN {t}.w{w}_n ELSE 0 END, \
                  w{w}_prev_total = CASE WHEN {same} THEN {t}.w{w}_prev_total WHEN {next} THEN {t}.w{w}_total ELSE 0 END, \
-                 w{w}_n = CASE WHEN {same} THEN {t}.w{w}_n + 1 ELSE 1 END, \
+                 w{w}_n = CASE WHEN {same} THEN {t}.w{w}_n + {n} ELSE {n} END, \
                  w{w}_total = CASE WHEN {same} THEN {t}.w{w}_total + {a} ELSE {a} END, \
                  w{w}_bucket = CASE WHEN {same} THEN {t}.w{w}_bucket ELSE {b} END"
             )
@@ -450,7 +552,7 @@ static PROFILE_ADD: LazyLock<String> = LazyLock::new(|| {
            last_store_id = excluded.last_store_id, last_lat_e6 = excluded.last_lat_e6, \
            last_lon_e6 = excluded.last_lon_e6, last_payment_ms = excluded.last_payment_ms, {}",
         window_columns(),
-        window_values(9, 2),
+        window_values(9, 2, "1"),
         window_sets("risk_profiles")
     )
 });
@@ -555,9 +657,11 @@ pub struct CountedRows<'a> {
 
 /// A payment that went through, as the counters and the profile see it.
 pub struct PaymentCount<'a> {
-    /// The store and terminal subjects ([`subject`]); the customer's payments are counted on
-    /// the profile row, the device's on the device row.
-    pub subjects: [&'a str; 2],
+    /// The store and terminal subjects ([`subject`]) to count in their rows now; `None` when
+    /// the caller counts them in memory and writes them later ([`Unwritten`]: the payment's
+    /// hot path). The customer's payments are counted on the profile row, the device's on
+    /// the device row, always in the payment's own transaction.
+    pub subjects: Option<[&'a str; 2]>,
     pub device_id: &'a str,
     pub customer_id: &'a str,
     pub amount: i64,
@@ -580,15 +684,17 @@ pub fn write_payment_risk(conn: &mut dyn Conn, r: &PaymentRisk<'_>) -> Result<()
     }
 }
 
-/// Counts a payment that went through: the store's and terminal's counters, the device's,
-/// and the customer's profile, statement by statement.
+/// Counts a payment that went through: the store's and terminal's counters (unless counted
+/// in memory), the device's, and the customer's profile, statement by statement.
 pub fn count_payment(conn: &mut dyn Conn, n: &PaymentCount<'_>) -> Result<(), StoreError> {
     if let Some(read) = &n.read
         && conn.backend() == crate::Backend::Sqlite
     {
         return count_payment_read(conn, n, read);
     }
-    add(conn, &n.subjects, n.amount, n.place.now_ms)?;
+    if let Some(subjects) = &n.subjects {
+        add(conn, subjects, n.amount, n.place.now_ms)?;
+    }
     record_device_payment(conn, n.device_id, n.amount, n.place.now_ms)?;
     record_payment(conn, n.customer_id, n.amount, n.place)
 }
@@ -688,7 +794,7 @@ fn count_payment_read(
             .collect();
         conn.exec(sql, &p).map(drop)
     };
-    for (subject, windows) in n.subjects.iter().zip([store, terminal]) {
+    for (subject, windows) in n.subjects.iter().flatten().zip([store, terminal]) {
         match windows {
             Some(w) => set(conn, &VELOCITY_SET, subject, &w)?,
             None => add(conn, &[subject], amount, now)?,
@@ -738,7 +844,7 @@ pub(crate) fn payment_risk_ctes(first: usize) -> String {
 /// The parameters of [`payment_risk_ctes`]; `None` when the payment was not counted.
 pub(crate) fn payment_risk_params(r: &PaymentRisk<'_>) -> Option<Vec<Value>> {
     let n = r.counted.as_ref()?;
-    let mut p = add_params(&n.subjects, n.amount, n.place.now_ms);
+    let mut p = add_params(&n.subjects?, n.amount, n.place.now_ms);
     p.extend(device_add_params(n.device_id, n.amount, n.place.now_ms));
     p.extend(profile_add_params(n.customer_id, n.amount, &n.place));
     p.extend(decision_params(r.decision));
@@ -749,38 +855,21 @@ pub(crate) fn payment_risk_params(r: &PaymentRisk<'_>) -> Option<Vec<Value>> {
 /// statement (`payments::pay_and_record_alone`), each conditional on the wallet debit `w`
 /// with parameters numbered from `$first` (see [`payment_risk_params_when_posted`]):
 /// the assignments that count the payment on the device row (made by the statement's `k`,
-/// which spends the code on that row: one row version, not two) and the CTEs of the store's
-/// and terminal's counters, the profile and the journal line.
+/// which spends the code on that row: one row version, not two) and the CTEs of the profile
+/// and the journal line. The store and the terminal are counted in memory (the hot path's
+/// [`PaymentCount`] has no subjects).
 pub(crate) fn payment_risk_when_posted(first: usize) -> (String, String) {
     let device = format!(", {}", window_sets_from_params("devices", first, first + 4));
-    let (s, b, amount) = (first + 5, first + 7, first + 11);
-    let velocity = format!(
-        "rv AS (INSERT INTO risk_velocity (subject, {}) SELECT s.x, {} FROM (VALUES (${s}::text), (${}::text)) AS s(x) \
-         WHERE EXISTS (SELECT 1 FROM w) ON CONFLICT (subject) DO UPDATE SET {})",
-        window_columns(),
-        window_values(b, amount),
-        s + 1,
-        window_sets("risk_velocity")
-    );
-    let profile = when_posted(&renumber(&PROFILE_ADD, first + 12));
-    let decision = when_posted(&renumber(DECISION_INSERT, first + 24));
-    (
-        device,
-        format!("{velocity}, rp AS ({profile}), rd AS ({decision})"),
-    )
+    let profile = when_posted(&renumber(&PROFILE_ADD, first + 5));
+    let decision = when_posted(&renumber(DECISION_INSERT, first + 17));
+    (device, format!("rp AS ({profile}), rd AS ({decision})"))
 }
 
-/// The parameters of [`payment_risk_when_posted`]; `None` when the payment is not counted.
+/// The parameters of [`payment_risk_when_posted`]; `None` when the payment is not counted,
+/// or counts the store and terminal in their rows (that statement does not).
 pub(crate) fn payment_risk_params_when_posted(r: &PaymentRisk<'_>) -> Option<Vec<Value>> {
-    let n = r.counted.as_ref()?;
+    let n = r.counted.as_ref().filter(|n| n.subjects.is_none())?;
     let mut p: Vec<Value> = buckets(n.place.now_ms).map(Value::Int).to_vec();
-    p.push(Value::Int(n.amount));
-    p.extend(
-        add_params(&n.subjects, n.amount, n.place.now_ms)
-            .into_iter()
-            .take(2),
-    );
-    p.extend(buckets(n.place.now_ms).map(Value::Int));
     p.push(Value::Int(n.amount));
     p.extend(profile_add_params(n.customer_id, n.amount, &n.place));
     p.extend(decision_params(r.decision));

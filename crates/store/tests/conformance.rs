@@ -797,6 +797,61 @@ fn counting_from_the_row_as_read_matches_counting_in_sql() {
     });
 }
 
+/// The store's and terminal's counts are kept in memory and written behind
+/// (`risk::Unwritten`): what a decision sees before the write (the row as stored with the
+/// unwritten events on top), what the row holds after it, and counting the same events one
+/// by one in SQL all agree, across bucket boundaries and over a row that already exists.
+#[test]
+fn counts_written_behind_equal_counts_written_one_by_one() {
+    use konbini_store::risk::{self, Unwritten};
+    each(|t| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
+        runtime.block_on(async {
+            let l = t.label;
+            let r: R<()> =
+                t.db.write(move |c| {
+                    let mut now: i64 = 1_795_564_799_000;
+                    // Rounds of events a few hundred ms apart, some crossing a 10-minute,
+                    // hour or day boundary (several groups in one round), rounds written
+                    // in between.
+                    let rounds: [&[i64]; 4] = [
+                        &[100, 250, 400],
+                        &[1_000, 600_000, 1],
+                        &[3_600_000, 86_400_000, 2, 3],
+                        &[1_209_600_000, 5],
+                    ];
+                    for (round, gaps) in rounds.iter().enumerate() {
+                        let mut unwritten = Unwritten::default();
+                        for (i, gap) in gaps.iter().enumerate() {
+                            now += gap;
+                            let amount = 100 + (round * 10 + i) as i64 * 37;
+                            unwritten.count(amount, now);
+                            risk::add(c, &["store:one-by-one:pay"], amount, now)?;
+                        }
+                        let stored = risk::windows_of(c, "store:behind:pay")?;
+                        let seen = unwritten.on(stored);
+                        risk::write_unwritten(c, "store:behind:pay", &unwritten)?;
+                        let written = risk::windows_of(c, "store:behind:pay")?;
+                        let want = risk::windows_of(c, "store:one-by-one:pay")?;
+                        assert!(want.is_some(), "{l}");
+                        assert_eq!(seen, want, "{l}: round {round}, before the write");
+                        assert_eq!(written, want, "{l}: round {round}, after the write");
+                    }
+                    // Nothing counted: the row as stored.
+                    let stored = risk::windows_of(c, "store:behind:pay")?;
+                    assert_eq!(Unwritten::default().on(stored), stored, "{l}");
+                    assert_eq!(Unwritten::default().on(None), None, "{l}");
+                    Ok(())
+                })
+                .await;
+            r.unwrap_or_else(|e| panic!("{l}: {e}"));
+        })
+    });
+}
+
 #[test]
 fn concurrent_payments_never_lose_a_count() {
     use konbini_store::risk;
@@ -961,7 +1016,8 @@ fn the_single_statement_payment_commits_all_of_it_or_nothing() {
                         let risk = risk::PaymentRisk {
                             decision: &decision,
                             counted: Some(risk::PaymentCount {
-                                subjects: ["store:st_s:pay", "term:term_s:pay"],
+                                // The hot path counts the store and terminal in memory.
+                                subjects: None,
                                 device_id: "dev_s",
                                 customer_id: "cus_s",
                                 amount,
@@ -1027,15 +1083,19 @@ fn the_single_statement_payment_commits_all_of_it_or_nothing() {
             // The payment, its activity line, event, idempotency record and journal line; the
             // top-up's entry and the payment's, two postings each.
             assert_eq!(after_paid.3, [1, 1, 1, 1, 1, 2, 4], "{}", t.label);
-            let v =
+            // The device counted on its row; the store and terminal are left to the caller
+            // (counted in memory and written behind).
+            let (device, store) =
                 t.db.read(move |c| {
-                    risk::velocities(c, ["store:st_s:pay", "term:term_s:pay", "", ""], now + 1)
+                    let device = risk::windows_of_device(c, "dev_s")?.velocity(now + 1);
+                    let store = risk::windows_of(c, "store:st_s:pay")?;
+                    Ok::<_, StoreError>((device, store))
                 })
                 .await
                 .expect("read");
             assert_eq!(
-                (v[0].count[0], v[0].sum[0], v[1].count[3]),
-                (1, 300, 1),
+                (device.count[0], device.sum[0], device.count[3], store),
+                (1, 300, 1, None),
                 "{}",
                 t.label
             );

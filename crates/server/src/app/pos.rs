@@ -128,6 +128,9 @@ pub fn payment_json(p: &Payment) -> serde_json::Value {
 enum Decided {
     /// Finished in one transaction (wallet funding, or a decline): the stored response.
     Done(Stored),
+    /// A wallet payment of the hot path went through: the stored response, and the store's
+    /// and terminal's counters to count it in once committed (`risk::SharedCounts`).
+    Paid(Stored, [String; 2]),
     /// Card funding: the processor must be asked, then [`finish_card_payment`].
     Card {
         payment: Box<Payment>,
@@ -295,7 +298,21 @@ pub async fn create_payment(
                 device_accounts: ctx.device_accounts,
             };
             let profile = &ctx.profile;
-            let features = super::risk::payment_features(&st, &facts, profile, &ctx.velocity, now);
+            // The store's and terminal's rows, with what this node counted and has not
+            // written yet.
+            let subjects = super::risk::payment_subjects(&facts);
+            let mut velocity = ctx.velocity;
+            for (v, (subject, stored)) in [&mut velocity.store, &mut velocity.terminal]
+                .into_iter()
+                .zip(subjects.iter().zip([ctx.windows[2], ctx.windows[3]]))
+            {
+                *v = st
+                    .risk
+                    .shared
+                    .windows(subject, stored)
+                    .map_or_else(Default::default, |w| w.velocity(now));
+            }
+            let features = super::risk::payment_features(&st, &facts, profile, &velocity, now);
             let tier = super::risk::tier(
                 &st,
                 paying.customer_created_ms,
@@ -436,7 +453,6 @@ pub async fn create_payment(
             let entry =
                 Entry::transfer(&wallet, &settlement, amount).map_err(|_| ApiError::internal())?;
             let entry_id = new_id("ent");
-            let subjects = super::risk::payment_subjects(&facts);
             // The journal line of a payment on the hot path (the others were journaled above).
             let record = (deferred && cfg.risk_in_line).then(|| {
                 super::risk::decision_record(
@@ -457,7 +473,11 @@ pub async fn create_payment(
                     .as_ref()
                     .map(|record| konbini_store::risk::PaymentRisk {
                         decision: record,
-                        counted: Some(super::risk::payment_count(&facts, &subjects, now)),
+                        // The store and terminal are counted in memory once committed.
+                        counted: Some(konbini_store::risk::PaymentCount {
+                            subjects: None,
+                            ..super::risk::payment_count(&facts, &subjects, now)
+                        }),
                     });
                 let post = payments::WalletPost {
                     slot,
@@ -466,7 +486,10 @@ pub async fn create_payment(
                     entry: &entry,
                 };
                 if let Some(stored) = pay_alone(c, &idem, &p, &post, risk.as_ref(), now)? {
-                    return Ok(Decided::Done(stored));
+                    return Ok(match risk {
+                        Some(_) => Decided::Paid(stored, subjects.clone()),
+                        None => Decided::Done(stored),
+                    });
                 }
             }
             // The hot path: spend the code and move the money in one step (on SQLite, counting
@@ -521,10 +544,17 @@ pub async fn create_payment(
                         windows: ctx.windows,
                         device_counted: device.is_some(),
                     }),
+                    // The store and terminal are counted in memory once committed.
+                    subjects: None,
                     ..super::risk::payment_count(&facts, &subjects, now)
                 }),
             };
-            finish_decided(c, &idem, p, now, Some(&risk)).map(Decided::Done)
+            let stored = finish_decided(c, &idem, p, now, Some(&risk))?;
+            Ok(if posted {
+                Decided::Paid(stored, subjects.clone())
+            } else {
+                Decided::Done(stored)
+            })
         })
         .await;
     let decided = match decided {
@@ -543,6 +573,10 @@ pub async fn create_payment(
     };
     match decided {
         Decided::Done(s) => Ok(s),
+        Decided::Paid(s, subjects) => {
+            state.risk.shared.count(&subjects, amount.minor(), now);
+            Ok(s)
+        }
         Decided::Card { payment, token } => finish_card_payment(state, *payment, token, key).await,
     }
 }

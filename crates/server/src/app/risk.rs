@@ -13,16 +13,139 @@ use konbini_core::risk::{
     Category, CountFeature, Decision, DurationFeature, EventKind, Features, IntFeature, LimitKind,
     Mode, MoneyFeature, Outcome, RuleSet, RuleSpec, Tier, Window, WindowCounter,
 };
-use konbini_store::risk::{self as store, DecisionRecord, Profile, RuleRecord, Velocity};
+use konbini_store::risk::{
+    self as store, DecisionRecord, Profile, RuleRecord, Unwritten, Velocity, Windows,
+};
 use konbini_store::stores::PosVelocity;
 use konbini_store::{Conn, Db, StoreError};
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 
 /// The compiled rule set every evaluation uses, and the stored version it came from.
 #[derive(Default)]
 pub struct Engine {
     rules: RwLock<Option<Arc<RuleSet>>>,
     loaded_from: RwLock<Option<(i64, i64)>>,
+    /// The store's and terminal's payments of the hot path, counted here at commit.
+    pub shared: SharedCounts,
+}
+
+/// The payment counters of stores and terminals, which every customer's payment at that
+/// store updates, written behind.
+///
+/// A payment on the hot path counts the store and terminal here once it is committed, and
+/// [`SharedCounts::write`] adds what was counted to their rows about once a second
+/// (`serve`'s task, and once more at shutdown). A decision reads the row as stored plus what
+/// is counted here and not yet written, so on one node the counts are exact; another node's
+/// payments show once that node has written them (within about a second). Writing them with
+/// each payment would update the same two rows for every payment at a store, a fifth of the
+/// engine's work per payment (docs/benchmarks.md). What a crash can lose is the last
+/// second's store and terminal counts; the journal, the customer's and the device's counters
+/// and the profile are written with the payment itself.
+#[derive(Default)]
+pub struct SharedCounts {
+    inner: Mutex<SharedState>,
+}
+
+/// Counted and not yet written (`counted`), and being written now (`writing`): both count
+/// until the write has committed.
+#[derive(Default)]
+struct SharedState {
+    counted: HashMap<String, Unwritten>,
+    writing: HashMap<String, Unwritten>,
+}
+
+impl SharedCounts {
+    /// Counts a committed payment of `amount` at `now` for each of `subjects`.
+    pub fn count(&self, subjects: &[String], amount: i64, now: i64) {
+        if let Ok(mut u) = self.inner.lock() {
+            for s in subjects {
+                match u.counted.get_mut(s.as_str()) {
+                    Some(e) => e.count(amount, now),
+                    None => {
+                        let mut e = Unwritten::default();
+                        e.count(amount, now);
+                        u.counted.insert(s.clone(), e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `subject`'s windows: its row as stored (`None`: no row) with what is counted here on
+    /// top.
+    pub fn windows(&self, subject: &str, stored: Option<Windows>) -> Option<Windows> {
+        let Ok(u) = self.inner.lock() else {
+            return stored;
+        };
+        let stored = u.writing.get(subject).map_or(stored, |e| e.on(stored));
+        u.counted.get(subject).map_or(stored, |e| e.on(stored))
+    }
+
+    /// Writes what was counted into the rows, in one transaction; on failure it stays
+    /// counted here for the next write. Returns how many subjects were written.
+    pub async fn write(&self, db: &Db) -> Result<usize, StoreError> {
+        let mut batch: Vec<(String, Unwritten)> = {
+            let Ok(mut u) = self.inner.lock() else {
+                return Ok(0);
+            };
+            if !u.writing.is_empty() || u.counted.is_empty() {
+                return Ok(0);
+            }
+            let counted = std::mem::take(&mut u.counted);
+            u.writing = counted;
+            u.writing
+                .iter()
+                .map(|(s, e)| (s.clone(), e.clone()))
+                .collect()
+        };
+        // Rows in one order on every node: two nodes writing at once wait, never deadlock.
+        batch.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let n = batch.len();
+        let r = db
+            .write(move |c| {
+                for (subject, events) in &batch {
+                    store::write_unwritten(c, subject, events)?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await;
+        if let Ok(mut u) = self.inner.lock() {
+            let writing = std::mem::take(&mut u.writing);
+            if r.is_err() {
+                // Back in front of what was counted meanwhile.
+                for (s, mut e) in writing {
+                    if let Some(later) = u.counted.remove(&s) {
+                        e.then(later);
+                    }
+                    u.counted.insert(s, e);
+                }
+            }
+        }
+        r.map(|()| n)
+    }
+}
+
+/// Writes the store and terminal counts every `every`, for `serve`; once more and returns
+/// when `stop` is notified (a write in progress is finished first).
+pub async fn keep_writing_shared_counts(
+    state: AppState,
+    every: std::time::Duration,
+    stop: Arc<tokio::sync::Notify>,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        let last = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.notified() => true,
+        };
+        if let Err(e) = state.risk.shared.write(&state.db).await {
+            tracing::warn!(error = %e, "store and terminal counters not written; retrying");
+        }
+        if last {
+            return;
+        }
+    }
 }
 
 impl Engine {
@@ -319,7 +442,7 @@ pub fn payment_count<'a>(
     now: i64,
 ) -> store::PaymentCount<'a> {
     store::PaymentCount {
-        subjects: [&subjects[0], &subjects[1]],
+        subjects: Some([&subjects[0], &subjects[1]]),
         device_id: f.device_id,
         customer_id: f.customer_id,
         amount: f.amount,
