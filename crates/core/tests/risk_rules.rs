@@ -1033,6 +1033,8 @@ fn condition() -> impl Strategy<Value = String> {
         1 => prop::sample::select(Tier::NAMES).prop_map(|t| format!("customer.tier == \"{t}\"")),
         1 => prop::collection::vec(prop::sample::select(EventKind::NAMES), 1..4)
             .prop_map(|v| format!("event.kind in [\"{}\"]", v.join("\", \""))),
+        1 => prop::sample::select(EventKind::NAMES).prop_map(|k| format!("event.kind == \"{k}\"")),
+        1 => prop::sample::select(EventKind::NAMES).prop_map(|k| format!("\"{k}\" == event.kind")),
         1 => Just("customer.recovery_hold".to_string()),
         1 => Just("true".to_string()),
     ];
@@ -1176,6 +1178,35 @@ proptest! {
         prop_assert_eq!(defaults.evaluate(&reread), defaults.evaluate(&features));
         let p = compile(&parse_expr(&src).unwrap()).unwrap();
         prop_assert_eq!(p.eval(&reread), p.eval(&features), "{}", src);
+    }
+
+    /// A rule is not evaluated on an event it cannot fire on (`Rule::can_fire_on`): on such
+    /// an event its condition is never true, and deciding with or without skipping it gives
+    /// the same outcome.
+    #[test]
+    fn rules_skipped_for_another_event_kind_could_not_have_fired(
+        src in condition(),
+        mut features in any_features(),
+        kind in prop::sample::select(EventKind::ALL.to_vec()),
+    ) {
+        features.set_event_kind(kind);
+        let rule = Rule::new(spec("r", &format!("block when {src}"), 0, Mode::Live)).unwrap();
+        if !rule.can_fire_on(&features) {
+            prop_assert_ne!(rule.eval(&features).truth, Truth::True, "{} on {:?}", src, kind);
+        }
+        let set = RuleSet::new(vec![rule]).unwrap();
+        let fired = set.evaluate(&features).outcome == Outcome::Block;
+        let true_here = Rule::new(spec("r", &format!("block when {src}"), 0, Mode::Live))
+            .unwrap()
+            .eval(&features)
+            .truth
+            == Truth::True;
+        prop_assert_eq!(fired, true_here, "{}", src);
+        for r in RuleSet::from_specs(default_rules()).unwrap().rules() {
+            if !r.can_fire_on(&features) {
+                prop_assert_ne!(r.eval(&features).truth, Truth::True, "{}", r.name());
+            }
+        }
     }
 
     #[test]

@@ -122,9 +122,16 @@ impl Windows {
         for (w, win) in WINDOWS_MS.iter().enumerate() {
             // The previous bucket counts for the part of it still inside the window.
             let left = win - now_ms.rem_euclid(*win);
+            // 64-bit unless the product overflows (sums beyond about 15 billion): a 128-bit
+            // division costs a payment's four subjects thousands of instructions.
             let part = |v: i64| -> i64 {
-                i64::try_from(i128::from(v) * i128::from(left) / i128::from(*win))
-                    .unwrap_or(i64::MAX)
+                v.checked_mul(left).map_or_else(
+                    || {
+                        i64::try_from(i128::from(v) * i128::from(left) / i128::from(*win))
+                            .unwrap_or(i64::MAX)
+                    },
+                    |x| x / win,
+                )
             };
             let (count, sum) = if self.bucket[w] >= now_buckets[w] {
                 (
@@ -219,31 +226,34 @@ impl Unwritten {
     }
 }
 
-/// Counts `g.n` events of `g.total` in all in one subject's row. Parameters: the subject,
-/// the four buckets, the total, the count.
+/// Counts `g.n` events of `g.total` in all in one subject's row, returning the row as
+/// written. Parameters: the subject, the four buckets, the total, the count.
 static ADD_MANY: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "INSERT INTO risk_velocity (subject, {}) VALUES ($1, {}) ON CONFLICT (subject) DO UPDATE SET {}",
+        "INSERT INTO risk_velocity (subject, {}) VALUES ($1, {}) ON CONFLICT (subject) DO UPDATE SET {} RETURNING {}",
         window_columns(),
         window_values(2, 6, "$7"),
-        window_sets("risk_velocity")
+        window_sets("risk_velocity"),
+        window_columns()
     )
 });
 
 /// Writes the events counted in memory for `subject` into its counter row; concurrent
-/// writers (other nodes) add up, since the increment happens in SQL.
+/// writers (other nodes) add up, since the increment happens in SQL. Returns the row as
+/// written (with every node's counts so far), `None` when there was nothing to write.
 pub fn write_unwritten(
     conn: &mut dyn Conn,
     subject: &str,
     events: &Unwritten,
-) -> Result<(), StoreError> {
+) -> Result<Option<Windows>, StoreError> {
+    let mut written = None;
     for g in &events.groups {
         let mut p = vec![Value::from(subject)];
         p.extend(g.buckets.map(Value::Int));
         p.extend([Value::Int(g.total), Value::Int(g.n)]);
-        conn.exec(&ADD_MANY, &p)?;
+        written = Windows::read(&conn.query_one(&ADD_MANY, &p)?, 0)?;
     }
-    Ok(())
+    Ok(written)
 }
 
 /// `col1 = $first, col2 = $(first + 1), …` over the 20 window columns.
@@ -644,12 +654,11 @@ pub struct PaymentRisk<'a> {
 }
 
 /// What the payment's own writer job read of the rows it counts in: the customer's profile
-/// and the four counter states (customer, device, store, terminal; `None` where there is no
-/// row yet).
+/// and the customer's and device's counter states (`None` where there is no row yet).
 #[derive(Debug, Clone, Copy)]
 pub struct CountedRows<'a> {
     pub profile: &'a Profile,
-    pub windows: [Option<Windows>; 4],
+    pub windows: [Option<Windows>; 2],
     /// The device's windows were already written with the code's spending
     /// ([`spend_code_counting`]).
     pub device_counted: bool,
@@ -758,13 +767,6 @@ static WINDOWS_OF_DEVICE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-static VELOCITY_SET: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "UPDATE risk_velocity SET {} WHERE subject = $1",
-        window_assignments(2)
-    )
-});
-
 static DEVICE_SET: LazyLock<String> =
     LazyLock::new(|| format!("UPDATE devices SET {} WHERE id = $1", window_assignments(2)));
 
@@ -786,23 +788,19 @@ fn count_payment_read(
     read: &CountedRows<'_>,
 ) -> Result<(), StoreError> {
     let (amount, now) = (n.amount, n.place.now_ms);
-    let [customer, device, store, terminal] = read.windows;
-    // `$1` is the row's key, then the 20 window values.
-    let set = |conn: &mut dyn Conn, sql: &'static str, key: &str, w: &Windows| {
-        let p: Vec<Value> = std::iter::once(Value::from(key))
-            .chain(w.counted(amount, now).values())
-            .collect();
-        conn.exec(sql, &p).map(drop)
-    };
-    for (subject, windows) in n.subjects.iter().flatten().zip([store, terminal]) {
-        match windows {
-            Some(w) => set(conn, &VELOCITY_SET, subject, &w)?,
-            None => add(conn, &[subject], amount, now)?,
-        }
+    let [customer, device] = read.windows;
+    if let Some(subjects) = &n.subjects {
+        add(conn, subjects, amount, now)?;
     }
     match device {
         _ if read.device_counted => {}
-        Some(w) => set(conn, &DEVICE_SET, n.device_id, &w)?,
+        Some(w) => {
+            // `$1` is the row's key, then the 20 window values.
+            let p: Vec<Value> = std::iter::once(Value::from(n.device_id))
+                .chain(w.counted(amount, now).values())
+                .collect();
+            conn.exec(&DEVICE_SET, &p)?;
+        }
         None => record_device_payment(conn, n.device_id, amount, now)?,
     }
     let Some(w) = customer else {
@@ -830,22 +828,22 @@ fn count_payment_read(
 }
 
 /// The data-modifying CTEs that write a counted [`PaymentRisk`] inside another statement,
-/// with parameters numbered from `$first` (see [`payment_risk_params`]).
+/// with parameters numbered from `$first` (see [`payment_risk_params`]): the device's
+/// counters, the profile and the journal line (the store and terminal are counted by the
+/// caller, in memory).
 pub(crate) fn payment_risk_ctes(first: usize) -> String {
-    let add = add_sql(first, 2);
-    // The counters take 7 parameters (2 subjects, 4 buckets, the amount), the device 6, the
-    // profile 12.
-    let device = renumber(&DEVICE_ADD, first + 7);
-    let profile = renumber(&PROFILE_ADD, first + 13);
-    let decision = renumber(DECISION_INSERT, first + 25);
-    format!("rv AS ({add}), rdev AS ({device}), rp AS ({profile}), rd AS ({decision})")
+    // The device takes 6 parameters, the profile 12.
+    let device = renumber(&DEVICE_ADD, first);
+    let profile = renumber(&PROFILE_ADD, first + 6);
+    let decision = renumber(DECISION_INSERT, first + 18);
+    format!("rdev AS ({device}), rp AS ({profile}), rd AS ({decision})")
 }
 
-/// The parameters of [`payment_risk_ctes`]; `None` when the payment was not counted.
+/// The parameters of [`payment_risk_ctes`]; `None` when the payment was not counted, or
+/// counts the store and terminal in their rows (not in that statement: written one by one).
 pub(crate) fn payment_risk_params(r: &PaymentRisk<'_>) -> Option<Vec<Value>> {
-    let n = r.counted.as_ref()?;
-    let mut p = add_params(&n.subjects?, n.amount, n.place.now_ms);
-    p.extend(device_add_params(n.device_id, n.amount, n.place.now_ms));
+    let n = r.counted.as_ref().filter(|n| n.subjects.is_none())?;
+    let mut p = device_add_params(n.device_id, n.amount, n.place.now_ms);
     p.extend(profile_add_params(n.customer_id, n.amount, &n.place));
     p.extend(decision_params(r.decision));
     Some(p)
@@ -1231,4 +1229,36 @@ pub fn decisions_page(
     .iter()
     .map(decision)
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The previous bucket's weighted share, computed in 64 bits when it fits and in 128
+    /// when it does not, is the exact 128-bit result either way.
+    #[test]
+    fn the_sliding_estimate_is_exact_at_any_size() {
+        let now: i64 = 1_795_564_800_000 + 123_456_789;
+        let b = buckets(now);
+        for v in [0, 1, 7, 999_999, 15_000_000_000, i64::MAX / 1_000, i64::MAX] {
+            let w = Windows {
+                bucket: b.map(|x| x - 1),
+                n: [v; 4],
+                total: [v; 4],
+                ..Windows::default()
+            };
+            let got = w.velocity(now);
+            for (i, win) in WINDOWS_MS.iter().enumerate() {
+                let left = win - now.rem_euclid(*win);
+                let want = i64::try_from(i128::from(v) * i128::from(left) / i128::from(*win))
+                    .unwrap_or(i64::MAX);
+                assert_eq!(
+                    (got.count[i], got.sum[i]),
+                    (want, want),
+                    "{v} in window {i}"
+                );
+            }
+        }
+    }
 }

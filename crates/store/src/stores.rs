@@ -142,20 +142,22 @@ pub struct PosContext {
     pub paying: Option<crate::customers::PayingDevice>,
     /// The terminal's store location (microdegrees), when known.
     pub store_at: Option<(i64, i64)>,
-    /// The paying customer's risk profile and payment velocities (customer, device, store,
-    /// terminal), read in the same round trip; empty when no device holds the slot.
+    /// The paying customer's risk profile and payment velocities (customer, device), read in
+    /// the same round trip; empty when no device holds the slot. The store's and terminal's
+    /// are not read here (zero): the server keeps them, written behind (`SharedCounts`).
     pub profile: crate::risk::Profile,
     pub velocity: PosVelocity,
-    /// The stored counter states behind `velocity` (customer, device, store, terminal; `None`
-    /// where there is no row yet), for counting the payment from what was read
+    /// The stored counter states behind `velocity` (customer, device; `None` where there is
+    /// no row yet), for counting the payment from what was read
     /// ([`crate::risk::PaymentCount::read`]).
-    pub windows: [Option<crate::risk::Windows>; 4],
+    pub windows: [Option<crate::risk::Windows>; 2],
     /// Distinct accounts bound on the paying phone's app installation, when known.
     pub device_accounts: Option<i64>,
 }
 
 /// The payment velocities the risk engine reads on the hot path (the customer's from the
-/// profile row, the others from `risk_velocity`).
+/// profile row, the device's from the device row, the store's and terminal's from
+/// `risk_velocity` with what the node counted and has not written yet).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PosVelocity {
     pub customer: crate::risk::Velocity,
@@ -164,7 +166,8 @@ pub struct PosVelocity {
     pub terminal: crate::risk::Velocity,
 }
 
-/// First column of the risk profile in `POS_CONTEXT`, then the four velocity rows.
+/// First column of the risk profile in `POS_CONTEXT`, then the customer's and the device's
+/// windows.
 const POS_RISK_FIRST: usize = 29;
 
 static POS_CONTEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -175,7 +178,7 @@ static POS_CONTEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                 CASE WHEN ft.window_start_ms >= $5 THEN ft.failures ELSE 0 END, \
                 CASE WHEN fs.window_start_ms >= $5 THEN fs.failures ELSE 0 END, \
                 c.recovery_hold_until_ms, d.bound_by, c.created_ms, c.password_changed_ms, \
-                st.lat_e6, st.lon_e6, {}, {}, {}, {}, {}, \
+                st.lat_e6, st.lon_e6, {}, {}, {}, \
                 CASE WHEN d.installation IS NULL THEN NULL ELSE \
                   (SELECT COUNT(DISTINCT x.customer_id) FROM devices x WHERE x.installation = d.installation) END, \
                 c.contact_changed_ms \
@@ -187,14 +190,10 @@ static POS_CONTEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
          LEFT JOIN code_failures ft ON ft.subject = 'term:' || t.id \
          LEFT JOIN code_failures fs ON fs.subject = $4 || t.id \
          LEFT JOIN risk_profiles rp ON rp.customer_id = d.customer_id \
-         LEFT JOIN risk_velocity vs ON vs.subject = 'store:' || t.store_id || ':pay' \
-         LEFT JOIN risk_velocity vt ON vt.subject = 'term:' || t.id || ':pay' \
          WHERE t.key_hash = $1 AND t.status = 'active'",
         crate::risk::profile_columns("rp"),
         crate::risk::velocity_columns("rp"),
         crate::risk::velocity_columns("d"),
-        crate::risk::velocity_columns("vs"),
-        crate::risk::velocity_columns("vt"),
     )
 });
 
@@ -252,12 +251,12 @@ pub fn pos_context(
             bound_by: r.text(24)?,
             customer_created_ms: r.int(25)?,
             password_changed_ms: r.opt_int(26)?,
-            contact_changed_ms: r.opt_int(POS_RISK_FIRST + 92)?,
+            contact_changed_ms: r.opt_int(POS_RISK_FIRST + 52)?,
         }),
     };
-    // Customer (profile row), device, store, terminal: 20 columns each.
-    let mut windows = [None; 4];
-    for (w, at) in windows.iter_mut().zip([11, 31, 51, 71]) {
+    // Customer (profile row), device: 20 columns each.
+    let mut windows = [None; 2];
+    for (w, at) in windows.iter_mut().zip([11, 31]) {
         *w = crate::risk::Windows::read(&r, POS_RISK_FIRST + at)?;
     }
     let velocity =
@@ -273,11 +272,10 @@ pub fn pos_context(
         velocity: PosVelocity {
             customer: velocity(windows[0]),
             device: velocity(windows[1]),
-            store: velocity(windows[2]),
-            terminal: velocity(windows[3]),
+            ..PosVelocity::default()
         },
         windows,
-        device_accounts: r.opt_int(POS_RISK_FIRST + 91)?,
+        device_accounts: r.opt_int(POS_RISK_FIRST + 51)?,
     }))
 }
 

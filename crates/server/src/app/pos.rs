@@ -128,13 +128,15 @@ pub fn payment_json(p: &Payment) -> serde_json::Value {
 enum Decided {
     /// Finished in one transaction (wallet funding, or a decline): the stored response.
     Done(Stored),
-    /// A wallet payment of the hot path went through: the stored response, and the store's
-    /// and terminal's counters to count it in once committed (`risk::SharedCounts`).
+    /// A payment went through or is held for confirmation: the stored response, and the
+    /// store's and terminal's counters to count it in once committed (`risk::SharedCounts`).
     Paid(Stored, [String; 2]),
-    /// Card funding: the processor must be asked, then [`finish_card_payment`].
+    /// Card funding: the processor must be asked, then [`finish_card_payment`]; the store's
+    /// and terminal's counters as for `Paid`.
     Card {
         payment: Box<Payment>,
         token: String,
+        counted: [String; 2],
     },
 }
 
@@ -302,14 +304,14 @@ pub async fn create_payment(
             // written yet.
             let subjects = super::risk::payment_subjects(&facts);
             let mut velocity = ctx.velocity;
-            for (v, (subject, stored)) in [&mut velocity.store, &mut velocity.terminal]
+            for (v, subject) in [&mut velocity.store, &mut velocity.terminal]
                 .into_iter()
-                .zip(subjects.iter().zip([ctx.windows[2], ctx.windows[3]]))
+                .zip(&subjects)
             {
                 *v = st
                     .risk
                     .shared
-                    .windows(subject, stored)
+                    .windows(subject, || konbini_store::risk::windows_of(c, subject))?
                     .map_or_else(Default::default, |w| w.velocity(now));
             }
             let features = super::risk::payment_features(&st, &facts, profile, &velocity, now);
@@ -417,6 +419,7 @@ pub async fn create_payment(
                 return Ok(Decided::Card {
                     payment: Box::new(p),
                     token: card.processor_token,
+                    counted: subjects,
                 });
             }
             p.funding = Some("wallet".into());
@@ -440,15 +443,16 @@ pub async fn create_payment(
                     },
                     now,
                 )?;
-                if held {
-                    super::risk::record_payment(c, &facts, now)?;
-                    p.status = "pending_confirmation".into();
-                    p.hold_id = Some(hold_id);
-                    p.expires_ms = Some(expires);
-                } else {
+                if !held {
                     p.decline_code = Some("insufficient_funds".into());
+                    return finish_decided(c, &idem, p, now, None).map(Decided::Done);
                 }
-                return finish_decided(c, &idem, p, now, None).map(Decided::Done);
+                super::risk::record_payment(c, &facts, now)?;
+                p.status = "pending_confirmation".into();
+                p.hold_id = Some(hold_id);
+                p.expires_ms = Some(expires);
+                let stored = finish_decided(c, &idem, p, now, None)?;
+                return Ok(Decided::Paid(stored, subjects));
             }
             let entry =
                 Entry::transfer(&wallet, &settlement, amount).map_err(|_| ApiError::internal())?;
@@ -474,10 +478,7 @@ pub async fn create_payment(
                     .map(|record| konbini_store::risk::PaymentRisk {
                         decision: record,
                         // The store and terminal are counted in memory once committed.
-                        counted: Some(konbini_store::risk::PaymentCount {
-                            subjects: None,
-                            ..super::risk::payment_count(&facts, &subjects, now)
-                        }),
+                        counted: Some(super::risk::payment_count(&facts, now)),
                     });
                 let post = payments::WalletPost {
                     slot,
@@ -533,7 +534,12 @@ pub async fn create_payment(
                 }
             }
             let Some(record) = &record else {
-                return finish_decided(c, &idem, p, now, None).map(Decided::Done);
+                let stored = finish_decided(c, &idem, p, now, None)?;
+                return Ok(if posted {
+                    Decided::Paid(stored, subjects)
+                } else {
+                    Decided::Done(stored)
+                });
             };
             let risk = konbini_store::risk::PaymentRisk {
                 decision: record,
@@ -544,9 +550,7 @@ pub async fn create_payment(
                         windows: ctx.windows,
                         device_counted: device.is_some(),
                     }),
-                    // The store and terminal are counted in memory once committed.
-                    subjects: None,
-                    ..super::risk::payment_count(&facts, &subjects, now)
+                    ..super::risk::payment_count(&facts, now)
                 }),
             };
             let stored = finish_decided(c, &idem, p, now, Some(&risk))?;
@@ -577,7 +581,14 @@ pub async fn create_payment(
             state.risk.shared.count(&subjects, amount.minor(), now);
             Ok(s)
         }
-        Decided::Card { payment, token } => finish_card_payment(state, *payment, token, key).await,
+        Decided::Card {
+            payment,
+            token,
+            counted,
+        } => {
+            state.risk.shared.count(&counted, amount.minor(), now);
+            finish_card_payment(state, *payment, token, key).await
+        }
     }
 }
 

@@ -20,6 +20,7 @@ use konbini_store::stores::PosVelocity;
 use konbini_store::{Conn, Db, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 /// The compiled rule set every evaluation uses, and the stored version it came from.
 #[derive(Default)]
@@ -35,9 +36,11 @@ pub struct Engine {
 ///
 /// A payment on the hot path counts the store and terminal here once it is committed, and
 /// [`SharedCounts::write`] adds what was counted to their rows about once a second
-/// (`serve`'s task, and once more at shutdown). A decision reads the row as stored plus what
-/// is counted here and not yet written, so on one node the counts are exact; another node's
-/// payments show once that node has written them (within about a second). Writing them with
+/// (`serve`'s task, and once more at shutdown). A decision reads the row as this node last
+/// read or wrote it (kept here: the payment's context query does not read these rows) plus
+/// what is counted here and not yet written, so on one node the counts are exact; another
+/// node's payments show once that node has written them and this one has written or re-read
+/// the row (within a few seconds). Writing them with
 /// each payment would update the same two rows for every payment at a store, a fifth of the
 /// engine's work per payment (docs/benchmarks.md). What a crash can lose is the last
 /// second's store and terminal counts; the journal, the customer's and the device's counters
@@ -47,13 +50,19 @@ pub struct SharedCounts {
     inner: Mutex<SharedState>,
 }
 
-/// Counted and not yet written (`counted`), and being written now (`writing`): both count
-/// until the write has committed.
+/// The rows as last read or written (`stored`, with when), what was counted and not yet
+/// written (`counted`), and what is being written now (`writing`), which counts until the
+/// write has committed.
 #[derive(Default)]
 struct SharedState {
+    stored: HashMap<String, (Option<Windows>, Instant)>,
     counted: HashMap<String, Unwritten>,
     writing: HashMap<String, Unwritten>,
 }
+
+/// How long a row read or written here is used before it is read again: another node's
+/// counts reach this one within this time even where this node writes nothing.
+const STORED_FRESH: Duration = Duration::from_secs(5);
 
 impl SharedCounts {
     /// Counts a committed payment of `amount` at `now` for each of `subjects`.
@@ -72,14 +81,39 @@ impl SharedCounts {
         }
     }
 
-    /// `subject`'s windows: its row as stored (`None`: no row) with what is counted here on
-    /// top.
-    pub fn windows(&self, subject: &str, stored: Option<Windows>) -> Option<Windows> {
+    /// `subject`'s windows: its row as last read or written here, or as `read` reads it now
+    /// when there is none fresh (`None`: no row), with what is counted here on top.
+    pub fn windows(
+        &self,
+        subject: &str,
+        read: impl FnOnce() -> Result<Option<Windows>, StoreError>,
+    ) -> Result<Option<Windows>, StoreError> {
+        let fresh = self.inner.lock().ok().and_then(|u| {
+            u.stored
+                .get(subject)
+                .filter(|(_, at)| at.elapsed() < STORED_FRESH)
+                .map(|(w, _)| *w)
+        });
+        let stored = match fresh {
+            Some(w) => w,
+            None => {
+                // Read without holding the lock (a round trip on PostgreSQL); a row written
+                // here meanwhile is newer than what this read saw, and stays.
+                let started = Instant::now();
+                let w = read()?;
+                if let Ok(mut u) = self.inner.lock()
+                    && u.stored.get(subject).is_none_or(|(_, at)| *at < started)
+                {
+                    u.stored.insert(subject.to_string(), (w, started));
+                }
+                w
+            }
+        };
         let Ok(u) = self.inner.lock() else {
-            return stored;
+            return Ok(stored);
         };
         let stored = u.writing.get(subject).map_or(stored, |e| e.on(stored));
-        u.counted.get(subject).map_or(stored, |e| e.on(stored))
+        Ok(u.counted.get(subject).map_or(stored, |e| e.on(stored)))
     }
 
     /// Writes what was counted into the rows, in one transaction; on failure it stays
@@ -104,15 +138,24 @@ impl SharedCounts {
         let n = batch.len();
         let r = db
             .write(move |c| {
+                let mut written = Vec::with_capacity(batch.len());
                 for (subject, events) in &batch {
-                    store::write_unwritten(c, subject, events)?;
+                    written.push((subject.clone(), store::write_unwritten(c, subject, events)?));
                 }
-                Ok::<_, StoreError>(())
+                Ok::<_, StoreError>(written)
             })
             .await;
         if let Ok(mut u) = self.inner.lock() {
             let writing = std::mem::take(&mut u.writing);
-            if r.is_err() {
+            if let Ok(written) = &r {
+                // The rows now hold what was written, and every other node's counts so far.
+                let now = Instant::now();
+                for (subject, w) in written {
+                    u.stored.insert(subject.clone(), (*w, now));
+                }
+                // Rows neither read nor written for a while are read again when needed.
+                u.stored.retain(|_, (_, at)| at.elapsed() < STORED_FRESH);
+            } else {
                 // Back in front of what was counted meanwhile.
                 for (s, mut e) in writing {
                     if let Some(later) = u.counted.remove(&s) {
@@ -122,7 +165,7 @@ impl SharedCounts {
                 }
             }
         }
-        r.map(|()| n)
+        r.map(|_| n)
     }
 }
 
@@ -434,15 +477,12 @@ pub fn payment_subjects(f: &PaymentFacts<'_>) -> [String; 2] {
     ]
 }
 
-/// A payment that went through, as the counters and the profile see it; `subjects` are
-/// [`payment_subjects`].
-pub fn payment_count<'a>(
-    f: &PaymentFacts<'a>,
-    subjects: &'a [String; 2],
-    now: i64,
-) -> store::PaymentCount<'a> {
+/// A payment that went through, as the counters and the profile see it. The store and
+/// terminal are not counted with it: the caller counts them once committed
+/// ([`SharedCounts::count`]).
+pub fn payment_count<'a>(f: &PaymentFacts<'a>, now: i64) -> store::PaymentCount<'a> {
     store::PaymentCount {
-        subjects: Some([&subjects[0], &subjects[1]]),
+        subjects: None,
         device_id: f.device_id,
         customer_id: f.customer_id,
         amount: f.amount,
@@ -457,11 +497,12 @@ pub fn payment_count<'a>(
     }
 }
 
-/// Counts a payment that went through (the paths off the hot one; the immediate wallet
-/// payment folds this into its own write).
+/// Counts a payment that went through in the customer's and the device's counters and the
+/// profile (the paths off the hot one; the immediate wallet payment folds this into its own
+/// write). The store and terminal are counted by the caller once committed
+/// ([`SharedCounts::count`]), on every path alike.
 pub fn record_payment(c: &mut dyn Conn, f: &PaymentFacts<'_>, now: i64) -> Result<(), StoreError> {
-    let subjects = payment_subjects(f);
-    store::count_payment(c, &payment_count(f, &subjects, now))
+    store::count_payment(c, &payment_count(f, now))
 }
 
 /// The customer's tier now.
