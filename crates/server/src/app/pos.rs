@@ -535,7 +535,8 @@ pub async fn create_payment(
             }
             let Some(record) = &record else {
                 let stored = finish_decided(c, &idem, p, now, None)?;
-                return Ok(if posted {
+                // Counted above unless the engine is off (a deferred payment without it).
+                return Ok(if posted && !deferred {
                     Decided::Paid(stored, subjects)
                 } else {
                     Decided::Done(stored)
