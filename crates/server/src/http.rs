@@ -688,7 +688,11 @@ async fn create_payment(
     key: IdempotencyKey,
     Json(b): Json<pos::PaymentRequest>,
 ) -> ApiResult<Stored> {
-    pos::create_payment(&s, t.key_hash, key.0, b).await
+    // Runs to completion even if the terminal hangs up: what follows the commit (counting
+    // the store and terminal in memory, asking the card processor) is not cut off half-way.
+    tokio::spawn(async move { pos::create_payment(&s, t.key_hash, key.0, b).await })
+        .await
+        .unwrap_or_else(|_| Err(ApiError::internal()))
 }
 
 async fn get_payment(

@@ -488,7 +488,7 @@ pub async fn create_payment(
                 };
                 if let Some(stored) = pay_alone(c, &idem, &p, &post, risk.as_ref(), now)? {
                     return Ok(match risk {
-                        Some(_) => Decided::Paid(stored, subjects.clone()),
+                        Some(_) => Decided::Paid(stored, subjects),
                         None => Decided::Done(stored),
                     });
                 }
@@ -556,7 +556,7 @@ pub async fn create_payment(
             };
             let stored = finish_decided(c, &idem, p, now, Some(&risk))?;
             Ok(if posted {
-                Decided::Paid(stored, subjects.clone())
+                Decided::Paid(stored, subjects)
             } else {
                 Decided::Done(stored)
             })
