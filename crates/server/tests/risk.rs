@@ -623,3 +623,60 @@ async fn store_counts_are_seen_at_once_and_written_behind() {
         assert_eq!(counts(&f), [4, 1_400, 4, 1_400], "{l}: {f}");
     }
 }
+
+/// A write-behind that fails (here: its table is renamed away) loses nothing: what it was
+/// writing is counted again in front of what came meanwhile, still seen by decisions, and
+/// the next write puts all of it in the row, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_whose_write_fails_are_kept_for_the_next_write() {
+    use konbini_server::app::risk::SharedCounts;
+    use konbini_store::{Conn, StoreError, risk};
+    for app in apps().await {
+        let l = app.label;
+        let shared = SharedCounts::default();
+        let now = app.clock_ms();
+        let (store, term) = (
+            "store:st_fail:pay".to_string(),
+            "term:t_fail:pay".to_string(),
+        );
+        shared.count(&[store.clone(), term.clone()], 100, now);
+        let rename = |sql: &'static str| {
+            let db = app.db.clone();
+            async move {
+                db.write(move |c| c.exec(sql, &[]).map(drop))
+                    .await
+                    .map_err(|e: StoreError| e.to_string())
+                    .expect("rename")
+            }
+        };
+        rename("ALTER TABLE risk_velocity RENAME TO risk_velocity_away").await;
+        assert!(shared.write(&app.db).await.is_err(), "{l}: the write fails");
+        shared.count(std::slice::from_ref(&store), 50, now + 1);
+        let seen = |subject: &str| {
+            shared
+                .windows(subject, || Ok(None))
+                .expect("windows")
+                .map(|w| (w.n[0], w.total[0]))
+        };
+        assert_eq!(seen(&store), Some((2, 150)), "{l}: still counted");
+        assert_eq!(seen(&term), Some((1, 100)), "{l}");
+        rename("ALTER TABLE risk_velocity_away RENAME TO risk_velocity").await;
+        assert_eq!(shared.write(&app.db).await.expect("write"), 2, "{l}");
+        for (subject, want) in [(&store, (2, 150)), (&term, (1, 100))] {
+            let s = subject.clone();
+            let row = app
+                .db
+                .read(move |c: &mut dyn Conn| risk::windows_of(c, &s))
+                .await
+                .expect("row")
+                .map(|w| (w.n[0], w.total[0]));
+            assert_eq!(row, Some(want), "{l}: {subject} in its row");
+            assert_eq!(seen(subject), Some(want), "{l}: {subject} seen once");
+        }
+        assert_eq!(
+            shared.write(&app.db).await.expect("write"),
+            0,
+            "{l}: nothing left"
+        );
+    }
+}
