@@ -27,24 +27,24 @@ use std::time::{Duration, Instant};
 pub struct Engine {
     rules: RwLock<Option<Arc<RuleSet>>>,
     loaded_from: RwLock<Option<(i64, i64)>>,
-    /// The store's and terminal's payments of the hot path, counted here at commit.
+    /// The store's and terminal's payments, counted here once committed.
     pub shared: SharedCounts,
 }
 
 /// The payment counters of stores and terminals, which every customer's payment at that
 /// store updates, written behind.
 ///
-/// A payment on the hot path counts the store and terminal here once it is committed, and
-/// [`SharedCounts::write`] adds what was counted to their rows about once a second
-/// (`serve`'s task, and once more at shutdown). A decision reads the row as this node last
-/// read or wrote it (kept here: the payment's context query does not read these rows) plus
-/// what is counted here and not yet written, so on one node the counts are exact; another
-/// node's payments show once that node has written them and this one has written or re-read
-/// the row (within a few seconds). Writing them with
-/// each payment would update the same two rows for every payment at a store, a fifth of the
-/// engine's work per payment (docs/benchmarks.md). What a crash can lose is the last
-/// second's store and terminal counts; the journal, the customer's and the device's counters
-/// and the profile are written with the payment itself.
+/// A payment that goes through (or is held for confirmation, or goes to the card processor)
+/// counts the store and terminal here once it is committed, and [`SharedCounts::write`]
+/// adds what was counted to their rows about once a second (`serve`'s task, and once more
+/// at shutdown). A decision reads the row as this node last read or wrote it (kept here: the
+/// payment's context query does not read these rows) plus what is counted here and not yet
+/// written, so on one node the counts are exact; another node's payments show once that
+/// node has written them and this one has written or re-read the row (within a few
+/// seconds). Writing them with each payment would update the same two rows for every
+/// payment at a store, a fifth of the engine's work per payment (docs/benchmarks.md). What a
+/// crash can lose is the last second's store and terminal counts; the journal, the
+/// customer's and the device's counters and the profile are written with the payment.
 #[derive(Default)]
 pub struct SharedCounts {
     inner: Mutex<SharedState>,
@@ -404,8 +404,9 @@ impl AccountTimes {
     }
 }
 
-/// The features of a payment, from what `pos_context` read in its single round trip: the
-/// customer's profile and the payment counters of the customer, device, store and terminal.
+/// The features of a payment: the customer's profile and the payment counters of the
+/// customer and device (read by `pos_context` in its single round trip), and of the store
+/// and terminal (kept by the node, see [`SharedCounts`]).
 pub fn payment_features(
     state: &AppState,
     f: &PaymentFacts<'_>,
