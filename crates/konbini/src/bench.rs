@@ -240,6 +240,9 @@ struct Tally {
     succeeded: AtomicU64,
     declined: AtomicU64,
     errors: AtomicU64,
+    /// Of the errors, requests not sent because no phone had a code left in the current
+    /// 30-s step (10 per device): the offered rate exceeded what the customers can pay.
+    no_code: AtomicU64,
 }
 
 async fn one_payment(
@@ -253,6 +256,7 @@ async fn one_payment(
 ) {
     let Some(code) = wallets.next_code() else {
         tally.errors.fetch_add(1, Ordering::Relaxed);
+        tally.no_code.fetch_add(1, Ordering::Relaxed);
         return;
     };
     let amount = 100 + (n % 900) as i64;
@@ -497,6 +501,15 @@ pub fn run(args: BenchArgs, database_url: &str) -> Result<ExitCode, String> {
         elapsed
     );
     println!("throughput: {:.0} payments/s", ok as f64 / elapsed);
+    let no_code = tally.no_code.load(Ordering::Relaxed);
+    if no_code > 0 {
+        // A phone makes at most 10 codes per 30-s step (docs/payment-codes.md).
+        println!(
+            "{no_code} of these errors are requests not sent: no phone had a code left in its 30-s step (10 each); {} customers can pay at most {} payments/s: use more --customers",
+            args.customers,
+            args.customers * 10 / 30
+        );
+    }
     // At full speed, CPU per payment is steadier than throughput on a shared 2-core machine:
     // it moves with the work done (server, load generator and, on SQLite, the database;
     // PostgreSQL's own CPU is not in it) more than with scheduling.

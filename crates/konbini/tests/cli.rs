@@ -503,6 +503,38 @@ async fn two_nodes_share_one_postgres() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `konbini bench` measures on a fresh database and verifies the ledger; when it offers more
+/// payments than its customers' phones can make codes for (10 per device per 30-s step), it
+/// fails and says why instead of reporting bare errors.
+#[test]
+fn bench_measures_and_says_when_its_phones_run_out_of_codes() {
+    let dir = workdir();
+    let db = "sqlite://konbini.db"; // the default: the bench uses its own konbini-bench.db
+    let short = [
+        "bench",
+        "--customers",
+        "30",
+        "--duration-s",
+        "1",
+        "--warmup-s",
+        "0",
+    ];
+    let (code, out) = konbini(&dir, db, &short);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("requests not sent"), "{out}");
+    assert!(
+        out.contains("30 customers can pay at most 10 payments/s"),
+        "{out}"
+    );
+    assert!(out.contains("OK: every entry balanced"), "{out}");
+    // Within what the phones can do: no errors, and success.
+    let (code, out) = konbini(&dir, db, &[&short[..], &["--rate", "5"]].concat());
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(" 0 errors"), "{out}");
+    assert!(!out.contains("requests not sent"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn demo_walkthrough_runs_end_to_end() {
     let dir = workdir();
