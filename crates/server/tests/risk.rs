@@ -570,27 +570,28 @@ async fn store_counts_are_seen_at_once_and_written_behind() {
                 .await;
             assert_eq!(r.body["status"], "succeeded", "{l}: {}", r.text);
         }
-        let counts = |f: &Value| {
-            [
-                "store.payments.count(10m)",
-                "store.payments.sum(10m)",
-                "terminal.payments.count(7d)",
-                "terminal.payments.sum(7d)",
-            ]
-            .map(|k| feature(f, k).as_i64().unwrap_or(-1))
+        // The other customer's payment with code `d`: the store's and terminal's counts it
+        // was decided with.
+        let b_pays = |d: u8| {
+            let (app, b, term) = (&app, &b, &term);
+            async move {
+                let key = format!("behind-b{d}-{l}");
+                let r = app.pay(term, &app.offline_code(b, d), 500, &key).await;
+                assert_eq!(r.body["status"], "succeeded", "{l}: {}", r.text);
+                let (_, f) = last_payment_decision(app, &b.customer_id).await;
+                let counts = [
+                    "store.payments.count(10m)",
+                    "store.payments.sum(10m)",
+                    "terminal.payments.count(7d)",
+                    "terminal.payments.sum(7d)",
+                ]
+                .map(|k| feature(&f, k).as_i64().unwrap_or(-1));
+                (counts, f)
+            }
         };
         // Another customer's payment right after sees all three, written or not.
-        let r = app
-            .pay(
-                &term,
-                &app.offline_code(&b, 0),
-                500,
-                &format!("behind-b0-{l}"),
-            )
-            .await;
-        assert_eq!(r.body["status"], "succeeded", "{l}: {}", r.text);
-        let (_, f) = last_payment_decision(&app, &b.customer_id).await;
-        assert_eq!(counts(&f), [3, 900, 3, 900], "{l}: {f}");
+        let (counts, f) = b_pays(0).await;
+        assert_eq!(counts, [3, 900, 3, 900], "{l}: {f}");
         // Written behind: the rows hold all four within a few seconds.
         let subject = format!("store:{store_id}:pay");
         let now = app.clock_ms();
@@ -610,17 +611,8 @@ async fn store_counts_are_seen_at_once_and_written_behind() {
         }
         assert_eq!(stored, 4, "{l}: the store's row after the write");
         // Once written, each payment counts once.
-        let r = app
-            .pay(
-                &term,
-                &app.offline_code(&b, 1),
-                500,
-                &format!("behind-b1-{l}"),
-            )
-            .await;
-        assert_eq!(r.body["status"], "succeeded", "{l}: {}", r.text);
-        let (_, f) = last_payment_decision(&app, &b.customer_id).await;
-        assert_eq!(counts(&f), [4, 1_400, 4, 1_400], "{l}: {f}");
+        let (counts, f) = b_pays(1).await;
+        assert_eq!(counts, [4, 1_400, 4, 1_400], "{l}: {f}");
     }
 }
 

@@ -185,30 +185,28 @@ pub struct Group {
 impl Unwritten {
     /// Counts one event of `amount` at `now_ms`.
     pub fn count(&mut self, amount: i64, now_ms: i64) {
-        let b = buckets(now_ms);
-        match self.groups.last_mut() {
-            Some(g) if g.buckets == b => {
-                g.n = g.n.saturating_add(1);
-                g.total = g.total.saturating_add(amount);
-            }
-            _ => self.groups.push(Group {
-                buckets: b,
-                n: 1,
-                total: amount,
-            }),
-        }
+        self.push(Group {
+            buckets: buckets(now_ms),
+            n: 1,
+            total: amount,
+        });
     }
 
     /// Puts `later` after these (a failed write puts its events back before newer ones).
     pub fn then(&mut self, later: Unwritten) {
         for g in later.groups {
-            match self.groups.last_mut() {
-                Some(last) if last.buckets == g.buckets => {
-                    last.n = last.n.saturating_add(g.n);
-                    last.total = last.total.saturating_add(g.total);
-                }
-                _ => self.groups.push(g),
+            self.push(g);
+        }
+    }
+
+    /// Adds `g` to the last group when it falls in the same buckets, else after it.
+    fn push(&mut self, g: Group) {
+        match self.groups.last_mut() {
+            Some(last) if last.buckets == g.buckets => {
+                last.n = last.n.saturating_add(g.n);
+                last.total = last.total.saturating_add(g.total);
             }
+            _ => self.groups.push(g),
         }
     }
 
@@ -1234,6 +1232,32 @@ pub fn decisions_page(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Events put back in front of newer ones (a failed write) merge by buckets and keep
+    /// their counts: the same windows as counting every event one by one.
+    #[test]
+    fn unwritten_events_merge_by_buckets_and_keep_their_counts() {
+        let now: i64 = 1_795_564_800_000;
+        let later = now + 700_000; // the next 10-minute bucket
+        let mut a = Unwritten::default();
+        a.count(100, now);
+        a.count(50, now);
+        let mut b = Unwritten::default();
+        b.count(7, now);
+        b.count(8, now);
+        b.count(3, later);
+        a.then(b);
+        let group = |t: i64, n: i64, total: i64| Group {
+            buckets: buckets(t),
+            n,
+            total,
+        };
+        assert_eq!(a.groups, vec![group(now, 4, 165), group(later, 1, 3)]);
+        let one_by_one = [(100, now), (50, now), (7, now), (8, now), (3, later)]
+            .iter()
+            .fold(Windows::default(), |w, (amount, t)| w.counted(*amount, *t));
+        assert_eq!(a.on(None), Some(one_by_one));
+    }
 
     /// The previous bucket's weighted share, computed in 64 bits when it fits and in 128
     /// when it does not, is the exact 128-bit result either way.

@@ -41,6 +41,25 @@ fn device(id: &str, customer_id: &str, slot: i64) -> Device {
     }
 }
 
+/// Customer `cus_{x}` with device `dev_{x}` on `slot` and `balance` yen in the wallet.
+async fn seed_payer(db: &konbini_store::Db, x: &'static str, slot: i64, balance: i64) {
+    let _: () = db
+        .write(move |c| {
+            customers::insert(
+                c,
+                &customer(&format!("cus_{x}"), &format!("{x}@example.com")),
+            )?;
+            customers::insert_device(
+                c,
+                &device(&format!("dev_{x}"), &format!("cus_{x}"), slot),
+                "sms",
+            )?;
+            fund(c, &format!("wallet:cus_{x}:JPY"), balance, &format!("{x}1"))
+        })
+        .await
+        .expect("seed");
+}
+
 fn fund(conn: &mut dyn Conn, wallet: &str, amount: i64, n: &str) -> R<()> {
     let c = Currency::JPY;
     ledger::ensure_account(
@@ -941,14 +960,7 @@ fn the_single_statement_payment_commits_all_of_it_or_nothing() {
     each(|t| {
         rt().block_on(async {
             let now: i64 = 1_795_564_800_000;
-            let _: () =
-                t.db.write(|c| {
-                    customers::insert(c, &customer("cus_s", "s@example.com"))?;
-                    customers::insert_device(c, &device("dev_s", "cus_s", 31), "sms")?;
-                    fund(c, "wallet:cus_s:JPY", 1_000, "s1")
-                })
-                .await
-                .expect("seed");
+            seed_payer(&t.db, "s", 31, 1_000).await;
             // One attempt: code `counter`, `amount`, under idempotency key `key`.
             let pay = |counter: i64, amount: i64, key: &'static str, n: &'static str| {
                 let db = t.db.clone();
@@ -1134,14 +1146,7 @@ fn spending_a_code_can_count_the_payment_on_the_device_row() {
     each(|t| {
         rt().block_on(async {
             let now: i64 = 1_795_564_800_000;
-            let _: () =
-                t.db.write(|c| {
-                    customers::insert(c, &customer("cus_d", "d@example.com"))?;
-                    customers::insert_device(c, &device("dev_d", "cus_d", 41), "sms")?;
-                    fund(c, "wallet:cus_d:JPY", 500, "d1")
-                })
-                .await
-                .expect("seed");
+            seed_payer(&t.db, "d", 41, 500).await;
             // One payment of `amount` with code `counter`, counting it on the device from the
             // windows as they stand (read in the same job, as the till's job does).
             let pay = |counter: i64, amount: i64, n: &'static str| {

@@ -96,11 +96,8 @@ fn possible_kinds(e: &Expr) -> u64 {
     let is_kind =
         |x: &Expr| matches!(&x.kind, ExprKind::Feature { path, arg: None } if path == "event.kind");
     let bit = |s: &str| {
-        EventKind::NAMES
-            .iter()
-            .position(|n| *n == s)
-            .and_then(|i| u32::try_from(i).ok())
-            .and_then(|i| 1u64.checked_shl(i))
+        EventKind::parse(s)
+            .and_then(|k| kind_bit(k.index() as i64))
             .unwrap_or(0)
     };
     match &e.kind {
@@ -120,13 +117,16 @@ fn possible_kinds(e: &Expr) -> u64 {
     }
 }
 
-/// The bit of the event kind `features` decide (see [`possible_kinds`]); `None` when it is
-/// unknown (or not a kind), and every rule is evaluated.
-fn kind_bit(features: &Features) -> Option<u64> {
-    features
-        .get(catalogue::event_slot())
-        .and_then(|k| u32::try_from(k).ok())
-        .and_then(|k| 1u64.checked_shl(k))
+/// The bit of the event kind of code `code` in a mask of [`possible_kinds`]; `None` for a
+/// code no mask can hold.
+fn kind_bit(code: i64) -> Option<u64> {
+    u32::try_from(code).ok().and_then(|k| 1u64.checked_shl(k))
+}
+
+/// The bit of the event kind `features` decide; `None` when it is unknown (or not a kind),
+/// and every rule is evaluated.
+fn event_bit(features: &Features) -> Option<u64> {
+    features.get(catalogue::event_slot()).and_then(kind_bit)
 }
 
 impl Rule {
@@ -188,7 +188,12 @@ impl Rule {
     /// Whether the rule can fire on the event `features` describe: `false` only when its
     /// condition requires another `event.kind` (it would evaluate to false).
     pub fn can_fire_on(&self, features: &Features) -> bool {
-        kind_bit(features).is_none_or(|bit| self.kinds & bit != 0)
+        self.can_fire_on_kind(event_bit(features))
+    }
+
+    /// [`Rule::can_fire_on`] for an event kind's bit ([`event_bit`]).
+    fn can_fire_on_kind(&self, bit: Option<u64>) -> bool {
+        bit.is_none_or(|bit| self.kinds & bit != 0)
     }
 
     /// The rule's unique name.
@@ -379,9 +384,9 @@ impl RuleSet {
         let mut fired = [false; MAX_RULES];
         let mut allow_live: Option<i32> = None;
         let mut allow_any: Option<i32> = None;
-        let kind = kind_bit(features);
+        let kind = event_bit(features);
         for (i, rule) in self.rules.iter().enumerate() {
-            if kind.is_some_and(|bit| rule.kinds & bit == 0) {
+            if !rule.can_fire_on_kind(kind) {
                 continue; // false on this event, whatever the rest (see `possible_kinds`)
             }
             let e = rule.eval(features);

@@ -65,17 +65,24 @@ struct SharedState {
 const STORED_FRESH: Duration = Duration::from_secs(5);
 
 impl SharedCounts {
+    /// The state; a panic elsewhere while it was held leaves counts, never a broken
+    /// invariant, so a poisoned lock is used as it is.
+    fn state(&self) -> std::sync::MutexGuard<'_, SharedState> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Counts a committed payment of `amount` at `now` for each of `subjects`.
     pub fn count(&self, subjects: &[String], amount: i64, now: i64) {
-        if let Ok(mut u) = self.inner.lock() {
-            for s in subjects {
-                match u.counted.get_mut(s.as_str()) {
-                    Some(e) => e.count(amount, now),
-                    None => {
-                        let mut e = Unwritten::default();
-                        e.count(amount, now);
-                        u.counted.insert(s.clone(), e);
-                    }
+        let mut u = self.state();
+        for s in subjects {
+            match u.counted.get_mut(s.as_str()) {
+                Some(e) => e.count(amount, now),
+                None => {
+                    let mut e = Unwritten::default();
+                    e.count(amount, now);
+                    u.counted.insert(s.clone(), e);
                 }
             }
         }
@@ -88,29 +95,26 @@ impl SharedCounts {
         subject: &str,
         read: impl FnOnce() -> Result<Option<Windows>, StoreError>,
     ) -> Result<Option<Windows>, StoreError> {
-        let fresh = self.inner.lock().ok().and_then(|u| {
-            u.stored
-                .get(subject)
-                .filter(|(_, at)| at.elapsed() < STORED_FRESH)
-                .map(|(w, _)| *w)
-        });
+        let mut u = self.state();
+        let fresh = u
+            .stored
+            .get(subject)
+            .filter(|(_, at)| at.elapsed() < STORED_FRESH)
+            .map(|(w, _)| *w);
         let stored = match fresh {
             Some(w) => w,
             None => {
                 // Read without holding the lock (a round trip on PostgreSQL); a row written
                 // here meanwhile is newer than what this read saw, and stays.
+                drop(u);
                 let started = Instant::now();
                 let w = read()?;
-                if let Ok(mut u) = self.inner.lock()
-                    && u.stored.get(subject).is_none_or(|(_, at)| *at < started)
-                {
+                u = self.state();
+                if u.stored.get(subject).is_none_or(|(_, at)| *at < started) {
                     u.stored.insert(subject.to_string(), (w, started));
                 }
                 w
             }
-        };
-        let Ok(u) = self.inner.lock() else {
-            return Ok(stored);
         };
         let stored = u.writing.get(subject).map_or(stored, |e| e.on(stored));
         Ok(u.counted.get(subject).map_or(stored, |e| e.on(stored)))
@@ -120,9 +124,7 @@ impl SharedCounts {
     /// counted here for the next write. Returns how many subjects were written.
     pub async fn write(&self, db: &Db) -> Result<usize, StoreError> {
         let mut batch: Vec<(String, Unwritten)> = {
-            let Ok(mut u) = self.inner.lock() else {
-                return Ok(0);
-            };
+            let mut u = self.state();
             if !u.writing.is_empty() || u.counted.is_empty() {
                 return Ok(0);
             }
@@ -145,24 +147,23 @@ impl SharedCounts {
                 Ok::<_, StoreError>(written)
             })
             .await;
-        if let Ok(mut u) = self.inner.lock() {
-            let writing = std::mem::take(&mut u.writing);
-            if let Ok(written) = &r {
-                // The rows now hold what was written, and every other node's counts so far.
-                let now = Instant::now();
-                for (subject, w) in written {
-                    u.stored.insert(subject.clone(), (*w, now));
+        let mut u = self.state();
+        let writing = std::mem::take(&mut u.writing);
+        if let Ok(written) = &r {
+            // The rows now hold what was written, and every other node's counts so far.
+            let now = Instant::now();
+            for (subject, w) in written {
+                u.stored.insert(subject.clone(), (*w, now));
+            }
+            // Rows neither read nor written for a while are read again when needed.
+            u.stored.retain(|_, (_, at)| at.elapsed() < STORED_FRESH);
+        } else {
+            // Back in front of what was counted meanwhile.
+            for (s, mut e) in writing {
+                if let Some(later) = u.counted.remove(&s) {
+                    e.then(later);
                 }
-                // Rows neither read nor written for a while are read again when needed.
-                u.stored.retain(|_, (_, at)| at.elapsed() < STORED_FRESH);
-            } else {
-                // Back in front of what was counted meanwhile.
-                for (s, mut e) in writing {
-                    if let Some(later) = u.counted.remove(&s) {
-                        e.then(later);
-                    }
-                    u.counted.insert(s, e);
-                }
+                u.counted.insert(s, e);
             }
         }
         r.map(|_| n)
