@@ -236,10 +236,18 @@ CREATE TABLE payments (
     hold_id        TEXT,
     expires_ms     BIGINT,
     created_ms     BIGINT NOT NULL,
-    updated_ms     BIGINT NOT NULL
+    updated_ms     BIGINT NOT NULL,
+    -- The risk engine's journal line of a payment it simply allowed (no rule fired, live or
+    -- shadow): the features it saw, as risk_decisions.features. Most payments are such, so
+    -- their decisions live on the payment row instead of a row of their own in
+    -- risk_decisions (konbini_store::risk::decisions_page). NULL: journaled there, or the
+    -- engine did not decide.
+    risk_features  TEXT
 );
 CREATE INDEX payments_customer ON payments(customer_id, created_ms);
 CREATE INDEX payments_store ON payments(store_id, created_ms);
+-- The journal's payments by time (backtests), beside risk_decisions_at.
+CREATE INDEX payments_journal ON payments(created_ms) WHERE risk_features IS NOT NULL;
 
 CREATE TABLE refunds (
     id         TEXT PRIMARY KEY,
@@ -392,7 +400,9 @@ CREATE TABLE risk_profiles (
 );
 
 -- Every decision, with the features it saw and the rules that fired (explainable, and the
--- input of backtests).
+-- input of backtests), but for a payment simply allowed: that one is journaled on its payment
+-- row (payments.risk_features), where the hot path writes no row and no index entry more
+-- than the payment's own.
 CREATE TABLE risk_decisions (
     id          TEXT PRIMARY KEY,
     at_ms       BIGINT NOT NULL,
@@ -404,16 +414,10 @@ CREATE TABLE risk_decisions (
     fired       TEXT NOT NULL,        -- JSON array of live rules that fired
     shadow      TEXT NOT NULL,        -- JSON array of shadow rules that fired
     features    TEXT NOT NULL,        -- JSON object (konbini_core::risk::Features::to_json)
-    case_id     TEXT,
-    notable     BIGINT NOT NULL DEFAULT 1  -- 0: a payment simply allowed, no rule fired
+    case_id     TEXT
 );
 CREATE INDEX risk_decisions_at ON risk_decisions(at_ms);
--- By customer, only the decisions worth an analyst's look (every event but a payment, and
--- every payment on which a rule fired or that was not simply allowed): a plain allowed
--- payment, the bulk of the journal, is found through its payment (ref_id), whose id is
--- time-ordered, so the hot path adds no entry at a random place in a customer index.
-CREATE INDEX risk_decisions_customer ON risk_decisions(customer_id, at_ms) WHERE notable = 1;
-CREATE INDEX risk_decisions_ref ON risk_decisions(ref_id);
+CREATE INDEX risk_decisions_customer ON risk_decisions(customer_id, at_ms);
 
 -- Cases: one open case per customer collects its review and block decisions.
 CREATE TABLE risk_cases (

@@ -115,13 +115,32 @@ fn payment(r: &Row) -> Result<Payment, StoreError> {
 }
 
 pub fn insert_payment(conn: &mut dyn Conn, p: &Payment) -> Result<(), StoreError> {
+    insert_payment_journaled(conn, p, None)
+}
+
+/// Inserts a payment with the features of its journal line (`risk_features`) when its
+/// decision is journaled on its row (`risk::journaled_on_payment`).
+fn insert_payment_journaled(
+    conn: &mut dyn Conn,
+    p: &Payment,
+    risk_features: Option<&str>,
+) -> Result<(), StoreError> {
     conn.exec(
-        "INSERT INTO payments (id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
-        params![&p.id, p.customer_id.clone(), p.device_id.clone(), &p.store_id, &p.terminal_id, p.amount, &p.currency, &p.status, p.decline_code.clone(), p.funding.clone(), p.card_id.clone(), p.processor_auth.clone(), &p.order_ref, &p.basket, p.refunded, p.hold_id.clone(), p.expires_ms, p.created_ms, p.updated_ms],
+        "INSERT INTO payments (id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms, risk_features) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+        params![&p.id, p.customer_id.clone(), p.device_id.clone(), &p.store_id, &p.terminal_id, p.amount, &p.currency, &p.status, p.decline_code.clone(), p.funding.clone(), p.card_id.clone(), p.processor_auth.clone(), &p.order_ref, &p.basket, p.refunded, p.hold_id.clone(), p.expires_ms, p.created_ms, p.updated_ms, risk_features],
     )?;
     Ok(())
 }
+
+/// The payment's insert in PostgreSQL's statements that count it for the risk engine:
+/// `$1`..`$19` as in [`insert_payment`], and its journal line's features in `$38`, the first
+/// of the risk parameters (`risk::payment_risk_params`).
+const INSERT_PAYMENT: &str = "INSERT INTO payments (id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
+
+const INSERT_PAYMENT_JOURNALED: &str = "INSERT INTO payments (id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms, risk_features) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $38)";
 
 /// The idempotency record written with a payment (scope, key, request hash, status, body).
 #[derive(Debug, Clone)]
@@ -146,17 +165,23 @@ pub fn insert_payment_recorded(
     risk: Option<&crate::risk::PaymentRisk<'_>>,
 ) -> Result<bool, StoreError> {
     let sqlite = conn.backend() == crate::Backend::Sqlite;
-    // SQLite writes the engine's rows statement by statement (no round trips to save).
+    // SQLite writes the engine's rows statement by statement (no round trips to save);
+    // PostgreSQL folds them into the payment's statement when the payment is counted, its
+    // decision journaled on its row, and it has an activity line.
     let risk_params = risk
-        .filter(|_| !sqlite)
-        .and_then(crate::risk::payment_risk_params);
+        .filter(|_| !sqlite && activity.is_some())
+        .and_then(|r| crate::risk::payment_risk_params(r, p));
+    let on_row = risk
+        .filter(|r| crate::risk::journaled_on_payment(r.decision, p))
+        .filter(|_| sqlite || risk_params.is_some())
+        .map(|r| r.decision.features.as_str());
     if let Some(r) = risk
-        && (sqlite || risk_params.is_none() || activity.is_none())
+        && risk_params.is_none()
     {
-        crate::risk::write_payment_risk(conn, r)?;
+        crate::risk::write_payment_risk(conn, r, on_row.is_some())?;
     }
     if sqlite {
-        insert_payment(conn, p)?;
+        insert_payment_journaled(conn, p, on_row)?;
         if let Some(a) = activity {
             insert_activity(conn, a)?;
         }
@@ -180,8 +205,9 @@ pub fn insert_payment_recorded(
     let mut params = record_params(p, event, idem);
     let row = match activity {
         Some(a) if risk_params.is_some() => {
-            // The hot path: the payment, its activity line, event, idempotency record, and
-            // the risk engine's journal line, counters and profile, in one round trip.
+            // The hot path: the payment with its journal line, its activity line, event,
+            // idempotency record, and the risk engine's counters and profile, in one round
+            // trip.
             params.extend(activity_params(a));
             params.extend(risk_params.unwrap_or_default());
             conn.query_one(&PAYMENT_WITH_RISK, &params)?
@@ -322,7 +348,7 @@ pub fn pay_and_record_alone(
     };
     params.extend(record_params(p, event, idem));
     params.extend(activity_params(activity));
-    let risk_params = risk.and_then(crate::risk::payment_risk_params_when_posted);
+    let risk_params = risk.and_then(|r| crate::risk::payment_risk_params_when_posted(r, p));
     let sql: &'static str = match risk_params {
         Some(r) => {
             params.extend(r);
@@ -350,9 +376,9 @@ pub fn pay_and_record_alone(
 /// `risk::payment_risk_when_posted`.
 fn pay_alone_sql(risk: Option<(String, String)>) -> String {
     use crate::risk::when_posted;
-    let (device_sets, risk_ctes) = match risk {
-        Some((d, c)) => (d, format!("{c}, ")),
-        None => (String::new(), String::new()),
+    let (device_sets, risk_ctes, insert_payment) = match risk {
+        Some((d, c)) => (d, format!("{c}, "), INSERT_PAYMENT_JOURNALED),
+        None => (String::new(), String::new(), INSERT_PAYMENT),
     };
     let ledger = crate::ledger::code_and_post_ctes(&device_sets);
     // The record, numbered after the ledger's 12 parameters.
@@ -368,10 +394,7 @@ fn pay_alone_sql(risk: Option<(String, String)>) -> String {
             when_posted(
                 "INSERT INTO activity (id, customer_id, kind, amount, currency, status, description, created_ms) VALUES ($30, $31, $32, $33, $34, $35, $36, $37)"
             ),
-            when_posted(
-                "INSERT INTO payments (id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
-            ),
+            when_posted(insert_payment),
         ),
         13,
     );
@@ -385,9 +408,11 @@ fn pay_alone_sql(risk: Option<(String, String)>) -> String {
 
 static PAY_ALONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| pay_alone_sql(None));
 
-/// Risk parameters follow the ledger's 12, the record's 29 and the activity's 8.
+/// Risk parameters follow the ledger's 12, the record's 29 and the activity's 8: the journal
+/// line's features (`$50`, which is `$38` of [`INSERT_PAYMENT_JOURNALED`] renumbered), then
+/// the counts from `$51`.
 static PAY_ALONE_WITH_RISK: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| pay_alone_sql(Some(crate::risk::payment_risk_when_posted(50))));
+    std::sync::LazyLock::new(|| pay_alone_sql(Some(crate::risk::payment_risk_when_posted(51))));
 
 /// The PostgreSQL statement of a payment with its activity line and counted risk writes.
 static PAYMENT_WITH_RISK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -397,8 +422,7 @@ static PAYMENT_WITH_RISK: std::sync::LazyLock<String> = std::sync::LazyLock::new
          i AS (INSERT INTO idempotency (scope, key, request_hash, status_code, body, created_ms) VALUES ($25, $26, $27, $28, $29, $18) ON CONFLICT DO NOTHING RETURNING 1), \
          a AS (INSERT INTO activity (id, customer_id, kind, amount, currency, status, description, created_ms) VALUES ($30, $31, $32, $33, $34, $35, $36, $37)), \
          {risk} \
-         INSERT INTO payments (id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) RETURNING (SELECT COUNT(*) FROM i)"
+         {INSERT_PAYMENT_JOURNALED} RETURNING (SELECT COUNT(*) FROM i)"
     )
 });
 

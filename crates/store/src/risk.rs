@@ -613,13 +613,25 @@ pub struct DecisionRecord {
     pub case_id: Option<String>,
 }
 
-const DECISION_INSERT: &str = "INSERT INTO risk_decisions (id, at_ms, customer_id, event_kind, ref_id, outcome, decided_by, fired, shadow, features, case_id, notable) \
- VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+const DECISION_INSERT: &str = "INSERT INTO risk_decisions (id, at_ms, customer_id, event_kind, ref_id, outcome, decided_by, fired, shadow, features, case_id) \
+ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
-/// Whether a decision is indexed by customer (see the schema): everything but a payment
-/// that was simply allowed with no rule firing.
-fn notable(d: &DecisionRecord) -> bool {
-    !(d.event_kind == "payment" && d.outcome == "allow" && d.fired == "[]" && d.shadow == "[]")
+/// Whether `d` is the decision of payment `p` (its id, customer and time) that the engine
+/// simply allowed (no rule fired, live or shadow; no case): such a decision is journaled on
+/// the payment's row (`payments.risk_features`), not in a row of its own. Its other fields
+/// follow from the payment ([`decisions_page`] reads them back), so only the features are
+/// stored. A payment whose customer is not on the row (a code rejected as it was spent) is
+/// journaled in `risk_decisions` like every other decision.
+pub fn journaled_on_payment(d: &DecisionRecord, p: &crate::payments::Payment) -> bool {
+    d.event_kind == "payment"
+        && d.outcome == "allow"
+        && d.fired == "[]"
+        && d.shadow == "[]"
+        && d.decided_by.is_none()
+        && d.case_id.is_none()
+        && d.ref_id.as_deref() == Some(p.id.as_str())
+        && d.customer_id == p.customer_id
+        && d.at_ms == p.created_ms
 }
 
 fn decision_params(d: &DecisionRecord) -> Vec<Value> {
@@ -634,8 +646,7 @@ fn decision_params(d: &DecisionRecord) -> Vec<Value> {
         &d.fired,
         &d.shadow,
         &d.features,
-        d.case_id.clone(),
-        notable(d)
+        d.case_id.clone()
     ]
 }
 
@@ -682,9 +693,17 @@ pub struct PaymentCount<'a> {
 }
 
 /// Writes [`PaymentRisk`] statement by statement (the embedded database, where a statement
-/// costs no round trip; PostgreSQL folds it into the payment's own statement).
-pub fn write_payment_risk(conn: &mut dyn Conn, r: &PaymentRisk<'_>) -> Result<(), StoreError> {
-    insert_decision(conn, r.decision)?;
+/// costs no round trip; PostgreSQL folds it into the payment's own statement). The journal
+/// line is left out when the caller writes it on the payment's row
+/// ([`journaled_on_payment`]).
+pub fn write_payment_risk(
+    conn: &mut dyn Conn,
+    r: &PaymentRisk<'_>,
+    journal_on_row: bool,
+) -> Result<(), StoreError> {
+    if !journal_on_row {
+        insert_decision(conn, r.decision)?;
+    }
     match &r.counted {
         Some(n) => count_payment(conn, n),
         None => Ok(()),
@@ -825,51 +844,65 @@ fn count_payment_read(
     Ok(())
 }
 
-/// The data-modifying CTEs that write a counted [`PaymentRisk`] inside another statement,
-/// with parameters numbered from `$first` (see [`payment_risk_params`]): the device's
-/// counters, the profile and the journal line (the store and terminal are counted by the
-/// caller, in memory).
+/// The data-modifying CTEs that count a [`PaymentRisk`] inside the statement that inserts its
+/// payment, with parameters numbered from `$first` (see [`payment_risk_params`]): the
+/// device's counters and the profile. The journal line goes on the payment's row, the store
+/// and terminal are counted by the caller, in memory.
 pub(crate) fn payment_risk_ctes(first: usize) -> String {
-    // The device takes 6 parameters, the profile 12.
-    let device = renumber(&DEVICE_ADD, first);
-    let profile = renumber(&PROFILE_ADD, first + 6);
-    let decision = renumber(DECISION_INSERT, first + 18);
-    format!("rdev AS ({device}), rp AS ({profile}), rd AS ({decision})")
+    // The journal line takes 1 parameter, the device 6, the profile 12.
+    let device = renumber(&DEVICE_ADD, first + 1);
+    let profile = renumber(&PROFILE_ADD, first + 7);
+    format!("rdev AS ({device}), rp AS ({profile})")
 }
 
-/// The parameters of [`payment_risk_ctes`]; `None` when the payment was not counted, or
-/// counts the store and terminal in their rows (not in that statement: written one by one).
-pub(crate) fn payment_risk_params(r: &PaymentRisk<'_>) -> Option<Vec<Value>> {
+/// The parameters of [`payment_risk_ctes`], after the journal line's features (the payment
+/// row's `risk_features`, the first of them); `None` when the payment was not counted, counts
+/// the store and terminal in their rows (not in that statement: written one by one), or its
+/// decision is not journaled on its row ([`journaled_on_payment`]).
+pub(crate) fn payment_risk_params(
+    r: &PaymentRisk<'_>,
+    p: &crate::payments::Payment,
+) -> Option<Vec<Value>> {
     let n = r.counted.as_ref().filter(|n| n.subjects.is_none())?;
-    let mut p = device_add_params(n.device_id, n.amount, n.place.now_ms);
-    p.extend(profile_add_params(n.customer_id, n.amount, &n.place));
-    p.extend(decision_params(r.decision));
-    Some(p)
+    if !journaled_on_payment(r.decision, p) {
+        return None;
+    }
+    let mut v = values![&r.decision.features];
+    v.extend(device_add_params(n.device_id, n.amount, n.place.now_ms));
+    v.extend(profile_add_params(n.customer_id, n.amount, &n.place));
+    Some(v)
 }
 
 /// The risk engine's writes of a counted payment inside the wallet payment's single
 /// statement (`payments::pay_and_record_alone`), each conditional on the wallet debit `w`
 /// with parameters numbered from `$first` (see [`payment_risk_params_when_posted`]):
 /// the assignments that count the payment on the device row (made by the statement's `k`,
-/// which spends the code on that row: one row version, not two) and the CTEs of the profile
-/// and the journal line. The store and the terminal are counted in memory (the hot path's
-/// [`PaymentCount`] has no subjects).
+/// which spends the code on that row: one row version, not two) and the CTE of the profile.
+/// The journal line goes on the payment's row (its features are parameter `$first - 1`); the
+/// store and the terminal are counted in memory (the hot path's [`PaymentCount`] has no
+/// subjects).
 pub(crate) fn payment_risk_when_posted(first: usize) -> (String, String) {
     let device = format!(", {}", window_sets_from_params("devices", first, first + 4));
     let profile = when_posted(&renumber(&PROFILE_ADD, first + 5));
-    let decision = when_posted(&renumber(DECISION_INSERT, first + 17));
-    (device, format!("rp AS ({profile}), rd AS ({decision})"))
+    (device, format!("rp AS ({profile})"))
 }
 
-/// The parameters of [`payment_risk_when_posted`]; `None` when the payment is not counted,
-/// or counts the store and terminal in their rows (that statement does not).
-pub(crate) fn payment_risk_params_when_posted(r: &PaymentRisk<'_>) -> Option<Vec<Value>> {
+/// The parameters of [`payment_risk_when_posted`], after the journal line's features (the
+/// first of them); `None` when the payment is not counted, counts the store and terminal in
+/// their rows (that statement does not), or its decision is not journaled on its row.
+pub(crate) fn payment_risk_params_when_posted(
+    r: &PaymentRisk<'_>,
+    p: &crate::payments::Payment,
+) -> Option<Vec<Value>> {
     let n = r.counted.as_ref().filter(|n| n.subjects.is_none())?;
-    let mut p: Vec<Value> = buckets(n.place.now_ms).map(Value::Int).to_vec();
-    p.push(Value::Int(n.amount));
-    p.extend(profile_add_params(n.customer_id, n.amount, &n.place));
-    p.extend(decision_params(r.decision));
-    Some(p)
+    if !journaled_on_payment(r.decision, p) {
+        return None;
+    }
+    let mut v = values![&r.decision.features];
+    v.extend(buckets(n.place.now_ms).map(Value::Int));
+    v.push(Value::Int(n.amount));
+    v.extend(profile_add_params(n.customer_id, n.amount, &n.place));
+    Some(v)
 }
 
 /// `INSERT INTO t (…) VALUES (…) [ON CONFLICT …]` as `INSERT INTO t (…) SELECT … WHERE EXISTS
@@ -936,43 +969,31 @@ fn decision(r: &Row) -> Result<DecisionRecord, StoreError> {
     })
 }
 
-/// Decisions in `[from_ms, to_ms)`, oldest first, at most `limit`, after the id `after`.
-pub fn decisions_between(
-    conn: &mut dyn Conn,
-    from_ms: i64,
-    to_ms: i64,
-    after: &str,
-    limit: i64,
-) -> Result<Vec<DecisionRecord>, StoreError> {
-    conn.query(
-        "SELECT id, at_ms, customer_id, event_kind, ref_id, outcome, decided_by, fired, shadow, features, case_id \
-         FROM risk_decisions WHERE at_ms >= $1 AND at_ms < $2 AND id > $3 ORDER BY id LIMIT $4",
-        params![from_ms, to_ms, after, limit],
-    )?
-    .iter()
-    .map(decision)
-    .collect()
-}
+/// The columns of a decision journaled on its payment's row ([`journaled_on_payment`]), from
+/// `payments p`, in the order [`decision`] reads them: its id is the payment's with the
+/// prefix `dec_` (unique, and in the same order as the payments' ids).
+const DECISION_ON_PAYMENT: &str = "'dec_' || substr(p.id, 5), p.created_ms, p.customer_id, 'payment', p.id, 'allow', NULL, '[]', '[]', p.risk_features, NULL";
 
-/// The decisions of one customer, newest first: the notable ones through the customer index,
-/// the plain allowed payments through the customer's payments.
+/// The decisions of one customer, newest first: those in `risk_decisions` and those on the
+/// customer's payments, each through its customer index.
 pub fn decisions_of(
     conn: &mut dyn Conn,
     customer_id: &str,
     limit: i64,
 ) -> Result<Vec<DecisionRecord>, StoreError> {
-    conn.query(
-        "SELECT id, at_ms, customer_id, event_kind, ref_id, outcome, decided_by, fired, shadow, features, case_id \
-         FROM risk_decisions WHERE customer_id = $1 AND notable = 1 \
-         UNION ALL \
-         SELECT d.id, d.at_ms, d.customer_id, d.event_kind, d.ref_id, d.outcome, d.decided_by, d.fired, d.shadow, d.features, d.case_id \
-         FROM payments p JOIN risk_decisions d ON d.ref_id = p.id WHERE p.customer_id = $1 AND d.notable = 0 \
-         ORDER BY 2 DESC, 1 DESC LIMIT $2",
-        params![customer_id, limit],
-    )?
-    .iter()
-    .map(decision)
-    .collect()
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT id, at_ms, customer_id, event_kind, ref_id, outcome, decided_by, fired, shadow, features, case_id \
+             FROM risk_decisions WHERE customer_id = $1 \
+             UNION ALL \
+             SELECT {DECISION_ON_PAYMENT} FROM payments p WHERE p.customer_id = $1 AND p.risk_features IS NOT NULL \
+             ORDER BY 2 DESC, 1 DESC LIMIT $2"
+        )
+    });
+    conn.query(&SQL, params![customer_id, limit])?
+        .iter()
+        .map(decision)
+        .collect()
 }
 
 /// Opens a case for the customer, or adds a decision to the open one; returns its id.
@@ -1209,7 +1230,9 @@ pub fn active_staff_role(
 
 /// Decisions in `[from_ms, to_ms)` in journal order (time, then id), at most `limit`,
 /// after the decision `after` (its time and id; `None` from the start). Keyset paging on
-/// the time index: every page costs the same however far into the window it is.
+/// the time indexes of both places a decision is journaled (`risk_decisions` and the
+/// payments' rows), each read in order and the two merged: every page costs the same however
+/// far into the window it is.
 pub fn decisions_page(
     conn: &mut dyn Conn,
     from_ms: i64,
@@ -1217,16 +1240,30 @@ pub fn decisions_page(
     after: Option<(i64, &str)>,
     limit: i64,
 ) -> Result<Vec<DecisionRecord>, StoreError> {
+    static ON_PAYMENTS: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {DECISION_ON_PAYMENT} FROM payments p \
+             WHERE p.risk_features IS NOT NULL AND p.created_ms >= $1 AND p.created_ms < $2 \
+               AND (p.created_ms > $3 OR 'dec_' || substr(p.id, 5) > $4) \
+             ORDER BY p.created_ms, p.id LIMIT $5"
+        )
+    });
     let (at, id) = after.unwrap_or((from_ms, ""));
-    conn.query(
+    let args = params![at.max(from_ms), to_ms, at, id, limit];
+    let own = conn.query(
         "SELECT id, at_ms, customer_id, event_kind, ref_id, outcome, decided_by, fired, shadow, features, case_id \
          FROM risk_decisions WHERE at_ms >= $1 AND at_ms < $2 AND (at_ms > $3 OR id > $4) \
          ORDER BY at_ms, id LIMIT $5",
-        params![at.max(from_ms), to_ms, at, id, limit],
-    )?
-    .iter()
-    .map(decision)
-    .collect()
+        args,
+    )?;
+    let on_payments = conn.query(&ON_PAYMENTS, args)?;
+    let mut merged = Vec::with_capacity(own.len() + on_payments.len());
+    for r in own.iter().chain(&on_payments) {
+        merged.push(decision(r)?);
+    }
+    merged.sort_by(|a, b| (a.at_ms, &a.id).cmp(&(b.at_ms, &b.id)));
+    merged.truncate(usize::try_from(limit).unwrap_or(0));
+    Ok(merged)
 }
 
 #[cfg(test)]

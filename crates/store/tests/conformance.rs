@@ -935,7 +935,7 @@ fn concurrent_payments_never_lose_a_count() {
 }
 
 /// Rows in the tables a wallet payment writes (payments, activity, outbox, idempotency,
-/// journal, entries, postings).
+/// journal lines wherever they are, entries, postings).
 fn written(c: &mut dyn Conn) -> R<Vec<i64>> {
     let mut n = Vec::new();
     for sql in [
@@ -943,7 +943,7 @@ fn written(c: &mut dyn Conn) -> R<Vec<i64>> {
         "SELECT COUNT(*) FROM activity",
         "SELECT COUNT(*) FROM outbox",
         "SELECT COUNT(*) FROM idempotency",
-        "SELECT COUNT(*) FROM risk_decisions",
+        "SELECT (SELECT COUNT(*) FROM risk_decisions) + (SELECT COUNT(*) FROM payments WHERE risk_features IS NOT NULL)",
         "SELECT COUNT(*) FROM entries",
         "SELECT COUNT(*) FROM postings",
     ] {
@@ -1221,6 +1221,173 @@ fn spending_a_code_can_count_the_payment_on_the_device_row() {
             );
             let report = t.db.read(ledger::verify).await.expect("verify");
             assert!(report.ok(), "{}: {report:?}", t.label);
+        })
+    });
+}
+
+/// A payment the engine simply allowed is journaled on its payment row; every other
+/// decision in `risk_decisions`. The journal reads the same through both, by customer and by
+/// time, page by page, each decision once.
+#[test]
+fn plain_payment_decisions_are_journaled_on_their_payment_rows() {
+    use konbini_store::risk::{self, DecisionRecord};
+    each(|t| {
+        rt().block_on(async {
+            seed_payer(&t.db, "j", 41, 10_000).await;
+            // (id suffix, time, rules fired, the customer on the payment row)
+            let cases = [
+                ("0a", 1_000, "[]", true),
+                ("0b", 1_000, "[\"big\"]", true),
+                ("0c", 1_000, "[]", false),
+                ("0d", 2_000, "[]", true),
+                ("0e", 3_000, "[]", true),
+            ];
+            let decision = |n: &str, at: i64, kind: &str, fired: &str| DecisionRecord {
+                id: format!("rd_{n}"),
+                at_ms: at,
+                customer_id: Some("cus_j".into()),
+                event_kind: kind.into(),
+                ref_id: Some(format!("pay_{n}")),
+                outcome: "allow".into(),
+                decided_by: None,
+                fired: fired.into(),
+                shadow: "[]".into(),
+                features: format!("{{\"payment.amount\":{at}}}"),
+                case_id: None,
+            };
+            let mut expected = vec![decision("09", 1_000, "topup", "[]")];
+            for (n, at, fired, on_row) in cases {
+                let d = decision(n, at, "payment", fired);
+                let p = payments::Payment {
+                    id: format!("pay_{n}"),
+                    customer_id: on_row.then(|| "cus_j".into()),
+                    device_id: None,
+                    store_id: "st_j".into(),
+                    terminal_id: "term_j".into(),
+                    amount: at,
+                    currency: "JPY".into(),
+                    status: "succeeded".into(),
+                    decline_code: None,
+                    funding: Some("wallet".into()),
+                    card_id: None,
+                    processor_auth: None,
+                    order_ref: n.into(),
+                    basket: "[]".into(),
+                    refunded: 0,
+                    hold_id: None,
+                    expires_ms: None,
+                    created_ms: at,
+                    updated_ms: at,
+                };
+                let journaled_on_row = risk::journaled_on_payment(&d, &p);
+                assert_eq!(journaled_on_row, on_row && fired == "[]", "{n}");
+                let written = d.clone();
+                t.db.write(move |c| {
+                    let activity = payments::Activity {
+                        id: p.id.clone(),
+                        customer_id: "cus_j".into(),
+                        kind: "payment".into(),
+                        amount: -p.amount,
+                        currency: "JPY".into(),
+                        status: "succeeded".into(),
+                        description: "Payment".into(),
+                        created_ms: p.created_ms,
+                    };
+                    let event = outbox::NewEvent {
+                        id: format!("evt_{}", p.order_ref),
+                        topic: "payment.succeeded".into(),
+                        aggregate_id: p.id.clone(),
+                        payload: "{}".into(),
+                        created_ms: p.created_ms,
+                    };
+                    let counted = risk::PaymentCount {
+                        subjects: None,
+                        device_id: "dev_j",
+                        customer_id: "cus_j",
+                        amount: p.amount,
+                        place: risk::PaymentPlace {
+                            store_id: "st_j",
+                            at: None,
+                            now_ms: p.created_ms,
+                            day: 1,
+                            month: 1,
+                        },
+                        read: None,
+                    };
+                    let recorded = payments::insert_payment_recorded(
+                        c,
+                        &p,
+                        Some(&activity),
+                        &event,
+                        &payments::IdempotencyRecord {
+                            scope: "term_j",
+                            key: &p.order_ref,
+                            request_hash: b"h",
+                            status: 201,
+                            body: "{}",
+                        },
+                        Some(&risk::PaymentRisk {
+                            decision: &written,
+                            counted: Some(counted),
+                        }),
+                    )?;
+                    assert!(recorded);
+                    Ok::<_, StoreError>(())
+                })
+                .await
+                .expect("payment");
+                expected.push(DecisionRecord {
+                    id: if journaled_on_row {
+                        format!("dec_{n}")
+                    } else {
+                        d.id.clone()
+                    },
+                    ..d
+                });
+            }
+            let topup = expected[0].clone();
+            t.db.write(move |c| risk::insert_decision(c, &topup))
+                .await
+                .expect("top-up decision");
+            expected.sort_by(|a, b| (a.at_ms, &a.id).cmp(&(b.at_ms, &b.id)));
+            let (rows, on_payments, by_customer, paged, first_ms) =
+                t.db.read(|c| {
+                    let rows = c
+                        .query_one("SELECT COUNT(*) FROM risk_decisions", params![])?
+                        .int(0)?;
+                    let on_payments = c
+                        .query_one(
+                            "SELECT COUNT(*) FROM payments WHERE risk_features IS NOT NULL",
+                            params![],
+                        )?
+                        .int(0)?;
+                    let by_customer = risk::decisions_of(c, "cus_j", 100)?;
+                    let mut paged: Vec<DecisionRecord> = Vec::new();
+                    loop {
+                        let after = paged.last().map(|d| (d.at_ms, d.id.as_str()));
+                        let page = risk::decisions_page(c, 0, 10_000, after, 2)?;
+                        if page.is_empty() {
+                            break;
+                        }
+                        paged.extend(page);
+                    }
+                    let first_ms = risk::decisions_page(c, 1_000, 2_000, None, 100)?;
+                    Ok::<_, StoreError>((rows, on_payments, by_customer, paged, first_ms))
+                })
+                .await
+                .expect("journal");
+            // The top-up, the payment on which a rule fired, and the one whose customer is
+            // not on its row have rows of their own; the three plain ones are on their payments.
+            assert_eq!((rows, on_payments), (3, 3), "{}", t.label);
+            assert_eq!(paged, expected, "{}", t.label);
+            let newest_first: Vec<DecisionRecord> = expected.iter().rev().cloned().collect();
+            assert_eq!(by_customer, newest_first, "{}", t.label);
+            let at_1000: Vec<DecisionRecord> = expected
+                .iter()
+                .filter(|d| d.at_ms == 1_000)
+                .cloned()
+                .collect();
+            assert_eq!(first_ms, at_1000, "{}", t.label);
         })
     });
 }
