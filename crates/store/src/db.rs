@@ -52,6 +52,38 @@ enum Inner {
 }
 
 /// A database handle. Cheap to clone; all clones share the same executor threads.
+/// Starts thread `name` with its own connection to the SQLite file `path`, opened there (a
+/// connection keeps its prepared statements, which cannot move between threads), set up with
+/// `setup`, then handed to `run`. Returns once the connection is open and set up, or with
+/// the error that prevented it.
+fn spawn_sqlite(
+    name: String,
+    path: &str,
+    setup: fn(&mut SqliteConn) -> Result<(), StoreError>,
+    run: impl FnOnce(SqliteConn) + Send + 'static,
+) -> Result<(), StoreError> {
+    let path = path.to_string();
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            let opened = SqliteConn::open(&path).and_then(|mut c| setup(&mut c).map(|()| c));
+            match opened {
+                Ok(c) => {
+                    let _ = ready_tx.send(Ok(()));
+                    run(c);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+        })
+        .map_err(|e| StoreError::Db(e.to_string()))?;
+    ready_rx
+        .recv()
+        .map_err(|_| StoreError::Db("a database thread stopped while opening".into()))?
+}
+
 #[derive(Clone)]
 pub struct Db {
     inner: Arc<Inner>,
@@ -79,21 +111,23 @@ impl Db {
             if path.is_empty() {
                 return Err(StoreError::Url("sqlite:// needs a file path".into()));
             }
-            let mut writer_conn = SqliteConn::open(&path)?;
-            crate::migrations::run_sqlite(&mut writer_conn)?;
             let (wtx, wrx) = crossbeam_channel::bounded::<WriteJob>(QUEUE_BOUND);
-            std::thread::Builder::new()
-                .name("sqlite-writer".into())
-                .spawn(move || sqlite::writer_loop(writer_conn, wrx))
-                .map_err(|e| StoreError::Db(e.to_string()))?;
+            // The writer migrates before the readers open (they would see an empty schema).
+            spawn_sqlite(
+                "sqlite-writer".into(),
+                &path,
+                crate::migrations::run_sqlite,
+                |c| sqlite::writer_loop(c, wrx),
+            )?;
             let (rtx, rrx) = crossbeam_channel::bounded::<ReadJob>(QUEUE_BOUND);
             for i in 0..config.sqlite_readers.max(1) {
-                let conn = SqliteConn::open(&path)?;
                 let rx = rrx.clone();
-                std::thread::Builder::new()
-                    .name(format!("sqlite-reader-{i}"))
-                    .spawn(move || sqlite::reader_loop(conn, rx))
-                    .map_err(|e| StoreError::Db(e.to_string()))?;
+                spawn_sqlite(
+                    format!("sqlite-reader-{i}"),
+                    &path,
+                    |_| Ok(()),
+                    |c| sqlite::reader_loop(c, rx),
+                )?;
             }
             Ok(Db {
                 inner: Arc::new(Inner::Sqlite {

@@ -23,12 +23,25 @@ pub(crate) type WriteOutcome = Box<dyn FnOnce(Option<StoreError>) + Send>;
 pub(crate) type WriteJob = Box<dyn FnMut(&mut SqliteConn) -> (bool, WriteOutcome) + Send>;
 pub(crate) type ReadJob = Box<dyn FnOnce(&mut SqliteConn) + Send>;
 
+/// A connection's prepared statements, by the address and length of their static text
+/// (`Conn::exec` and `Conn::query` take `&'static str`), each prepared on first use (`$N`
+/// translated to `?N`) and kept, reset, for the next. Looking one up hashes a pointer, where
+/// rusqlite's own statement cache hashes the whole text twice per use (taken out, put back):
+/// the payment's statements are long, and that hashing was measured at 13,000 instructions of
+/// the writer thread's payment.
+type Statements<'c> = HashMap<(usize, usize), rusqlite::Statement<'c>>;
+
+self_cell::self_cell!(
+    /// The connection with the statements prepared on it (which borrow it).
+    struct Prepared {
+        owner: rusqlite::Connection,
+        #[covariant]
+        dependent: Statements,
+    }
+);
+
 pub struct SqliteConn {
-    conn: rusqlite::Connection,
-    /// `$N` → `?N` translations, by the address and length of the statement's static text:
-    /// hashing a pointer instead of a few kilobytes of SQL on every call (the payment's
-    /// statements are long) is measurable on the writer thread.
-    translated: HashMap<(usize, usize), String>,
+    prepared: Prepared,
 }
 
 fn map_err(e: rusqlite::Error) -> StoreError {
@@ -66,19 +79,49 @@ impl SqliteConn {
             true,
         )
         .map_err(map_err)?;
-        conn.set_prepared_statement_cache_capacity(256);
         Ok(SqliteConn {
-            conn,
-            translated: HashMap::new(),
+            prepared: Prepared::new(conn, |_| HashMap::new()),
         })
     }
 
     pub(crate) fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
-        self.conn.execute_batch(sql).map_err(map_err)
+        self.prepared
+            .borrow_owner()
+            .execute_batch(sql)
+            .map_err(map_err)
+    }
+
+    fn total_changes(&self) -> u64 {
+        self.prepared.borrow_owner().total_changes()
     }
 }
 
-fn bind(stmt: &mut rusqlite::CachedStatement<'_>, params: &[Value]) -> Result<(), StoreError> {
+/// The statement of `sql` on `conn`, prepared on first use.
+fn statement<'s, 'c>(
+    conn: &'c rusqlite::Connection,
+    statements: &'s mut Statements<'c>,
+    sql: &'static str,
+) -> Result<&'s mut rusqlite::Statement<'c>, StoreError> {
+    use std::collections::hash_map::Entry;
+    match statements.entry((sql.as_ptr() as usize, sql.len())) {
+        Entry::Occupied(e) => Ok(e.into_mut()),
+        // Persistent: kept for the connection's life, so SQLite allocates it outside the
+        // connection's small-allocation pool (lookaside), which the statements' executions
+        // need. Prepared without it, the kept statements were measured to exhaust that pool
+        // and send every later small allocation to `malloc` (+45,000 instructions a payment).
+        Entry::Vacant(e) => Ok(e.insert(
+            conn.prepare_with_flags(
+                &sql.replace('$', "?"),
+                rusqlite::PrepFlags::SQLITE_PREPARE_PERSISTENT,
+            )
+            .map_err(map_err)?,
+        )),
+    }
+}
+
+/// Binds every parameter of the statement. (After each use the statement's bindings are
+/// cleared, so a kept statement does not hold a copy of its last texts.)
+fn bind(stmt: &mut rusqlite::Statement<'_>, params: &[Value]) -> Result<(), StoreError> {
     for (i, v) in params.iter().enumerate() {
         let idx = i + 1;
         let r = match v {
@@ -92,44 +135,47 @@ fn bind(stmt: &mut rusqlite::CachedStatement<'_>, params: &[Value]) -> Result<()
     Ok(())
 }
 
+/// Every row of `rows`, each value decoded; the statement is reset when `rows` is dropped.
+fn read_rows(mut rows: rusqlite::Rows<'_>, cols: usize) -> Result<Vec<Row>, StoreError> {
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(map_err)? {
+        let mut vals = Vec::with_capacity(cols);
+        for i in 0..cols {
+            vals.push(match r.get_ref(i).map_err(map_err)? {
+                ValueRef::Null => Value::Null,
+                ValueRef::Integer(x) => Value::Int(x),
+                ValueRef::Real(_) => {
+                    return Err(StoreError::Decode("floating point column".into()));
+                }
+                ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+                ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
+            });
+        }
+        out.push(Row(vals));
+    }
+    Ok(out)
+}
+
 impl Conn for SqliteConn {
     fn exec(&mut self, sql: &'static str, params: &[Value]) -> Result<u64, StoreError> {
-        let text = self
-            .translated
-            .entry((sql.as_ptr() as usize, sql.len()))
-            .or_insert_with(|| sql.replace('$', "?"));
-        let mut stmt = self.conn.prepare_cached(text).map_err(map_err)?;
-        bind(&mut stmt, params)?;
-        let n = stmt.raw_execute().map_err(map_err)?;
-        Ok(n as u64)
+        self.prepared.with_dependent_mut(|conn, statements| {
+            let stmt = statement(conn, statements, sql)?;
+            bind(stmt, params)?;
+            let n = stmt.raw_execute();
+            stmt.clear_bindings();
+            Ok(n.map_err(map_err)? as u64)
+        })
     }
 
     fn query(&mut self, sql: &'static str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
-        let text = self
-            .translated
-            .entry((sql.as_ptr() as usize, sql.len()))
-            .or_insert_with(|| sql.replace('$', "?"));
-        let mut stmt = self.conn.prepare_cached(text).map_err(map_err)?;
-        bind(&mut stmt, params)?;
-        let cols = stmt.column_count();
-        let mut rows = stmt.raw_query();
-        let mut out = Vec::new();
-        while let Some(r) = rows.next().map_err(map_err)? {
-            let mut vals = Vec::with_capacity(cols);
-            for i in 0..cols {
-                vals.push(match r.get_ref(i).map_err(map_err)? {
-                    ValueRef::Null => Value::Null,
-                    ValueRef::Integer(x) => Value::Int(x),
-                    ValueRef::Real(_) => {
-                        return Err(StoreError::Decode("floating point column".into()));
-                    }
-                    ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
-                    ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
-                });
-            }
-            out.push(Row(vals));
-        }
-        Ok(out)
+        self.prepared.with_dependent_mut(|conn, statements| {
+            let stmt = statement(conn, statements, sql)?;
+            bind(stmt, params)?;
+            let cols = stmt.column_count();
+            let out = read_rows(stmt.raw_query(), cols);
+            stmt.clear_bindings();
+            out
+        })
     }
 
     fn backend(&self) -> Backend {
@@ -193,7 +239,7 @@ impl Batch {
             self.settled.push(run_in_savepoint(conn, job));
             return;
         }
-        let before = conn.conn.total_changes();
+        let before = conn.total_changes();
         let (ok, done) = job(conn);
         if ok {
             self.unguarded.push((job, done));
@@ -201,7 +247,7 @@ impl Batch {
         }
         // A failed job answers its own error (unless the commit fails too).
         self.settled.push(done);
-        if conn.conn.total_changes() == before {
+        if conn.total_changes() == before {
             return; // it wrote nothing: nothing to undo
         }
         // It failed after writing: undo the transaction and redo the jobs before it.
