@@ -969,6 +969,13 @@ fn decision(r: &Row) -> Result<DecisionRecord, StoreError> {
     })
 }
 
+/// The id of the decision of payment `payment_id` when it is journaled on the payment's row
+/// (its id is not stored there): the payment's with the prefix `dec_` instead of `pay_`, as
+/// [`DECISION_ON_PAYMENT`] reads it back.
+pub fn decision_id_on_payment(payment_id: &str) -> String {
+    format!("dec_{}", payment_id.get(4..).unwrap_or_default())
+}
+
 /// The columns of a decision journaled on its payment's row ([`journaled_on_payment`]), from
 /// `payments p`, in the order [`decision`] reads them: its id is the payment's with the
 /// prefix `dec_` (unique, and in the same order as the payments' ids).

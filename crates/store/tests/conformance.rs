@@ -1337,8 +1337,9 @@ fn plain_payment_decisions_are_journaled_on_their_payment_rows() {
                 .await
                 .expect("payment");
                 expected.push(DecisionRecord {
+                    // Read back under its payment's id, as the server names it.
                     id: if journaled_on_row {
-                        format!("dec_{n}")
+                        risk::decision_id_on_payment(&format!("pay_{n}"))
                     } else {
                         d.id.clone()
                     },

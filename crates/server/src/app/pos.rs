@@ -457,9 +457,11 @@ pub async fn create_payment(
             let entry =
                 Entry::transfer(&wallet, &settlement, amount).map_err(|_| ApiError::internal())?;
             let entry_id = new_id("ent");
-            // The journal line of a payment on the hot path (the others were journaled above).
+            // The journal line of a payment on the hot path (the others were journaled above),
+            // named after its payment: journaled on the payment's row, it is read back so.
             let record = (deferred && cfg.risk_in_line).then(|| {
                 super::risk::decision_record(
+                    konbini_store::risk::decision_id_on_payment(&p.id),
                     &decision,
                     &features,
                     EventKind::Payment,

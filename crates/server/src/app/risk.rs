@@ -624,6 +624,7 @@ pub fn journal(
     store::insert_decision(
         c,
         &decision_record(
+            new_id("dec"),
             decision,
             features,
             event,
@@ -636,8 +637,9 @@ pub fn journal(
     Ok(case_id)
 }
 
-/// The journal line of a decision.
+/// The journal line of decision `id`.
 pub fn decision_record(
+    id: String,
     decision: &Decision,
     features: &Features,
     event: EventKind,
@@ -653,7 +655,7 @@ pub fn decision_record(
             .unwrap_or_else(|_| "[]".into()),
     };
     DecisionRecord {
-        id: new_id("dec"),
+        id,
         at_ms: now,
         customer_id: Some(customer_id.to_string()),
         event_kind: event.as_str().to_string(),
