@@ -468,7 +468,6 @@ pub async fn create_payment(
                     &customer_id,
                     Some(&p.id),
                     now,
-                    None,
                 )
             });
             // PostgreSQL: the whole payment as one statement that is its own transaction, when

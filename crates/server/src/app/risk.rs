@@ -623,21 +623,23 @@ pub fn journal(
     };
     store::insert_decision(
         c,
-        &decision_record(
-            new_id("dec"),
-            decision,
-            features,
-            event,
-            customer_id,
-            ref_id,
-            now,
-            case_id.clone(),
-        ),
+        &DecisionRecord {
+            case_id: case_id.clone(),
+            ..decision_record(
+                new_id("dec"),
+                decision,
+                features,
+                event,
+                customer_id,
+                ref_id,
+                now,
+            )
+        },
     )?;
     Ok(case_id)
 }
 
-/// The journal line of decision `id`.
+/// The journal line of decision `id`, in no case (a caller that opened one sets it).
 pub fn decision_record(
     id: String,
     decision: &Decision,
@@ -646,7 +648,6 @@ pub fn decision_record(
     customer_id: &str,
     ref_id: Option<&str>,
     now: i64,
-    case_id: Option<String>,
 ) -> DecisionRecord {
     // Most decisions fire no rule: no serializer for an empty list.
     let names = |v: &[Arc<str>]| match v {
@@ -665,7 +666,7 @@ pub fn decision_record(
         fired: names(&decision.fired_live),
         shadow: names(&decision.fired_shadow),
         features: features.journal_string(),
-        case_id,
+        case_id: None,
     }
 }
 
