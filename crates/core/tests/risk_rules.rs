@@ -1173,6 +1173,11 @@ proptest! {
         prop_assert_eq!(&features.journal_string(), &text, "the hand-written form is serde's, byte for byte");
         let reread: Features = serde_json::from_str(&text).map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
         prop_assert_eq!(&reread, &features);
+        // Packed, as a payment's row stores it: the same features, so the same text.
+        let unpacked = Features::from_journal_bytes(&features.journal_bytes())
+            .map_err(|e| TestCaseError::fail(format!("{features:?}: {e}")))?;
+        prop_assert_eq!(&unpacked, &features);
+        prop_assert_eq!(unpacked.journal_string(), text);
         // Deciding on the journaled form gives the same decision, rule by rule.
         let defaults = RuleSet::from_specs(default_rules()).unwrap();
         prop_assert_eq!(defaults.evaluate(&reread), defaults.evaluate(&features));

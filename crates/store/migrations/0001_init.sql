@@ -238,11 +238,12 @@ CREATE TABLE payments (
     created_ms     BIGINT NOT NULL,
     updated_ms     BIGINT NOT NULL,
     -- The risk engine's journal line of a payment it simply allowed (no rule fired, live or
-    -- shadow): the features it saw, as risk_decisions.features. Most payments are such, so
-    -- their decisions live on the payment row instead of a row of their own in
-    -- risk_decisions (konbini_store::risk::decisions_page). NULL: journaled there, or the
-    -- engine did not decide.
-    risk_features  TEXT
+    -- shadow): the features it saw, packed (konbini_core::risk::Features::journal_bytes; read
+    -- back as risk_decisions.features' text). Most payments are such, so their decisions
+    -- live on the payment row instead of a row of their own in risk_decisions
+    -- (konbini_store::risk::decisions_page). NULL: journaled there, or the engine did not
+    -- decide.
+    risk_features  BYTEA
 );
 CREATE INDEX payments_customer ON payments(customer_id, created_ms);
 CREATE INDEX payments_store ON payments(store_id, created_ms);

@@ -118,12 +118,12 @@ pub fn insert_payment(conn: &mut dyn Conn, p: &Payment) -> Result<(), StoreError
     insert_payment_journaled(conn, p, None)
 }
 
-/// Inserts a payment with the features of its journal line (`risk_features`) when its
-/// decision is journaled on its row (`risk::journaled_on_payment`).
+/// Inserts a payment with the packed features of its journal line (`risk_features`) when
+/// its decision is journaled on its row (`risk::journaled_on_payment`).
 fn insert_payment_journaled(
     conn: &mut dyn Conn,
     p: &Payment,
-    risk_features: Option<&str>,
+    risk_features: Option<Vec<u8>>,
 ) -> Result<(), StoreError> {
     conn.exec(
         "INSERT INTO payments (id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms, risk_features) \
@@ -174,7 +174,7 @@ pub fn insert_payment_recorded(
     let on_row = risk
         .filter(|r| crate::risk::journaled_on_payment(r.decision, p))
         .filter(|_| sqlite || risk_params.is_some())
-        .map(|r| r.decision.features.as_str());
+        .map(|r| r.features.journal_bytes());
     if let Some(r) = risk
         && risk_params.is_none()
     {

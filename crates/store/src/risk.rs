@@ -3,6 +3,7 @@
 //! events happen, so a decision reads a handful of rows and never scans history.
 
 use crate::{Conn, Row, StoreError, Value, params, values};
+use konbini_core::risk::Features;
 use std::sync::LazyLock;
 
 /// The sliding windows (ms): 10 minutes, 1 hour, 24 hours, 7 days.
@@ -658,7 +659,12 @@ pub fn insert_decision(conn: &mut dyn Conn, d: &DecisionRecord) -> Result<(), St
 /// What a decided payment writes for the risk engine, in the payment's transaction: its
 /// journal line and, when it went through, its counts and the customer's profile.
 pub struct PaymentRisk<'a> {
+    /// The journal line but its features (its `features` text is not read; the caller need
+    /// not write it).
     pub decision: &'a DecisionRecord,
+    /// The features the decision saw: packed on the payment's row when the decision is
+    /// journaled there ([`journaled_on_payment`]), else written as text with the line.
+    pub features: &'a Features,
     pub counted: Option<PaymentCount<'a>>,
 }
 
@@ -702,7 +708,13 @@ pub fn write_payment_risk(
     journal_on_row: bool,
 ) -> Result<(), StoreError> {
     if !journal_on_row {
-        insert_decision(conn, r.decision)?;
+        insert_decision(
+            conn,
+            &DecisionRecord {
+                features: r.features.journal_string(),
+                ..r.decision.clone()
+            },
+        )?;
     }
     match &r.counted {
         Some(n) => count_payment(conn, n),
@@ -867,7 +879,7 @@ pub(crate) fn payment_risk_params(
     if !journaled_on_payment(r.decision, p) {
         return None;
     }
-    let mut v = values![&r.decision.features];
+    let mut v = values![r.features.journal_bytes()];
     v.extend(device_add_params(n.device_id, n.amount, n.place.now_ms));
     v.extend(profile_add_params(n.customer_id, n.amount, &n.place));
     Some(v)
@@ -898,7 +910,7 @@ pub(crate) fn payment_risk_params_when_posted(
     if !journaled_on_payment(r.decision, p) {
         return None;
     }
-    let mut v = values![&r.decision.features];
+    let mut v = values![r.features.journal_bytes()];
     v.extend(buckets(n.place.now_ms).map(Value::Int));
     v.push(Value::Int(n.amount));
     v.extend(profile_add_params(n.customer_id, n.amount, &n.place));
@@ -953,6 +965,17 @@ pub(crate) fn renumber(sql: &str, first: usize) -> String {
     out
 }
 
+/// A decision's features as the journal's text: stored so in `risk_decisions`, packed on a
+/// payment's row.
+fn features_text(r: &Row, i: usize) -> Result<String, StoreError> {
+    match r.bytes(i) {
+        Ok(packed) => Features::from_journal_bytes(&packed)
+            .map(|f| f.journal_string())
+            .map_err(StoreError::Decode),
+        Err(_) => r.text(i),
+    }
+}
+
 fn decision(r: &Row) -> Result<DecisionRecord, StoreError> {
     Ok(DecisionRecord {
         id: r.text(0)?,
@@ -964,7 +987,7 @@ fn decision(r: &Row) -> Result<DecisionRecord, StoreError> {
         decided_by: r.opt_text(6)?,
         fired: r.text(7)?,
         shadow: r.text(8)?,
-        features: r.text(9)?,
+        features: features_text(r, 9)?,
         case_id: r.opt_text(10)?,
     })
 }
@@ -988,19 +1011,35 @@ pub fn decisions_of(
     customer_id: &str,
     limit: i64,
 ) -> Result<Vec<DecisionRecord>, StoreError> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
+    static ON_PAYMENTS: LazyLock<String> = LazyLock::new(|| {
         format!(
-            "SELECT id, at_ms, customer_id, event_kind, ref_id, outcome, decided_by, fired, shadow, features, case_id \
-             FROM risk_decisions WHERE customer_id = $1 \
-             UNION ALL \
-             SELECT {DECISION_ON_PAYMENT} FROM payments p WHERE p.customer_id = $1 AND p.risk_features IS NOT NULL \
-             ORDER BY 2 DESC, 1 DESC LIMIT $2"
+            "SELECT {DECISION_ON_PAYMENT} FROM payments p \
+             WHERE p.customer_id = $1 AND p.risk_features IS NOT NULL \
+             ORDER BY p.created_ms DESC, p.id DESC LIMIT $2"
         )
     });
-    conn.query(&SQL, params![customer_id, limit])?
-        .iter()
-        .map(decision)
-        .collect()
+    let args = params![customer_id, limit];
+    let own = conn.query(
+        "SELECT id, at_ms, customer_id, event_kind, ref_id, outcome, decided_by, fired, shadow, features, case_id \
+         FROM risk_decisions WHERE customer_id = $1 ORDER BY at_ms DESC, id DESC LIMIT $2",
+        args,
+    )?;
+    let on_payments = conn.query(&ON_PAYMENTS, args)?;
+    let mut all = in_journal_order(&own, &on_payments)?;
+    all.reverse();
+    all.truncate(usize::try_from(limit).unwrap_or(0));
+    Ok(all)
+}
+
+/// The decisions of two lists of rows (one from each place the journal is kept), together
+/// in journal order: time, then id.
+fn in_journal_order(a: &[Row], b: &[Row]) -> Result<Vec<DecisionRecord>, StoreError> {
+    let mut all = Vec::with_capacity(a.len() + b.len());
+    for r in a.iter().chain(b) {
+        all.push(decision(r)?);
+    }
+    all.sort_by(|x, y| (x.at_ms, &x.id).cmp(&(y.at_ms, &y.id)));
+    Ok(all)
 }
 
 /// Opens a case for the customer, or adds a decision to the open one; returns its id.
@@ -1264,13 +1303,9 @@ pub fn decisions_page(
         args,
     )?;
     let on_payments = conn.query(&ON_PAYMENTS, args)?;
-    let mut merged = Vec::with_capacity(own.len() + on_payments.len());
-    for r in own.iter().chain(&on_payments) {
-        merged.push(decision(r)?);
-    }
-    merged.sort_by(|a, b| (a.at_ms, &a.id).cmp(&(b.at_ms, &b.id)));
-    merged.truncate(usize::try_from(limit).unwrap_or(0));
-    Ok(merged)
+    let mut all = in_journal_order(&own, &on_payments)?;
+    all.truncate(usize::try_from(limit).unwrap_or(0));
+    Ok(all)
 }
 
 #[cfg(test)]

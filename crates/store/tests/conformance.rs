@@ -1025,8 +1025,10 @@ fn the_single_statement_payment_commits_all_of_it_or_nothing() {
                             features: "{}".into(),
                             case_id: None,
                         };
+                        let features = konbini_core::risk::Features::new();
                         let risk = risk::PaymentRisk {
                             decision: &decision,
+                            features: &features,
                             counted: Some(risk::PaymentCount {
                                 // The hot path counts the store and terminal in memory.
                                 subjects: None,
@@ -1242,6 +1244,12 @@ fn plain_payment_decisions_are_journaled_on_their_payment_rows() {
                 ("0d", 2_000, "[]", true),
                 ("0e", 3_000, "[]", true),
             ];
+            // The features each payment's decision saw (its amount), and their journal text.
+            let features = |at: i64| {
+                let mut f = konbini_core::risk::Features::new();
+                f.set_money(konbini_core::risk::MoneyFeature::PaymentAmount, at);
+                f
+            };
             let decision = |n: &str, at: i64, kind: &str, fired: &str| DecisionRecord {
                 id: format!("rd_{n}"),
                 at_ms: at,
@@ -1252,7 +1260,7 @@ fn plain_payment_decisions_are_journaled_on_their_payment_rows() {
                 decided_by: None,
                 fired: fired.into(),
                 shadow: "[]".into(),
-                features: format!("{{\"payment.amount\":{at}}}"),
+                features: features(at).journal_string(),
                 case_id: None,
             };
             let mut expected = vec![decision("09", 1_000, "topup", "[]")];
@@ -1281,7 +1289,12 @@ fn plain_payment_decisions_are_journaled_on_their_payment_rows() {
                 };
                 let journaled_on_row = risk::journaled_on_payment(&d, &p);
                 assert_eq!(journaled_on_row, on_row && fired == "[]", "{n}");
-                let written = d.clone();
+                // The writer is given the features, not their text.
+                let written = DecisionRecord {
+                    features: String::new(),
+                    ..d.clone()
+                };
+                let seen = features(at);
                 t.db.write(move |c| {
                     let activity = payments::Activity {
                         id: p.id.clone(),
@@ -1328,6 +1341,7 @@ fn plain_payment_decisions_are_journaled_on_their_payment_rows() {
                         },
                         Some(&risk::PaymentRisk {
                             decision: &written,
+                            features: &seen,
                             counted: Some(counted),
                         }),
                     )?;

@@ -331,6 +331,11 @@ impl Features {
         self.values.get(slot).copied()
     }
 
+    /// Bit `i` set: slot `i` is known.
+    pub(crate) fn known_mask(&self) -> u128 {
+        self.known
+    }
+
     pub(crate) fn put(&mut self, slot: usize, v: i64) -> &mut Self {
         if let (Some(s), Some(bit)) = (
             self.values.get_mut(slot),

@@ -394,6 +394,98 @@ impl<'de> Deserialize<'de> for Features {
     }
 }
 
+/// The version byte that starts [`Features::journal_bytes`].
+const PACKED_VERSION: u8 = 1;
+
+impl Features {
+    /// The packed journal form, what a payment's row keeps (`payments.risk_features`): the
+    /// same features as [`Features::journal_string`] in about a fifth of the bytes, written
+    /// in a tenth of the time (the payment's hot path journals every decision).
+    ///
+    /// * byte 0: the format version, 1;
+    /// * bytes 1–16: which catalogue slots are known, a 128-bit little-endian mask;
+    /// * then each known slot's value in slot order, zigzag-encoded LEB128 (a small number,
+    ///   positive or negative, takes one byte).
+    ///
+    /// A slot is a feature with its argument (a window, a category) in catalogue order, so
+    /// the catalogue only ever grows at its end: a unit test pins every slot in use.
+    /// [`Features::from_journal_bytes`] reads it back exactly.
+    pub fn journal_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(17 + 2 * SLOTS);
+        out.push(PACKED_VERSION);
+        let known = self.known_mask();
+        out.extend_from_slice(&known.to_le_bytes());
+        for slot in known_slots(known) {
+            let v = self.get(slot).unwrap_or_default();
+            // Zigzag: the sign in the low bit, so small negative values are short too.
+            let mut z = (v.wrapping_shl(1) ^ (v >> 63)) as u64;
+            loop {
+                let low = (z & 0x7f) as u8;
+                z >>= 7;
+                if z == 0 {
+                    out.push(low);
+                    break;
+                }
+                out.push(low | 0x80);
+            }
+        }
+        out
+    }
+
+    /// Reads [`Features::journal_bytes`]. Refuses another version, a slot this build does not
+    /// know, a truncated or overlong value and trailing bytes.
+    pub fn from_journal_bytes(bytes: &[u8]) -> Result<Features, String> {
+        let Some((&PACKED_VERSION, rest)) = bytes.split_first() else {
+            return Err("not a packed journal line of version 1".into());
+        };
+        let Some((mask, mut rest)) = rest.split_first_chunk::<16>() else {
+            return Err("a packed journal line shorter than its mask".into());
+        };
+        let known = u128::from_le_bytes(*mask);
+        if known_slots(known).any(|slot| slot >= SLOTS) {
+            return Err("a packed journal line with a feature this version does not know".into());
+        }
+        let mut f = Features::new();
+        for slot in known_slots(known) {
+            let mut z: u64 = 0;
+            let mut shift = 0u32;
+            loop {
+                let Some((&byte, after)) = rest.split_first() else {
+                    return Err("a truncated packed journal line".into());
+                };
+                rest = after;
+                let bits = u64::from(byte & 0x7f);
+                if shift > 63 || (bits << shift) >> shift != bits {
+                    return Err("a value beyond 64 bits in a packed journal line".into());
+                }
+                z |= bits << shift;
+                if byte & 0x80 == 0 {
+                    break;
+                }
+                shift += 7;
+            }
+            let v = ((z >> 1) as i64) ^ -((z & 1) as i64);
+            f.put(slot, v);
+        }
+        if !rest.is_empty() {
+            return Err("trailing bytes after a packed journal line".into());
+        }
+        Ok(f)
+    }
+}
+
+/// The slots set in `known`, ascending.
+fn known_slots(mut known: u128) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if known == 0 {
+            return None;
+        }
+        let slot = known.trailing_zeros();
+        known &= known - 1;
+        usize::try_from(slot).ok()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,6 +552,70 @@ mod tests {
         }
         assert_eq!(f.journal_string(), serde_json::to_string(&f).unwrap());
         assert_eq!(Features::new().journal_string(), "{}");
+    }
+
+    /// The packed form names features by catalogue slot: stored journal lines are read with
+    /// the slots of the build that reads them, so a slot, once used, keeps its feature. A new
+    /// feature, window or category goes after every slot listed here (then add it here).
+    #[test]
+    fn the_packed_journal_slots_only_grow() {
+        let pinned = include_str!("journal_slots.txt");
+        let mut now: Vec<(usize, String)> = catalogue::slot_owners()
+            .map(|(slot, def, arg)| (slot, super::super::eval::slot_name(def, arg)))
+            .collect();
+        now.sort();
+        let now: Vec<String> = now.into_iter().map(|(s, n)| format!("{s} {n}")).collect();
+        for (i, line) in pinned.lines().enumerate() {
+            assert_eq!(
+                now.get(i).map(String::as_str),
+                Some(line),
+                "slot {i} changed"
+            );
+        }
+        assert_eq!(
+            now.len(),
+            pinned.lines().count(),
+            "list the new slots in journal_slots.txt"
+        );
+    }
+
+    #[test]
+    fn packed_journal_lines_round_trip_and_refuse_damage() {
+        let mut f = Features::new();
+        f.set_event_kind(EventKind::Payment)
+            .set_recovery_hold(true)
+            .set_money(MoneyFeature::PaymentAmount, -7)
+            .set_window(WindowCounter::TopupsCount, Window::Hour1, i64::MAX)
+            .set_window(WindowCounter::TopupsCount, Window::Minutes10, i64::MIN)
+            .add_basket_line(Category::ECigarette, 150, 730_000);
+        let packed = f.journal_bytes();
+        assert_eq!(Features::from_journal_bytes(&packed), Ok(f.clone()));
+        assert_eq!(
+            Features::from_journal_bytes(&Features::new().journal_bytes()),
+            Ok(Features::new())
+        );
+        // The version, the mask, then a byte for a small value.
+        let mut one = Features::new();
+        one.set_event_kind(EventKind::Payment);
+        assert_eq!(one.journal_bytes().len(), 1 + 16 + 1);
+        assert!(packed.len() * 3 < f.journal_string().len());
+        let refused = |b: &[u8]| Features::from_journal_bytes(b).is_err();
+        assert!(refused(&[]));
+        assert!(refused(&[2; 17]), "another version");
+        assert!(refused(&packed[..10]), "cut in the mask");
+        assert!(refused(&packed[..packed.len() - 1]), "cut in a value");
+        let mut trailing = packed.clone();
+        trailing.push(0);
+        assert!(refused(&trailing));
+        let mut unknown_slot = vec![1];
+        unknown_slot.extend_from_slice(&(1u128 << 127).to_le_bytes());
+        unknown_slot.push(0);
+        assert!(refused(&unknown_slot));
+        let mut overlong = vec![1];
+        overlong.extend_from_slice(&1u128.to_le_bytes());
+        overlong.extend_from_slice(&[0xff; 10]);
+        overlong.push(0x01);
+        assert!(refused(&overlong), "more than 64 bits");
     }
 
     #[test]

@@ -459,11 +459,11 @@ pub async fn create_payment(
             let entry_id = new_id("ent");
             // The journal line of a payment on the hot path (the others were journaled above),
             // named after its payment: journaled on the payment's row, it is read back so.
+            // Its features are written by the store, packed on that row.
             let record = (deferred && cfg.risk_in_line).then(|| {
-                super::risk::decision_record(
+                super::risk::decision_head(
                     konbini_store::risk::decision_id_on_payment(&p.id),
                     &decision,
-                    &features,
                     EventKind::Payment,
                     &customer_id,
                     Some(&p.id),
@@ -478,6 +478,7 @@ pub async fn create_payment(
                     .as_ref()
                     .map(|record| konbini_store::risk::PaymentRisk {
                         decision: record,
+                        features: &features,
                         // The store and terminal are counted in memory once committed.
                         counted: Some(super::risk::payment_count(&facts, now)),
                     });
@@ -545,6 +546,7 @@ pub async fn create_payment(
             };
             let risk = konbini_store::risk::PaymentRisk {
                 decision: record,
+                features: &features,
                 counted: posted.then(|| konbini_store::risk::PaymentCount {
                     // Read at the top of this job: on SQLite nothing else has written them.
                     read: Some(konbini_store::risk::CountedRows {

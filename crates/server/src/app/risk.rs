@@ -649,6 +649,22 @@ pub fn decision_record(
     ref_id: Option<&str>,
     now: i64,
 ) -> DecisionRecord {
+    DecisionRecord {
+        features: features.journal_string(),
+        ..decision_head(id, decision, event, customer_id, ref_id, now)
+    }
+}
+
+/// [`decision_record`] without the features' text, for a writer that stores the features
+/// itself (`konbini_store::risk::PaymentRisk`).
+pub fn decision_head(
+    id: String,
+    decision: &Decision,
+    event: EventKind,
+    customer_id: &str,
+    ref_id: Option<&str>,
+    now: i64,
+) -> DecisionRecord {
     // Most decisions fire no rule: no serializer for an empty list.
     let names = |v: &[Arc<str>]| match v {
         [] => "[]".to_string(),
@@ -665,7 +681,7 @@ pub fn decision_record(
         decided_by: decision.decided_by.as_ref().map(|s| s.to_string()),
         fired: names(&decision.fired_live),
         shadow: names(&decision.fired_shadow),
-        features: features.journal_string(),
+        features: String::new(),
         case_id: None,
     }
 }
