@@ -119,9 +119,17 @@ fn statement<'s, 'c>(
     }
 }
 
-/// Binds every parameter of the statement. (After each use the statement's bindings are
-/// cleared, so a kept statement does not hold a copy of its last texts.)
+/// Binds every parameter of the statement: exactly as many values as it has parameters, as
+/// PostgreSQL requires too (a kept statement keeps its last values bound, so a parameter
+/// left out would not be NULL but the previous call's value).
 fn bind(stmt: &mut rusqlite::Statement<'_>, params: &[Value]) -> Result<(), StoreError> {
+    if params.len() != stmt.parameter_count() {
+        return Err(StoreError::Db(format!(
+            "{} values for a statement of {} parameters",
+            params.len(),
+            stmt.parameter_count()
+        )));
+    }
     for (i, v) in params.iter().enumerate() {
         let idx = i + 1;
         let r = match v {
@@ -161,9 +169,8 @@ impl Conn for SqliteConn {
         self.prepared.with_dependent_mut(|conn, statements| {
             let stmt = statement(conn, statements, sql)?;
             bind(stmt, params)?;
-            let n = stmt.raw_execute();
-            stmt.clear_bindings();
-            Ok(n.map_err(map_err)? as u64)
+            let n = stmt.raw_execute().map_err(map_err)?;
+            Ok(n as u64)
         })
     }
 
@@ -172,9 +179,7 @@ impl Conn for SqliteConn {
             let stmt = statement(conn, statements, sql)?;
             bind(stmt, params)?;
             let cols = stmt.column_count();
-            let out = read_rows(stmt.raw_query(), cols);
-            stmt.clear_bindings();
-            out
+            read_rows(stmt.raw_query(), cols)
         })
     }
 

@@ -44,7 +44,13 @@ pub(crate) enum Op {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Program {
     ops: Box<[Op]>,
+    /// At most [`SMALL_STACK`] values pushed in all (so never more on the stack at once):
+    /// evaluated on a small stack, which costs less to set up.
+    small: bool,
 }
+
+/// The stack of most rules' programs (the default rules push at most 9 values).
+const SMALL_STACK: usize = 16;
 
 /// The three-valued result of a condition.
 ///
@@ -73,8 +79,13 @@ pub struct Evaluation {
 
 impl Program {
     pub(crate) fn new(ops: Vec<Op>) -> Program {
+        let pushes = ops
+            .iter()
+            .filter(|op| matches!(op, Op::Const(_) | Op::Load(_)))
+            .count();
         Program {
             ops: ops.into_boxed_slice(),
+            small: pushes <= SMALL_STACK,
         }
     }
 
@@ -109,7 +120,16 @@ impl Program {
     /// assert_eq!(p.eval(&f).truth, Truth::True);
     /// ```
     pub fn eval(&self, features: &Features) -> Evaluation {
-        let mut stack = [None::<i64>; STACK_SLOTS];
+        if self.small {
+            self.run::<SMALL_STACK>(features)
+        } else {
+            self.run::<STACK_SLOTS>(features)
+        }
+    }
+
+    /// [`Program::eval`] on a stack of `N` values.
+    fn run<const N: usize>(&self, features: &Features) -> Evaluation {
+        let mut stack = [None::<i64>; N];
         let mut sp = 0usize; // number of values on the stack
         let mut faulted = false;
         let mut pc = 0usize;
@@ -334,6 +354,15 @@ impl Features {
     /// Bit `i` set: slot `i` is known.
     pub(crate) fn known_mask(&self) -> u128 {
         self.known
+    }
+
+    /// The values of the known slots, in slot order.
+    pub(crate) fn known_values(&self) -> impl Iterator<Item = i64> + '_ {
+        self.values
+            .iter()
+            .enumerate()
+            .filter(|(slot, _)| self.known >> slot & 1 == 1)
+            .map(|(_, v)| *v)
     }
 
     pub(crate) fn put(&mut self, slot: usize, v: i64) -> &mut Self {

@@ -411,23 +411,18 @@ impl Features {
     /// the catalogue only ever grows at its end: a unit test pins every slot in use.
     /// [`Features::from_journal_bytes`] reads it back exactly.
     pub fn journal_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(17 + 2 * SLOTS);
+        // Room for the longest form: it is written without growing.
+        let mut out = Vec::with_capacity(17 + 10 * SLOTS);
         out.push(PACKED_VERSION);
-        let known = self.known_mask();
-        out.extend_from_slice(&known.to_le_bytes());
-        for slot in known_slots(known) {
-            let v = self.get(slot).unwrap_or_default();
+        out.extend_from_slice(&self.known_mask().to_le_bytes());
+        for v in self.known_values() {
             // Zigzag: the sign in the low bit, so small negative values are short too.
             let mut z = (v.wrapping_shl(1) ^ (v >> 63)) as u64;
-            loop {
-                let low = (z & 0x7f) as u8;
+            while z >= 0x80 {
+                out.push((z as u8) | 0x80);
                 z >>= 7;
-                if z == 0 {
-                    out.push(low);
-                    break;
-                }
-                out.push(low | 0x80);
             }
+            out.push(z as u8);
         }
         out
     }
