@@ -1406,3 +1406,89 @@ fn plain_payment_decisions_are_journaled_on_their_payment_rows() {
         })
     });
 }
+
+/// A customer has an empty risk profile from sign-up, so a first payment updates it like any
+/// later one; a customer without the row (created before profiles were made so) gets it
+/// with its first payment, counted the same.
+#[test]
+fn a_customer_has_an_empty_profile_from_sign_up() {
+    use konbini_store::risk::{self, CountedRows, PaymentCount, PaymentPlace, Profile, Windows};
+    each(|t| {
+        rt().block_on(async {
+            seed_payer(&t.db, "p", 51, 1_000).await;
+            seed_payer(&t.db, "q", 52, 1_000).await;
+            let now: i64 = 1_795_564_800_000;
+            let l = t.label;
+            let r: R<()> =
+                t.db.write(move |c| {
+                    assert_eq!(risk::profile(c, "cus_p")?, Profile::default(), "{l}");
+                    let rows = |c: &mut dyn Conn| -> R<i64> {
+                        c.query_one("SELECT COUNT(*) FROM risk_profiles", params![])?
+                            .int(0)
+                    };
+                    assert_eq!(rows(c)?, 2, "{l}: one row per customer, made with it");
+                    c.exec(
+                        "DELETE FROM risk_profiles WHERE customer_id = $1",
+                        params!["cus_q"],
+                    )?;
+                    fn count<'a>(
+                        customer_id: &'a str,
+                        now: i64,
+                        read: Option<CountedRows<'a>>,
+                    ) -> PaymentCount<'a> {
+                        PaymentCount {
+                            subjects: None,
+                            device_id: if customer_id == "cus_p" { "dev_p" } else { "dev_q" },
+                            customer_id,
+                            amount: 700,
+                            place: PaymentPlace {
+                                store_id: "st_1",
+                                at: None,
+                                now_ms: now,
+                                day: 3,
+                                month: 4,
+                            },
+                            read,
+                        }
+                    }
+                    // The first payment of `p`, from its row as read (an empty profile), and of
+                    // `q`, which has no row.
+                    let empty = Profile::default();
+                    risk::count_payment(
+                        c,
+                        &count(
+                            "cus_p",
+                            now,
+                            Some(CountedRows {
+                                profile: &empty,
+                                windows: [Some(Windows::default()), None],
+                                device_counted: false,
+                            }),
+                        ),
+                    )?;
+                    risk::count_payment(c, &count("cus_q", now, None))?;
+                    assert_eq!(rows(c)?, 2, "{l}");
+                    let state = |c: &mut dyn Conn, id: &str| -> R<(Profile, Vec<i64>)> {
+                        let w = c.query_one(
+                            "SELECT w0_n, w0_total, w3_n, w3_total FROM risk_profiles WHERE customer_id = $1",
+                            params![id],
+                        )?;
+                        Ok((
+                            risk::profile(c, id)?,
+                            (0..4).map(|i| w.int(i)).collect::<R<Vec<i64>>>()?,
+                        ))
+                    };
+                    let (p, q) = (state(c, "cus_p")?, state(c, "cus_q")?);
+                    assert_eq!(p, q, "{l}");
+                    assert_eq!(
+                        (p.0.payments, p.0.payments_total, p.0.totals(3, 4), p.1),
+                        (1, 700, (700, 700), vec![1, 700, 1, 700]),
+                        "{l}"
+                    );
+                    Ok(())
+                })
+                .await;
+            r.unwrap_or_else(|e| panic!("{l}: {e}"));
+        })
+    });
+}
