@@ -581,6 +581,35 @@ static PROFILE_ADD: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// [`PROFILE_ADD`] for a profile row that exists (made with the customer): a plain `UPDATE`
+/// with the same parameters, which PostgreSQL runs without the insert's attempt, its
+/// conflict check and its row-lock record.
+static PROFILE_COUNT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE risk_profiles SET payments = payments + 1, \
+           pay_day_total = CASE WHEN pay_day = $7 THEN pay_day_total + $2 ELSE $2 END, pay_day = $7, \
+           pay_month_total = CASE WHEN pay_month = $8 THEN pay_month_total + $2 ELSE $2 END, pay_month = $8, \
+           payments_total = payments_total + $2, \
+           payments_max = CASE WHEN $2 > payments_max THEN $2 ELSE payments_max END, \
+           last_store_id = $3, last_lat_e6 = $4, last_lon_e6 = $5, last_payment_ms = $6, {} \
+         WHERE customer_id = $1",
+        window_sets_from_params("risk_profiles", 9, 2)
+    )
+});
+
+/// The data-modifying CTEs that count a payment on its customer's profile inside another
+/// statement, with [`PROFILE_ADD`]'s parameters numbered from `$first`, both only when `cond`
+/// (SQL) holds: `rpu` updates the row the customer has had since sign-up; `rp` inserts it,
+/// counted, for a customer without one (made before profiles came with customers).
+fn profile_ctes(first: usize, cond: &str) -> String {
+    let update = renumber(&PROFILE_COUNT, first);
+    let insert = insert_select_where(
+        &renumber(&PROFILE_ADD, first),
+        &format!("{cond} AND NOT EXISTS (SELECT 1 FROM rpu)"),
+    );
+    format!("rpu AS ({update} AND {cond} RETURNING 1), rp AS ({insert})")
+}
+
 fn profile_add_params(customer_id: &str, amount: i64, place: &PaymentPlace<'_>) -> Vec<Value> {
     values![
         customer_id,
@@ -878,8 +907,8 @@ fn count_payment_read(
 pub(crate) fn payment_risk_ctes(first: usize) -> String {
     // The journal line takes 1 parameter, the device 6, the profile 12.
     let device = renumber(&DEVICE_ADD, first + 1);
-    let profile = renumber(&PROFILE_ADD, first + 7);
-    format!("rdev AS ({device}), rp AS ({profile})")
+    let profile = profile_ctes(first + 7, "TRUE");
+    format!("rdev AS ({device}), {profile}")
 }
 
 /// The parameters of [`payment_risk_ctes`], after the journal line's features (the payment
@@ -910,8 +939,7 @@ pub(crate) fn payment_risk_params(
 /// subjects).
 pub(crate) fn payment_risk_when_posted(first: usize) -> (String, String) {
     let device = format!(", {}", window_sets_from_params("devices", first, first + 4));
-    let profile = when_posted(&renumber(&PROFILE_ADD, first + 5));
-    (device, format!("rp AS ({profile})"))
+    (device, profile_ctes(first + 5, "EXISTS (SELECT 1 FROM w)"))
 }
 
 /// The parameters of [`payment_risk_when_posted`], after the journal line's features (the
@@ -936,6 +964,12 @@ pub(crate) fn payment_risk_params_when_posted(
 /// (SELECT 1 FROM w) [ON CONFLICT …]`: the same row, written only when the statement's wallet
 /// debit `w` happened.
 pub(crate) fn when_posted(insert: &str) -> String {
+    insert_select_where(insert, "EXISTS (SELECT 1 FROM w)")
+}
+
+/// `INSERT INTO t (…) VALUES (…) [ON CONFLICT …]` as `INSERT INTO t (…) SELECT … WHERE cond
+/// [ON CONFLICT …]`: the same row, written only when `cond` (SQL) holds.
+fn insert_select_where(insert: &str, cond: &str) -> String {
     let Some(at) = insert.find(" VALUES (") else {
         return insert.to_string();
     };
@@ -956,7 +990,7 @@ pub(crate) fn when_posted(insert: &str) -> String {
         }
     }
     format!(
-        "{} SELECT {} WHERE EXISTS (SELECT 1 FROM w){}",
+        "{} SELECT {} WHERE {cond}{}",
         &insert[..at],
         &insert[open..close],
         insert.get(close + 1..).unwrap_or("")

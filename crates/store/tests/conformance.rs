@@ -1236,6 +1236,16 @@ fn plain_payment_decisions_are_journaled_on_their_payment_rows() {
     each(|t| {
         rt().block_on(async {
             seed_payer(&t.db, "j", 41, 10_000).await;
+            // A customer from before profiles came with customers: the first payment counted
+            // inserts the profile, the next ones update it.
+            t.db.write(|c| {
+                c.exec(
+                    "DELETE FROM risk_profiles WHERE customer_id = $1",
+                    params!["cus_j"],
+                )
+            })
+            .await
+            .expect("no profile");
             // (id suffix, time, rules fired, the customer on the payment row)
             let cases = [
                 ("0a", 1_000, "[]", true),
@@ -1365,6 +1375,20 @@ fn plain_payment_decisions_are_journaled_on_their_payment_rows() {
                 .await
                 .expect("top-up decision");
             expected.sort_by(|a, b| (a.at_ms, &a.id).cmp(&(b.at_ms, &b.id)));
+            let profile =
+                t.db.read(|c| risk::profile(c, "cus_j"))
+                    .await
+                    .expect("profile");
+            assert_eq!(
+                (
+                    profile.payments,
+                    profile.payments_total,
+                    profile.payments_max
+                ),
+                (5, 8_000, 3_000),
+                "{}: every payment counted once",
+                t.label
+            );
             let (rows, on_payments, by_customer, paged, first_ms) =
                 t.db.read(|c| {
                     let rows = c
