@@ -125,20 +125,22 @@ fn insert_payment_journaled(
     p: &Payment,
     risk_features: Option<Vec<u8>>,
 ) -> Result<(), StoreError> {
-    conn.exec(
-        "INSERT INTO payments (id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms, risk_features) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
-        params![&p.id, p.customer_id.clone(), p.device_id.clone(), &p.store_id, &p.terminal_id, p.amount, &p.currency, &p.status, p.decline_code.clone(), p.funding.clone(), p.card_id.clone(), p.processor_auth.clone(), &p.order_ref, &p.basket, p.refunded, p.hold_id.clone(), p.expires_ms, p.created_ms, p.updated_ms, risk_features],
-    )?;
+    // The features right after the payment's 19 values.
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| INSERT_PAYMENT_JOURNALED.replace("$38", "$20"));
+    let mut values = payment_values(p);
+    values.push(crate::Value::from(risk_features));
+    conn.exec(&SQL, &values)?;
     Ok(())
 }
 
-/// The payment's insert in PostgreSQL's statements that count it for the risk engine:
-/// `$1`..`$19` as in [`insert_payment`], and its journal line's features in `$38`, the first
-/// of the risk parameters (`risk::payment_risk_params`).
+/// The payment's insert: its 19 values in `$1`..`$19` (in [`record_params`] order).
 const INSERT_PAYMENT: &str = "INSERT INTO payments (id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
 
+/// The payment's insert in PostgreSQL's statements that count it for the risk engine:
+/// `$1`..`$19` as in [`INSERT_PAYMENT`], and its journal line's features in `$38`, the first
+/// of the risk parameters (`risk::payment_risk_params`).
 const INSERT_PAYMENT_JOURNALED: &str = "INSERT INTO payments (id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms, risk_features) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $38)";
 
@@ -171,16 +173,17 @@ pub fn insert_payment_recorded(
     let risk_params = risk
         .filter(|_| !sqlite && activity.is_some())
         .and_then(|r| crate::risk::payment_risk_params(r, p));
-    let on_row = risk
-        .filter(|r| crate::risk::journaled_on_payment(r.decision, p))
-        .filter(|_| sqlite || risk_params.is_some())
-        .map(|r| r.features.journal_bytes());
     if let Some(r) = risk
         && risk_params.is_none()
     {
-        crate::risk::write_payment_risk(conn, r, on_row.is_some())?;
+        // PostgreSQL's statements below have no room for the features: written as text.
+        let on_row = sqlite && crate::risk::journaled_on_payment(r.decision, p);
+        crate::risk::write_payment_risk(conn, r, on_row)?;
     }
     if sqlite {
+        let on_row = risk
+            .filter(|r| crate::risk::journaled_on_payment(r.decision, p))
+            .map(|r| r.features.journal_bytes());
         insert_payment_journaled(conn, p, on_row)?;
         if let Some(a) = activity {
             insert_activity(conn, a)?;
@@ -214,22 +217,9 @@ pub fn insert_payment_recorded(
         }
         Some(a) => {
             params.extend(activity_params(a));
-            conn.query_one(
-                "WITH o AS (INSERT INTO outbox (id, topic, aggregate_id, payload, created_ms, attempts) VALUES ($20, $21, $22, $23, $24, 0)), \
-                 i AS (INSERT INTO idempotency (scope, key, request_hash, status_code, body, created_ms) VALUES ($25, $26, $27, $28, $29, $18) ON CONFLICT DO NOTHING RETURNING 1), \
-                 a AS (INSERT INTO activity (id, customer_id, kind, amount, currency, status, description, created_ms) VALUES ($30, $31, $32, $33, $34, $35, $36, $37)) \
-                 INSERT INTO payments (id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) RETURNING (SELECT COUNT(*) FROM i)",
-                &params,
-            )?
+            conn.query_one(&PAYMENT_WITH_ACTIVITY, &params)?
         }
-        None => conn.query_one(
-            "WITH o AS (INSERT INTO outbox (id, topic, aggregate_id, payload, created_ms, attempts) VALUES ($20, $21, $22, $23, $24, 0)), \
-             i AS (INSERT INTO idempotency (scope, key, request_hash, status_code, body, created_ms) VALUES ($25, $26, $27, $28, $29, $18) ON CONFLICT DO NOTHING RETURNING 1) \
-             INSERT INTO payments (id, customer_id, device_id, store_id, terminal_id, amount, currency, status, decline_code, funding, card_id, processor_auth, order_ref, basket, refunded, hold_id, expires_ms, created_ms, updated_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) RETURNING (SELECT COUNT(*) FROM i)",
-            &params,
-        )?,
+        None => conn.query_one(&PAYMENT_RECORDED, &params)?,
     };
     Ok(row.int(0)? == 1)
 }
@@ -241,6 +231,24 @@ fn record_params(
     event: &crate::outbox::NewEvent,
     idem: &IdempotencyRecord<'_>,
 ) -> Vec<crate::Value> {
+    let mut values = payment_values(p);
+    values.extend(values![
+        &event.id,
+        &event.topic,
+        &event.aggregate_id,
+        &event.payload,
+        event.created_ms,
+        idem.scope,
+        idem.key,
+        idem.request_hash,
+        i64::from(idem.status),
+        idem.body
+    ]);
+    values
+}
+
+/// A payment's 19 values, in the order of [`INSERT_PAYMENT`]'s columns.
+fn payment_values(p: &Payment) -> Vec<crate::Value> {
     values![
         &p.id,
         p.customer_id.clone(),
@@ -260,17 +268,7 @@ fn record_params(
         p.hold_id.clone(),
         p.expires_ms,
         p.created_ms,
-        p.updated_ms,
-        &event.id,
-        &event.topic,
-        &event.aggregate_id,
-        &event.payload,
-        event.created_ms,
-        idem.scope,
-        idem.key,
-        idem.request_hash,
-        i64::from(idem.status),
-        idem.body
+        p.updated_ms
     ]
 }
 
@@ -417,14 +415,35 @@ static PAY_ALONE_WITH_RISK: std::sync::LazyLock<String> =
 /// The PostgreSQL statement of a payment with its activity line and counted risk writes.
 static PAYMENT_WITH_RISK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let risk = crate::risk::payment_risk_ctes(38);
+    record_sql(&format!("{ACTIVITY_CTE}, {risk}"), INSERT_PAYMENT_JOURNALED)
+});
+
+/// The PostgreSQL statement of a payment with its activity line (no risk writes).
+static PAYMENT_WITH_ACTIVITY: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| record_sql(ACTIVITY_CTE, INSERT_PAYMENT));
+
+/// The PostgreSQL statement of a payment without an activity line (a decline).
+static PAYMENT_RECORDED: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| record_sql("", INSERT_PAYMENT));
+
+/// The activity line's CTE, its parameters after the record's 29 (`activity_params`).
+const ACTIVITY_CTE: &str = "a AS (INSERT INTO activity (id, customer_id, kind, amount, currency, status, description, created_ms) VALUES ($30, $31, $32, $33, $34, $35, $36, $37))";
+
+/// A payment's record on PostgreSQL as one statement (parameters as [`record_params`]): its
+/// outbox event and idempotency record, the CTEs in `more` (if any), then `insert_payment`;
+/// it returns 1 when the idempotency record was written (0: a duplicate won the key).
+fn record_sql(more: &str, insert_payment: &str) -> String {
+    let more = if more.is_empty() {
+        String::new()
+    } else {
+        format!(", {more}")
+    };
     format!(
         "WITH o AS (INSERT INTO outbox (id, topic, aggregate_id, payload, created_ms, attempts) VALUES ($20, $21, $22, $23, $24, 0)), \
-         i AS (INSERT INTO idempotency (scope, key, request_hash, status_code, body, created_ms) VALUES ($25, $26, $27, $28, $29, $18) ON CONFLICT DO NOTHING RETURNING 1), \
-         a AS (INSERT INTO activity (id, customer_id, kind, amount, currency, status, description, created_ms) VALUES ($30, $31, $32, $33, $34, $35, $36, $37)), \
-         {risk} \
-         {INSERT_PAYMENT_JOURNALED} RETURNING (SELECT COUNT(*) FROM i)"
+         i AS (INSERT INTO idempotency (scope, key, request_hash, status_code, body, created_ms) VALUES ($25, $26, $27, $28, $29, $18) ON CONFLICT DO NOTHING RETURNING 1){more} \
+         {insert_payment} RETURNING (SELECT COUNT(*) FROM i)"
     )
-});
+}
 
 /// A payment, only if it was taken at `store_id` (a terminal of another store sees nothing).
 pub fn payment_in_store(

@@ -919,14 +919,21 @@ pub(crate) fn payment_risk_params(
     r: &PaymentRisk<'_>,
     p: &crate::payments::Payment,
 ) -> Option<Vec<Value>> {
-    let n = r.counted.as_ref().filter(|n| n.subjects.is_none())?;
-    if !journaled_on_payment(r.decision, p) {
-        return None;
-    }
-    let mut v = values![r.features.journal_bytes()];
+    let (n, mut v) = counted_on_row(r, p)?;
     v.extend(device_add_params(n.device_id, n.amount, n.place.now_ms));
     v.extend(profile_add_params(n.customer_id, n.amount, &n.place));
     Some(v)
+}
+
+/// What PostgreSQL's one-statement forms of a payment need: the payment counted with its
+/// store and terminal in memory and its decision journaled on its row. The count, and the
+/// parameter list begun with the packed features; `None` otherwise.
+fn counted_on_row<'r>(
+    r: &'r PaymentRisk<'_>,
+    p: &crate::payments::Payment,
+) -> Option<(&'r PaymentCount<'r>, Vec<Value>)> {
+    let n = r.counted.as_ref().filter(|n| n.subjects.is_none())?;
+    journaled_on_payment(r.decision, p).then(|| (n, values![r.features.journal_bytes()]))
 }
 
 /// The risk engine's writes of a counted payment inside the wallet payment's single
@@ -949,11 +956,7 @@ pub(crate) fn payment_risk_params_when_posted(
     r: &PaymentRisk<'_>,
     p: &crate::payments::Payment,
 ) -> Option<Vec<Value>> {
-    let n = r.counted.as_ref().filter(|n| n.subjects.is_none())?;
-    if !journaled_on_payment(r.decision, p) {
-        return None;
-    }
-    let mut v = values![r.features.journal_bytes()];
+    let (n, mut v) = counted_on_row(r, p)?;
     v.extend(buckets(n.place.now_ms).map(Value::Int));
     v.push(Value::Int(n.amount));
     v.extend(profile_add_params(n.customer_id, n.amount, &n.place));

@@ -934,6 +934,38 @@ fn concurrent_payments_never_lose_a_count() {
     });
 }
 
+/// Succeeded wallet payment `pay_{n}` of `amount` at `at` by customer `cus_{x}` (or, without
+/// `with_customer`, a payment whose code matched no customer), at store `st_{x}`.
+fn wallet_payment(
+    n: &str,
+    x: &str,
+    with_customer: bool,
+    amount: i64,
+    at: i64,
+) -> payments::Payment {
+    payments::Payment {
+        id: format!("pay_{n}"),
+        customer_id: with_customer.then(|| format!("cus_{x}")),
+        device_id: with_customer.then(|| format!("dev_{x}")),
+        store_id: format!("st_{x}"),
+        terminal_id: format!("term_{x}"),
+        amount,
+        currency: "JPY".into(),
+        status: "succeeded".into(),
+        decline_code: None,
+        funding: Some("wallet".into()),
+        card_id: None,
+        processor_auth: None,
+        order_ref: n.into(),
+        basket: "[]".into(),
+        refunded: 0,
+        hold_id: None,
+        expires_ms: None,
+        created_ms: at,
+        updated_ms: at,
+    }
+}
+
 /// Rows in the tables a wallet payment writes (payments, activity, outbox, idempotency,
 /// journal lines wherever they are, entries, postings).
 fn written(c: &mut dyn Conn) -> R<Vec<i64>> {
@@ -974,27 +1006,7 @@ fn the_single_statement_payment_commits_all_of_it_or_nothing() {
                             konbini_core::Amount::new(amount, Currency::JPY).expect("amount"),
                         )
                         .expect("entry");
-                        let p = payments::Payment {
-                            id: format!("pay_{n}"),
-                            customer_id: Some("cus_s".into()),
-                            device_id: Some("dev_s".into()),
-                            store_id: "st_s".into(),
-                            terminal_id: "term_s".into(),
-                            amount,
-                            currency: "JPY".into(),
-                            status: "succeeded".into(),
-                            decline_code: None,
-                            funding: Some("wallet".into()),
-                            card_id: None,
-                            processor_auth: None,
-                            order_ref: n.into(),
-                            basket: "[]".into(),
-                            refunded: 0,
-                            hold_id: None,
-                            expires_ms: None,
-                            created_ms: now,
-                            updated_ms: now,
-                        };
+                        let p = wallet_payment(n, "s", true, amount, now);
                         let activity = payments::Activity {
                             id: p.id.clone(),
                             customer_id: "cus_s".into(),
@@ -1276,27 +1288,7 @@ fn plain_payment_decisions_are_journaled_on_their_payment_rows() {
             let mut expected = vec![decision("09", 1_000, "topup", "[]")];
             for (n, at, fired, on_row) in cases {
                 let d = decision(n, at, "payment", fired);
-                let p = payments::Payment {
-                    id: format!("pay_{n}"),
-                    customer_id: on_row.then(|| "cus_j".into()),
-                    device_id: None,
-                    store_id: "st_j".into(),
-                    terminal_id: "term_j".into(),
-                    amount: at,
-                    currency: "JPY".into(),
-                    status: "succeeded".into(),
-                    decline_code: None,
-                    funding: Some("wallet".into()),
-                    card_id: None,
-                    processor_auth: None,
-                    order_ref: n.into(),
-                    basket: "[]".into(),
-                    refunded: 0,
-                    hold_id: None,
-                    expires_ms: None,
-                    created_ms: at,
-                    updated_ms: at,
-                };
+                let p = wallet_payment(n, "j", on_row, at, at);
                 let journaled_on_row = risk::journaled_on_payment(&d, &p);
                 assert_eq!(journaled_on_row, on_row && fired == "[]", "{n}");
                 // The writer is given the features, not their text.
