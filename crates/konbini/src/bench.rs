@@ -50,6 +50,12 @@ pub struct BenchArgs {
     /// to see what it costs; never a way to run Konbini.
     #[arg(long)]
     without_risk: bool,
+    /// Measure what the risk engine costs within one run: serve the same database twice in
+    /// this process, with and without the engine, and send the load to each in turn, this
+    /// many seconds at a time (off, on, on, off, off, on, …), so that both sides see the
+    /// same phases of a noisy machine. Prints each side's figures and the difference.
+    #[arg(long, value_name = "SECONDS", conflicts_with = "without_risk")]
+    alternate_risk: Option<f64>,
 }
 
 /// User plus system CPU seconds this process has used (Linux `/proc/self/stat`), if known.
@@ -321,9 +327,9 @@ struct Load {
 
 impl Load {
     /// Offers `seconds` of load in the run's mode, recording each request in `tally`.
-    async fn drive(&self, args: &BenchArgs, seconds: u64, tally: Arc<Tally>) {
+    async fn drive(&self, args: &BenchArgs, length: Duration, tally: Arc<Tally>) {
         let begin = Instant::now();
-        let deadline = begin + Duration::from_secs(seconds);
+        let deadline = begin + length;
         let mut tasks = Vec::new();
         if args.rate == 0 {
             for _ in 0..args.concurrency.max(1) {
@@ -338,7 +344,7 @@ impl Load {
         } else {
             let interval =
                 Duration::from_nanos(1_000_000_000u64.checked_div(args.rate).unwrap_or(1));
-            let total = args.rate * seconds;
+            let total = (args.rate as f64 * length.as_secs_f64()).round() as u64;
             tasks.reserve(total as usize);
             for i in 0..total {
                 let scheduled = begin + interval * i as u32;
@@ -366,6 +372,100 @@ impl Load {
             started,
         )
         .await;
+    }
+}
+
+/// What one side of a run measured: its requests, and the time and CPU of its phases.
+#[derive(Default)]
+struct Measured {
+    tally: Arc<Tally>,
+    elapsed_s: f64,
+    cpu_s: Option<f64>,
+    writer_cpu_s: Option<f64>,
+}
+
+/// `total + (after - before)` when both readings are known (a missing one stays missing).
+fn sum_of(total: Option<f64>, after: Option<f64>, before: Option<f64>) -> Option<f64> {
+    let d = after.zip(before).map(|(a, b)| a - b)?;
+    Some(total.unwrap_or(0.0) + d)
+}
+
+/// The measured phases, each the index of the side it loads and its length: the whole
+/// duration on one side or, with `--alternate-risk`, phases of that length in the order
+/// 0 1 1 0 0 1 1 0 …, so that a slow drift of the machine falls on both sides alike.
+fn phases(args: &BenchArgs) -> Vec<(usize, Duration)> {
+    let total = Duration::from_secs(args.duration_s);
+    let Some(p) = args.alternate_risk.filter(|p| p.is_finite() && *p > 0.0) else {
+        return vec![(0, total)];
+    };
+    let phase = Duration::from_secs_f64(p);
+    let n = ((total.as_secs_f64() / p).round() as usize).max(2);
+    (0..n).map(|i| ([0, 1, 1, 0][i % 4], phase)).collect()
+}
+
+/// The figures compared between the two sides of an alternating run.
+struct Figures {
+    throughput: f64,
+    p99_ms: f64,
+    cpu_us_per_payment: f64,
+}
+
+/// Prints one side's results and returns the figures it compares.
+fn report(args: &BenchArgs, m: &Measured) -> Figures {
+    let tally = &m.tally;
+    let mut lat = tally
+        .latencies_us
+        .lock()
+        .map(|l| l.clone())
+        .unwrap_or_default();
+    lat.sort_unstable();
+    let ok = tally.succeeded.load(Ordering::Relaxed);
+    println!(
+        "payments: {} succeeded, {} declined, {} errors in {:.1} s",
+        ok,
+        tally.declined.load(Ordering::Relaxed),
+        tally.errors.load(Ordering::Relaxed),
+        m.elapsed_s
+    );
+    let throughput = ok as f64 / m.elapsed_s.max(f64::MIN_POSITIVE);
+    println!("throughput: {throughput:.0} payments/s");
+    let no_code = tally.no_code.load(Ordering::Relaxed);
+    if no_code > 0 {
+        // A phone makes at most 10 codes per 30-s step (docs/payment-codes.md).
+        println!(
+            "{no_code} of these errors are requests not sent: no phone had a code left in its 30-s step (10 each); {} customers can pay at most {} payments/s: use more --customers",
+            args.customers,
+            args.customers * 10 / 30
+        );
+    }
+    // At full speed, CPU per payment is steadier than throughput on a shared 2-core machine:
+    // it moves with the work done (server, load generator and, on SQLite, the database;
+    // PostgreSQL's own CPU is not in it) more than with scheduling.
+    let per_payment = |cpu: Option<f64>| {
+        cpu.filter(|_| ok > 0 && args.rate == 0)
+            .map(|c| c * 1e6 / ok as f64)
+    };
+    let cpu = per_payment(m.cpu_s);
+    if let Some(c) = cpu {
+        println!("cpu (this process): {c:.0} µs per payment");
+    }
+    // On SQLite one writer thread applies every change: its CPU per payment is the cost
+    // that bounds throughput, and the steadiest figure for comparing two builds.
+    if let Some(w) = per_payment(m.writer_cpu_s) {
+        println!("cpu (SQLite writer thread): {w:.0} µs per payment");
+    }
+    let p99_ms = percentile(&lat, 99.0);
+    println!(
+        "latency ms: p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}",
+        percentile(&lat, 50.0),
+        percentile(&lat, 95.0),
+        p99_ms,
+        percentile(&lat, 100.0)
+    );
+    Figures {
+        throughput,
+        p99_ms,
+        cpu_us_per_payment: cpu.unwrap_or(0.0),
     }
 }
 
@@ -408,28 +508,30 @@ pub fn run(args: BenchArgs, database_url: &str) -> Result<ExitCode, String> {
         konbini_store::Backend::Postgres => c.exec("CHECKPOINT", &[]).map(|_| ()),
     });
     println!("seeded in {:.1} s", t.elapsed().as_secs_f64());
-    let config = Config {
-        risk_in_line: !args.without_risk,
-        ..Config::default()
+    // One side, or two in alternation (`--alternate-risk`): without, then with the engine.
+    let sides: Vec<(bool, &str)> = match args.alternate_risk {
+        Some(_) => vec![(false, "without the engine"), (true, "with the engine")],
+        None => vec![(!args.without_risk, "")],
     };
     if args.without_risk {
         println!("risk engine: OFF (--without-risk)");
     }
-    let state = AppState::new(db.clone(), config, Arc::new(SystemClock), secret)?;
+    let mut states = Vec::new();
+    for (risk_in_line, _) in &sides {
+        let config = Config {
+            risk_in_line: *risk_in_line,
+            ..Config::default()
+        };
+        states.push(AppState::new(
+            db.clone(),
+            config,
+            Arc::new(SystemClock),
+            secret.clone(),
+        )?);
+    }
     let rt = crate::runtime()?;
     let load_args = args.clone();
-    let result = rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| e.to_string())?;
-        let base = format!(
-            "http://{}",
-            listener.local_addr().map_err(|e| e.to_string())?
-        );
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(konbini_server::serve(listener, state, async move {
-            let _ = stop_rx.await;
-        }));
+    let (warmup, measured) = rt.block_on(async move {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
             .build()
@@ -441,50 +543,66 @@ pub fn run(args: BenchArgs, database_url: &str) -> Result<ExitCode, String> {
             devices: seeded.devices,
             cursor: AtomicUsize::new(0),
         });
-        let load = Load {
-            http,
-            base,
-            wallets,
-            keys: Arc::new(seeded.terminal_keys),
-            counter: Arc::new(AtomicU64::new(0)),
-        };
-        let warmup = Arc::new(Tally::default());
-        if load_args.warmup_s > 0 {
-            load.drive(&load_args, load_args.warmup_s, warmup.clone())
-                .await;
+        let (keys, counter) = (Arc::new(seeded.terminal_keys), Arc::new(AtomicU64::new(0)));
+        let (mut loads, mut servers) = (Vec::new(), Vec::new());
+        for state in states {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| e.to_string())?;
+            let base = format!(
+                "http://{}",
+                listener.local_addr().map_err(|e| e.to_string())?
+            );
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(konbini_server::serve(listener, state, async move {
+                let _ = stop_rx.await;
+            }));
+            servers.push((stop_tx, server));
+            // Both sides share the phones (codes are spent once) and the request numbers.
+            loads.push(Load {
+                http: http.clone(),
+                base,
+                wallets: wallets.clone(),
+                keys: keys.clone(),
+                counter: counter.clone(),
+            });
         }
-        let tally = Arc::new(Tally::default());
-        let cpu_before = process_cpu_s();
-        let writer_before = thread_cpu_s("sqlite-writer");
-        let begin = Instant::now();
-        load.drive(&load_args, load_args.duration_s, tally.clone())
+        let warmup = Arc::new(Tally::default());
+        for load in &loads {
+            load.drive(
+                &load_args,
+                Duration::from_secs(load_args.warmup_s),
+                warmup.clone(),
+            )
             .await;
-        let elapsed = begin.elapsed().as_secs_f64();
-        let cpu = process_cpu_s().zip(cpu_before).map(|(a, b)| a - b);
-        let writer_cpu = thread_cpu_s("sqlite-writer")
-            .zip(writer_before)
-            .map(|(a, b)| a - b);
-        let _ = stop_tx.send(());
-        let _ = server.await;
-        Ok::<_, String>((warmup, tally, elapsed, cpu, writer_cpu))
+        }
+        let mut measured: Vec<Measured> = loads.iter().map(|_| Measured::default()).collect();
+        for (side, phase) in phases(&load_args) {
+            let m = &mut measured[side];
+            let cpu_before = process_cpu_s();
+            let writer_before = thread_cpu_s("sqlite-writer");
+            let begin = Instant::now();
+            loads[side].drive(&load_args, phase, m.tally.clone()).await;
+            m.elapsed_s += begin.elapsed().as_secs_f64();
+            m.cpu_s = sum_of(m.cpu_s, process_cpu_s(), cpu_before);
+            m.writer_cpu_s = sum_of(m.writer_cpu_s, thread_cpu_s("sqlite-writer"), writer_before);
+        }
+        for (stop_tx, server) in servers {
+            let _ = stop_tx.send(());
+            let _ = server.await;
+        }
+        Ok::<_, String>((warmup, measured))
     })?;
-    let (warmup, tally, elapsed, cpu, writer_cpu) = result;
     if args.warmup_s > 0 {
         println!(
-            "warm-up (not measured): {} succeeded, {} declined, {} errors in {} s",
+            "warm-up (not measured): {} succeeded, {} declined, {} errors in {} s{}",
             warmup.succeeded.load(Ordering::Relaxed),
             warmup.declined.load(Ordering::Relaxed),
             warmup.errors.load(Ordering::Relaxed),
-            args.warmup_s
+            args.warmup_s,
+            if sides.len() > 1 { " per side" } else { "" }
         );
     }
-    let mut lat = tally
-        .latencies_us
-        .lock()
-        .map(|l| l.clone())
-        .unwrap_or_default();
-    lat.sort_unstable();
-    let ok = tally.succeeded.load(Ordering::Relaxed);
     println!(
         "mode: {}",
         if args.rate == 0 {
@@ -493,48 +611,34 @@ pub fn run(args: BenchArgs, database_url: &str) -> Result<ExitCode, String> {
             format!("fixed rate {} payments/s (open loop)", args.rate)
         }
     );
-    println!(
-        "payments: {} succeeded, {} declined, {} errors in {:.1} s",
-        ok,
-        tally.declined.load(Ordering::Relaxed),
-        tally.errors.load(Ordering::Relaxed),
-        elapsed
-    );
-    println!("throughput: {:.0} payments/s", ok as f64 / elapsed);
-    let no_code = tally.no_code.load(Ordering::Relaxed);
-    if no_code > 0 {
-        // A phone makes at most 10 codes per 30-s step (docs/payment-codes.md).
+    if let Some(p) = args.alternate_risk {
         println!(
-            "{no_code} of these errors are requests not sent: no phone had a code left in its 30-s step (10 each); {} customers can pay at most {} payments/s: use more --customers",
-            args.customers,
-            args.customers * 10 / 30
+            "alternating: one database served with and without the risk engine, the load sent to each in turn {p} s at a time"
         );
     }
-    // At full speed, CPU per payment is steadier than throughput on a shared 2-core machine:
-    // it moves with the work done (server, load generator and, on SQLite, the database;
-    // PostgreSQL's own CPU is not in it) more than with scheduling.
-    if let Some(cpu) = cpu.filter(|_| ok > 0 && args.rate == 0) {
+    let mut figures = Vec::new();
+    for ((_, label), m) in sides.iter().zip(&measured) {
+        if !label.is_empty() {
+            println!("-- {label}:");
+        }
+        figures.push(report(&args, m));
+    }
+    if let [off, on] = figures.as_slice() {
         println!(
-            "cpu (this process): {:.0} µs per payment",
-            cpu * 1e6 / ok as f64
+            "the engine's cost: throughput {:+.1} %, p99 {:+.2} ms, cpu (this process) {:+.0} µs per payment",
+            (on.throughput / off.throughput - 1.0) * 100.0,
+            on.p99_ms - off.p99_ms,
+            on.cpu_us_per_payment - off.cpu_us_per_payment
         );
     }
-    // On SQLite one writer thread applies every change: its CPU per payment is the cost
-    // that bounds throughput, and the steadiest figure for comparing two builds.
-    if let Some(w) = writer_cpu.filter(|_| ok > 0 && args.rate == 0) {
-        println!(
-            "cpu (SQLite writer thread): {:.0} µs per payment",
-            w * 1e6 / ok as f64
-        );
-    }
-    println!(
-        "latency ms: p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}",
-        percentile(&lat, 50.0),
-        percentile(&lat, 95.0),
-        percentile(&lat, 99.0),
-        percentile(&lat, 100.0)
-    );
+    let errors = warmup.errors.load(Ordering::Relaxed)
+        + measured
+            .iter()
+            .map(|m| m.tally.errors.load(Ordering::Relaxed))
+            .sum::<u64>();
     let t = Instant::now();
+    db.write_blocking(konbini_store::ledger::refresh_statistics)
+        .map_err(|e| e.to_string())?;
     let report = db
         .read_blocking(ledger::verify)
         .map_err(|e| e.to_string())?;
@@ -543,14 +647,9 @@ pub fn run(args: BenchArgs, database_url: &str) -> Result<ExitCode, String> {
         crate::provision::format_verify(&report).trim_end(),
         t.elapsed().as_secs_f64()
     );
-    Ok(
-        if report.ok()
-            && tally.errors.load(Ordering::Relaxed) == 0
-            && warmup.errors.load(Ordering::Relaxed) == 0
-        {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        },
-    )
+    Ok(if report.ok() && errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -354,6 +354,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             action: LedgerAction::Verify,
         } => {
             let db = open_db(&database_url)?;
+            db.write_blocking(konbini_store::ledger::refresh_statistics)
+                .map_err(|e| e.to_string())?;
             let report = db
                 .read_blocking(konbini_store::ledger::verify)
                 .map_err(|e| e.to_string())?;

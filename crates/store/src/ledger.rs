@@ -408,6 +408,21 @@ impl VerifyReport {
 }
 
 /// Checks every ledger invariant on the live database.
+/// Brings PostgreSQL's planner statistics of the tables [`verify`] reads up to date (on
+/// SQLite, nothing to do). Run it before `verify` (which reads in a read-only transaction,
+/// where `ANALYZE` is not allowed) on a database filled faster than autovacuum analyzes it:
+/// planned on the statistics of nearly empty tables, a missing-entry check ran as a nested
+/// loop over every entry per payment (six minutes after a 100,000-payment bench).
+pub fn refresh_statistics(conn: &mut dyn Conn) -> Result<(), StoreError> {
+    if conn.backend() == crate::Backend::Postgres {
+        conn.exec(
+            "ANALYZE entries, postings, accounts, payments, topups, refunds",
+            params![],
+        )?;
+    }
+    Ok(())
+}
+
 pub fn verify(conn: &mut dyn Conn) -> Result<VerifyReport, StoreError> {
     let mut r = VerifyReport {
         entries: conn
