@@ -203,7 +203,7 @@ pub fn spend_code_and_post(
 static SPEND_CODE_AND_POST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH {} SELECT (SELECT COUNT(*) FROM k), (SELECT COUNT(*) FROM w)",
-        code_and_post_ctes("")
+        code_and_post_ctes("", "")
     )
 });
 
@@ -212,10 +212,10 @@ static SPEND_CODE_AND_POST: std::sync::LazyLock<String> = std::sync::LazyLock::n
 /// assignments on the device row, e.g. the risk engine's counters), then the wallet debit's
 /// CTEs ([`wallet_debit_ctes`]), conditional on `k`. Parameters `$1`..`$12`, from
 /// [`code_and_post_params`].
-pub(crate) fn code_and_post_ctes(device_sets: &str) -> String {
+pub(crate) fn code_and_post_ctes(device_sets: &str, device_guard: &str) -> String {
     format!(
         "k AS (UPDATE devices SET last_code_counter = $11::bigint{device_sets} \
-                WHERE slot = $12::bigint AND status = 'bound' AND last_code_counter < $11::bigint RETURNING 1), {}",
+                WHERE slot = $12::bigint AND status = 'bound' AND last_code_counter < $11::bigint{device_guard} RETURNING 1), {}",
         wallet_debit_ctes(" AND EXISTS (SELECT 1 FROM k)")
     )
 }

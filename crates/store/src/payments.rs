@@ -291,7 +291,9 @@ fn activity_params(a: &Activity) -> Vec<crate::Value> {
 pub enum PaidAlone {
     /// Committed: the code spent, the entry posted, the payment recorded (and counted).
     Paid,
-    /// The code was not (or no longer) valid: nothing was written.
+    /// The code was not (or no longer) valid, or (with the risk engine's writes) another
+    /// payment on the device ran since the context read it: nothing was written (the general
+    /// path decides).
     CodeRejected,
     /// The wallet could not pay: the statement undid itself, nothing was written (not even
     /// the code's spending; the general path records the decline).
@@ -318,8 +320,8 @@ pub struct WalletPost<'a> {
 /// it commits all of it or nothing. Two round trips per payment (this and the context read)
 /// instead of five (`BEGIN`, context, ledger, record, `COMMIT`).
 ///
-/// `None` on SQLite, or when the entry is not a wallet debit (the caller takes the general
-/// path). After `PaidAlone::Paid` the job must write nothing more.
+/// `None` on SQLite, when the entry is not a wallet debit, or when the customer's risk
+/// profile changed since it was read (the caller takes the general path). After `PaidAlone::Paid` the job must write nothing more.
 pub fn pay_and_record_alone(
     conn: &mut dyn Conn,
     post: &WalletPost<'_>,
@@ -366,19 +368,32 @@ pub fn pay_and_record_alone(
         }
         Err(StoreError::Undone(why)) if why == "insufficient_funds" => Ok(Some(PaidAlone::NotPaid)),
         Err(StoreError::Undone(why)) if why == "idempotency_race" => Ok(Some(PaidAlone::Race)),
+        // Another payment counted on the customer's profile since the context read it (or
+        // the customer has no profile row): nothing was written; the general path counts
+        // in SQL.
+        Err(StoreError::Undone(why)) if why == "risk_changed" => Ok(None),
         Err(e) => Err(e),
     }
 }
 
-/// The statement of [`pay_and_record_alone`]; `risk` is `(device assignments, CTEs)` from
+/// The statement of [`pay_and_record_alone`], with the risk engine's writes from
 /// `risk::payment_risk_when_posted`.
-fn pay_alone_sql(risk: Option<(String, String)>) -> String {
+fn pay_alone_sql(risk: Option<crate::risk::WhenPosted>) -> String {
     use crate::risk::when_posted;
-    let (device_sets, risk_ctes, insert_payment) = match risk {
-        Some((d, c)) => (d, format!("{c}, "), INSERT_PAYMENT_JOURNALED),
-        None => (String::new(), String::new(), INSERT_PAYMENT),
+    let (ledger, risk_ctes, risk_undo, insert_payment) = match risk {
+        Some(r) => (
+            crate::ledger::code_and_post_ctes(&r.device_sets, &r.device_guard),
+            format!("{}, ", r.ctes),
+            r.undo,
+            INSERT_PAYMENT_JOURNALED,
+        ),
+        None => (
+            crate::ledger::code_and_post_ctes("", ""),
+            String::new(),
+            String::new(),
+            INSERT_PAYMENT,
+        ),
     };
-    let ledger = crate::ledger::code_and_post_ctes(&device_sets);
     // The record, numbered after the ledger's 12 parameters.
     let record = crate::risk::renumber(
         &format!(
@@ -397,8 +412,11 @@ fn pay_alone_sql(risk: Option<(String, String)>) -> String {
         13,
     );
     // Spent but not debited, or debited but the key taken: undo the whole statement.
-    let guard = "g AS (SELECT konbini_undo('insufficient_funds') FROM k WHERE NOT EXISTS (SELECT 1 FROM w) \
-                 UNION ALL SELECT konbini_undo('idempotency_race') FROM w WHERE NOT EXISTS (SELECT 1 FROM i))";
+    // With the risk engine: the profile changed since it was read, undo too.
+    let guard = format!(
+        "g AS (SELECT konbini_undo('insufficient_funds') FROM k WHERE NOT EXISTS (SELECT 1 FROM w) \
+         UNION ALL SELECT konbini_undo('idempotency_race') FROM w WHERE NOT EXISTS (SELECT 1 FROM i){risk_undo})"
+    );
     format!(
         "WITH {ledger}, {record}, {risk_ctes}{guard} SELECT (SELECT COUNT(*) FROM k), (SELECT COUNT(*) FROM g)"
     )

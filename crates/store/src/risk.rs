@@ -721,6 +721,10 @@ pub struct CountedRows<'a> {
     /// The device's windows were already written with the code's spending
     /// ([`spend_code_counting`]).
     pub device_counted: bool,
+    /// The device's last spent code counter, read with its windows. Every payment on the
+    /// device raises it, so on PostgreSQL (where another connection may write in between) it
+    /// tells the payment's statement whether the windows are still as read.
+    pub device_code_counter: i64,
 }
 
 /// A payment that went through, as the counters and the profile see it.
@@ -879,7 +883,14 @@ fn count_payment_read(
     let Some(w) = customer else {
         return record_payment(conn, n.customer_id, amount, n.place);
     };
-    let (pr, place) = (read.profile, &n.place);
+    conn.exec(&PROFILE_SET, &profile_set_params(n, read.profile, w))?;
+    Ok(())
+}
+
+/// [`PROFILE_SET`]'s parameters: the profile as read with payment `n` counted on it, and
+/// the customer's windows `w` as read, counted.
+fn profile_set_params(n: &PaymentCount<'_>, pr: &Profile, w: Windows) -> Vec<Value> {
+    let (amount, now, place) = (n.amount, n.place.now_ms, &n.place);
     let (day_total, month_total) = pr.totals(place.day, place.month);
     let mut p = values![
         n.customer_id,
@@ -896,8 +907,7 @@ fn count_payment_read(
         month_total.saturating_add(amount)
     ];
     p.extend(w.counted(amount, now).values());
-    conn.exec(&PROFILE_SET, &p)?;
-    Ok(())
+    p
 }
 
 /// The data-modifying CTEs that count a [`PaymentRisk`] inside the statement that inserts its
@@ -937,29 +947,69 @@ fn counted_on_row<'r>(
 }
 
 /// The risk engine's writes of a counted payment inside the wallet payment's single
-/// statement (`payments::pay_and_record_alone`), each conditional on the wallet debit `w`
-/// with parameters numbered from `$first` (see [`payment_risk_params_when_posted`]):
-/// the assignments that count the payment on the device row (made by the statement's `k`,
-/// which spends the code on that row: one row version, not two) and the CTE of the profile.
-/// The journal line goes on the payment's row (its features are parameter `$first - 1`); the
-/// store and the terminal are counted in memory (the hot path's [`PaymentCount`] has no
-/// subjects).
-pub(crate) fn payment_risk_when_posted(first: usize) -> (String, String) {
-    let device = format!(", {}", window_sets_from_params("devices", first, first + 4));
-    (device, profile_ctes(first + 5, "EXISTS (SELECT 1 FROM w)"))
+/// statement (`payments::pay_and_record_alone`), parameters numbered from `$first` (see
+/// [`payment_risk_params_when_posted`]; the journal line's features, on the payment's row,
+/// are `$first - 1`). The store and the terminal are counted in memory.
+///
+/// The new windows and profile are computed here from the rows as the payment's context
+/// read them and written as plain values, not rolled forward in SQL: PostgreSQL builds every
+/// expression of a statement each time it runs it, and the 45 `CASE`s of counting in SQL,
+/// with the insert of a missing profile, were most of what the engine cost a payment there
+/// (docs/benchmarks.md). Each write is guarded by a value every payment changes, so a
+/// payment that ran in between is never overwritten: the device's last code counter (the
+/// code is then not spent, and the caller's general path decides) and the profile's payment
+/// count (the statement then undoes itself, `risk_changed`, and the general path, which
+/// counts in SQL, takes the payment; also for a customer without a profile row).
+pub(crate) struct WhenPosted {
+    /// Assignments appended to the `UPDATE` of the device that spends the code.
+    pub device_sets: String,
+    /// A condition appended to that `UPDATE`'s `WHERE`.
+    pub device_guard: String,
+    /// The CTE that writes the profile when the wallet debit `w` happened.
+    pub ctes: String,
+    /// A `UNION ALL` branch of the statement's undo guard.
+    pub undo: String,
+}
+
+pub(crate) fn payment_risk_when_posted(first: usize) -> WhenPosted {
+    // The device's 20 window values and the counter as read; then the profile's 32 values
+    // and its payment count as read.
+    let device_sets = window_columns()
+        .split(", ")
+        .enumerate()
+        .map(|(i, c)| format!(", {c} = ${}", first + i))
+        .collect::<String>();
+    let profile = first + 21;
+    WhenPosted {
+        device_sets,
+        device_guard: format!(" AND last_code_counter = ${}::bigint", first + 20),
+        ctes: format!(
+            "rpu AS ({} AND payments = ${} AND EXISTS (SELECT 1 FROM w) RETURNING 1)",
+            renumber(&PROFILE_SET, profile),
+            profile + 32
+        ),
+        undo: " UNION ALL SELECT konbini_undo('risk_changed') FROM w WHERE NOT EXISTS (SELECT 1 FROM rpu)"
+            .into(),
+    }
 }
 
 /// The parameters of [`payment_risk_when_posted`], after the journal line's features (the
 /// first of them); `None` when the payment is not counted, counts the store and terminal in
-/// their rows (that statement does not), or its decision is not journaled on its row.
+/// their rows (that statement does not), its decision is not journaled on its row, or the
+/// rows it counts on were not read with it ([`PaymentCount::read`]).
 pub(crate) fn payment_risk_params_when_posted(
     r: &PaymentRisk<'_>,
     p: &crate::payments::Payment,
 ) -> Option<Vec<Value>> {
     let (n, mut v) = counted_on_row(r, p)?;
-    v.extend(buckets(n.place.now_ms).map(Value::Int));
-    v.push(Value::Int(n.amount));
-    v.extend(profile_add_params(n.customer_id, n.amount, &n.place));
+    let read = n.read.as_ref()?;
+    let [Some(customer), Some(device)] = read.windows else {
+        return None;
+    };
+    v.extend(device.counted(n.amount, n.place.now_ms).values());
+    v.push(Value::Int(read.device_code_counter));
+    v.extend(profile_set_params(n, read.profile, customer));
+    v.push(Value::Int(read.profile.payments));
     Some(v)
 }
 

@@ -993,11 +993,36 @@ fn the_single_statement_payment_commits_all_of_it_or_nothing() {
         rt().block_on(async {
             let now: i64 = 1_795_564_800_000;
             seed_payer(&t.db, "s", 31, 1_000).await;
-            // One attempt: code `counter`, `amount`, under idempotency key `key`.
-            let pay = |counter: i64, amount: i64, key: &'static str, n: &'static str| {
+            // One attempt: code `counter`, `amount`, under idempotency key `key`, counting
+            // from the profile and device rows read at the start of the job, as the till's
+            // context reads them; `stale` takes that many payments off the profile's count
+            // and the device's last code as read (another payment wrote them in between).
+            let pay_stale = |counter: i64,
+                             amount: i64,
+                             key: &'static str,
+                             n: &'static str,
+                             stale: (i64, i64)| {
                 let db = t.db.clone();
                 async move {
                     db.write(move |c| {
+                        let mut profile = risk::profile(c, "cus_s")?;
+                        profile.payments -= stale.0;
+                        static PROFILE_WINDOWS: std::sync::LazyLock<String> =
+                            std::sync::LazyLock::new(|| {
+                                format!(
+                                    "SELECT {} FROM risk_profiles r WHERE customer_id = $1",
+                                    risk::velocity_columns("r")
+                                )
+                            });
+                        let customer_windows =
+                            match c.query_opt(&PROFILE_WINDOWS, params!["cus_s"])? {
+                                Some(r) => risk::Windows::read(&r, 0)?,
+                                None => Some(risk::Windows::default()),
+                            };
+                        let device_windows = risk::windows_of_device(c, "dev_s")?;
+                        let device_code_counter = customers::device_by_id(c, "dev_s")?
+                            .map_or(0, |d| d.last_code_counter)
+                            - stale.1;
                         let wallet = "wallet:cus_s:JPY";
                         let settlement = rules::store_settlement_account("st_s", Currency::JPY);
                         let entry = Entry::transfer(
@@ -1054,7 +1079,12 @@ fn the_single_statement_payment_commits_all_of_it_or_nothing() {
                                     day: 1,
                                     month: 1,
                                 },
-                                read: None,
+                                read: Some(risk::CountedRows {
+                                    profile: &profile,
+                                    windows: [customer_windows, Some(device_windows)],
+                                    device_counted: false,
+                                    device_code_counter,
+                                }),
                             }),
                         };
                         payments::pay_and_record_alone(
@@ -1080,6 +1110,9 @@ fn the_single_statement_payment_commits_all_of_it_or_nothing() {
                     })
                     .await
                 }
+            };
+            let pay = |counter: i64, amount: i64, key: &'static str, n: &'static str| {
+                pay_stale(counter, amount, key, n, (0, 0))
             };
             let state = |db: konbini_store::Db| async move {
                 db.read(|c| {
@@ -1147,6 +1180,34 @@ fn the_single_statement_payment_commits_all_of_it_or_nothing() {
                 .await;
             assert!(failed.is_err());
             assert_eq!(state(t.db.clone()).await, after_paid, "{}", t.label);
+            // The engine's writes are computed from the rows as read, each guarded: when
+            // another payment wrote the profile since, or the device, nothing is written and
+            // the caller's general path (which counts in SQL) takes the payment.
+            let stale_profile = pay_stale(9, 100, "k4", "e", (1, 0)).await.expect("pay");
+            assert_eq!(stale_profile, None, "{}", t.label);
+            assert_eq!(state(t.db.clone()).await, after_paid, "{}", t.label);
+            let stale_device = pay_stale(9, 100, "k5", "f", (0, 1)).await.expect("pay");
+            assert_eq!(stale_device, Some(PaidAlone::CodeRejected), "{}", t.label);
+            assert_eq!(state(t.db.clone()).await, after_paid, "{}", t.label);
+            // A customer without a profile row (the row comes with the customer; the general
+            // path would make one): nothing written either.
+            t.db.write(|c| {
+                c.exec(
+                    "DELETE FROM risk_profiles WHERE customer_id = $1",
+                    params!["cus_s"],
+                )
+            })
+            .await
+            .expect("delete");
+            let no_profile = pay(9, 100, "k6", "g").await.expect("pay");
+            assert_eq!(no_profile, None, "{}", t.label);
+            let without_row = state(t.db.clone()).await;
+            assert_eq!(
+                (without_row.0, without_row.1, without_row.3),
+                (after_paid.0, after_paid.1, after_paid.3.clone()),
+                "{}",
+                t.label
+            );
             let report = t.db.read(ledger::verify).await.expect("verify");
             assert!(report.ok(), "{}: {report:?}", t.label);
         })
@@ -1479,6 +1540,7 @@ fn a_customer_has_an_empty_profile_from_sign_up() {
                                 profile: &empty,
                                 windows: [Some(Windows::default()), None],
                                 device_counted: false,
+                                device_code_counter: 0,
                             }),
                         ),
                     )?;

@@ -479,8 +479,18 @@ pub async fn create_payment(
                     .map(|record| konbini_store::risk::PaymentRisk {
                         decision: record,
                         features: &features,
-                        // The store and terminal are counted in memory once committed.
-                        counted: Some(super::risk::payment_count(&facts, now)),
+                        // The store and terminal are counted in memory once committed; the
+                        // device and profile from the rows as read, the statement checking
+                        // that no other payment wrote them since.
+                        counted: Some(konbini_store::risk::PaymentCount {
+                            read: Some(konbini_store::risk::CountedRows {
+                                profile,
+                                windows: ctx.windows,
+                                device_counted: false,
+                                device_code_counter: paying.device.last_code_counter,
+                            }),
+                            ..super::risk::payment_count(&facts, now)
+                        }),
                     });
                 let post = payments::WalletPost {
                     slot,
@@ -553,6 +563,7 @@ pub async fn create_payment(
                         profile,
                         windows: ctx.windows,
                         device_counted: device.is_some(),
+                        device_code_counter: paying.device.last_code_counter,
                     }),
                     ..super::risk::payment_count(&facts, now)
                 }),
