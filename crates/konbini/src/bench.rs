@@ -46,8 +46,9 @@ pub struct BenchArgs {
     /// Keep the existing SQLite bench database instead of starting fresh.
     #[arg(long)]
     keep: bool,
-    /// Measure without the risk engine (rules not evaluated, nothing journaled or counted),
-    /// to see what it costs; never a way to run Konbini.
+    /// Measure without the risk engine (a POS payment as it was before it: none of its
+    /// columns read, no features, limits or rules, nothing journaled or counted), to see what
+    /// it costs; never a way to run Konbini.
     #[arg(long)]
     without_risk: bool,
     /// Measure what the risk engine costs within one run: serve the same database twice in
@@ -392,14 +393,16 @@ fn sum_of(total: Option<f64>, after: Option<f64>, before: Option<f64>) -> Option
 
 /// The measured phases, each the index of the side it loads and its length: the whole
 /// duration on one side or, with `--alternate-risk`, phases of that length in the order
-/// 0 1 1 0 0 1 1 0 …, so that a slow drift of the machine falls on both sides alike.
+/// 0 1 1 0 0 1 1 0 …, so that a slow drift of the machine falls on both sides alike (a
+/// multiple of four phases, as near the duration as there is: each side gets as many, and as
+/// many early as late ones).
 fn phases(args: &BenchArgs) -> Vec<(usize, Duration)> {
     let total = Duration::from_secs(args.duration_s);
     let Some(p) = args.alternate_risk.filter(|p| p.is_finite() && *p > 0.0) else {
         return vec![(0, total)];
     };
     let phase = Duration::from_secs_f64(p);
-    let n = ((total.as_secs_f64() / p).round() as usize).max(2);
+    let n = (((total.as_secs_f64() / p / 4.0).round() as usize).max(1)) * 4;
     (0..n).map(|i| ([0, 1, 1, 0][i % 4], phase)).collect()
 }
 

@@ -532,6 +532,40 @@ fn bench_measures_and_says_when_its_phones_run_out_of_codes() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(" 0 errors"), "{out}");
     assert!(!out.contains("requests not sent"), "{out}");
+    // One database served with and without the risk engine, the load alternating: both
+    // sides paid, without errors, and the ledger of both verifies.
+    let alternating = [
+        "bench",
+        "--customers",
+        "30",
+        "--duration-s",
+        "2",
+        "--warmup-s",
+        "0",
+        "--rate",
+        "20",
+        "--alternate-risk",
+        "0.5",
+    ];
+    let (code, out) = konbini(&dir, db, &alternating);
+    assert_eq!(code, 0, "{out}");
+    let sides: Vec<&str> = out.split("-- with").skip(1).collect();
+    assert_eq!(sides.len(), 2, "{out}");
+    for side in &sides {
+        // Four phases of 0.5 s at 20/s: two per side, about 20 payments each.
+        let paid: u64 = side
+            .split("payments: ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!((15..=25).contains(&paid), "{paid}: {out}");
+        assert!(side.contains(" 0 errors"), "{out}");
+    }
+    assert!(sides[0].starts_with("out the engine:"), "{out}");
+    assert!(sides[1].starts_with(" the engine:"), "{out}");
+    assert!(out.contains("the engine's cost: throughput"), "{out}");
+    assert!(out.contains("OK: every entry balanced"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -125,8 +125,9 @@ pub struct Config {
     pub challenges_per_account: i64,
     /// Top-up and payment limits per customer tier (new, verified, established).
     /// Only `konbini bench --without-risk` turns this off, to measure what the risk engine
-    /// costs an immediate wallet payment: the rules are not evaluated and nothing is
-    /// journaled or counted (the risk columns are still read with the payment's context).
+    /// costs an immediate wallet payment: a POS payment as it was before the engine, whose
+    /// context query reads none of the engine's columns and which builds no features,
+    /// checks no tier limit, evaluates no rule and journals and counts nothing.
     /// Nothing else sets it; a deployment always runs with the engine.
     pub risk_in_line: bool,
     pub tier_limits: konbini_core::risk::TierLimits,

@@ -170,7 +170,34 @@ pub struct PosVelocity {
 /// windows.
 const POS_RISK_FIRST: usize = 29;
 
-static POS_CONTEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+static POS_CONTEXT: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| pos_context_sql(true));
+
+/// [`POS_CONTEXT`] without what only the risk engine reads (the store's coordinates, the
+/// profile, the counters, the accounts on the phone): `konbini bench --without-risk`'s
+/// baseline, a payment as it was before the engine.
+static POS_CONTEXT_WITHOUT_RISK: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| pos_context_sql(false));
+
+/// The payment's context query; the columns from [`POS_RISK_FIRST`] - 2 to the account's
+/// contact change only `with_risk`.
+fn pos_context_sql(with_risk: bool) -> String {
+    let (risk_columns, risk_joins) = if with_risk {
+        (
+            format!(
+                "st.lat_e6, st.lon_e6, {}, {}, {}, \
+                 CASE WHEN d.installation IS NULL THEN NULL ELSE \
+                   (SELECT COUNT(DISTINCT x.customer_id) FROM devices x WHERE x.installation = d.installation) END, ",
+                crate::risk::profile_columns("rp"),
+                crate::risk::velocity_columns("rp"),
+                crate::risk::velocity_columns("d"),
+            ),
+            "JOIN stores st ON st.id = t.store_id \
+             LEFT JOIN risk_profiles rp ON rp.customer_id = d.customer_id ",
+        )
+    } else {
+        (String::new(), "")
+    };
     format!(
         "SELECT t.id, t.store_id, t.key_hash, t.label, t.status, t.created_ms, i.request_hash, i.status_code, i.body, \
                 d.id, d.customer_id, d.slot, d.key_generation, d.secret_hash, d.name, d.status, d.last_code_counter, d.created_ms, \
@@ -178,24 +205,17 @@ static POS_CONTEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                 CASE WHEN ft.window_start_ms >= $5 THEN ft.failures ELSE 0 END, \
                 CASE WHEN fs.window_start_ms >= $5 THEN fs.failures ELSE 0 END, \
                 c.recovery_hold_until_ms, d.bound_by, c.created_ms, c.password_changed_ms, \
-                st.lat_e6, st.lon_e6, {}, {}, {}, \
-                CASE WHEN d.installation IS NULL THEN NULL ELSE \
-                  (SELECT COUNT(DISTINCT x.customer_id) FROM devices x WHERE x.installation = d.installation) END, \
-                c.contact_changed_ms \
+                {risk_columns}c.contact_changed_ms \
          FROM terminals t \
-         JOIN stores st ON st.id = t.store_id \
          LEFT JOIN idempotency i ON i.scope = t.id AND i.key = $2 \
          LEFT JOIN devices d ON d.slot = $3 AND d.status = 'bound' \
          LEFT JOIN customers c ON c.id = d.customer_id \
          LEFT JOIN code_failures ft ON ft.subject = 'term:' || t.id \
          LEFT JOIN code_failures fs ON fs.subject = $4 || t.id \
-         LEFT JOIN risk_profiles rp ON rp.customer_id = d.customer_id \
-         WHERE t.key_hash = $1 AND t.status = 'active'",
-        crate::risk::profile_columns("rp"),
-        crate::risk::velocity_columns("rp"),
-        crate::risk::velocity_columns("d"),
+         {risk_joins}\
+         WHERE t.key_hash = $1 AND t.status = 'active'"
     )
-});
+}
 
 pub fn pos_context(
     conn: &mut dyn Conn,
@@ -204,9 +224,15 @@ pub fn pos_context(
     slot: i64,
     failures_since_ms: i64,
     now_ms: i64,
+    with_risk: bool,
 ) -> Result<Option<PosContext>, StoreError> {
+    let sql: &'static str = if with_risk {
+        &POS_CONTEXT
+    } else {
+        &POS_CONTEXT_WITHOUT_RISK
+    };
     let Some(r) = conn.query_opt(
-        &POS_CONTEXT,
+        sql,
         params![
             key_hash,
             idem_key,
@@ -251,9 +277,24 @@ pub fn pos_context(
             bound_by: r.text(24)?,
             customer_created_ms: r.int(25)?,
             password_changed_ms: r.opt_int(26)?,
-            contact_changed_ms: r.opt_int(POS_RISK_FIRST + 52)?,
+            contact_changed_ms: r.opt_int(if with_risk { POS_RISK_FIRST + 52 } else { 27 })?,
         }),
     };
+    let mut context = PosContext {
+        terminal,
+        terminal_failures: r.opt_int(21)?.unwrap_or(0),
+        slot_failures: r.opt_int(22)?.unwrap_or(0),
+        existing,
+        paying,
+        store_at: None,
+        profile: crate::risk::Profile::default(),
+        velocity: PosVelocity::default(),
+        windows: [None; 2],
+        device_accounts: None,
+    };
+    if !with_risk {
+        return Ok(Some(context));
+    }
     // Customer (profile row), device: 20 columns each.
     let mut windows = [None; 2];
     for (w, at) in windows.iter_mut().zip([11, 31]) {
@@ -261,22 +302,16 @@ pub fn pos_context(
     }
     let velocity =
         |w: Option<crate::risk::Windows>| w.map_or_else(Default::default, |w| w.velocity(now_ms));
-    Ok(Some(PosContext {
-        terminal,
-        terminal_failures: r.opt_int(21)?.unwrap_or(0),
-        slot_failures: r.opt_int(22)?.unwrap_or(0),
-        existing,
-        paying,
-        store_at: r.opt_int(27)?.zip(r.opt_int(28)?),
-        profile: crate::risk::profile_of(&r, POS_RISK_FIRST)?,
-        velocity: PosVelocity {
-            customer: velocity(windows[0]),
-            device: velocity(windows[1]),
-            ..PosVelocity::default()
-        },
-        windows,
-        device_accounts: r.opt_int(POS_RISK_FIRST + 51)?,
-    }))
+    context.store_at = r.opt_int(27)?.zip(r.opt_int(28)?);
+    context.profile = crate::risk::profile_of(&r, POS_RISK_FIRST)?;
+    context.velocity = PosVelocity {
+        customer: velocity(windows[0]),
+        device: velocity(windows[1]),
+        ..PosVelocity::default()
+    };
+    context.windows = windows;
+    context.device_accounts = r.opt_int(POS_RISK_FIRST + 51)?;
+    Ok(Some(context))
 }
 
 /// Counts one failure (a bad payment code, a failed login) against `subject` in a fixed window

@@ -199,6 +199,7 @@ pub async fn create_payment(
                 i64::from(code.slot()),
                 now - cfg.code_failure_window_ms,
                 now,
+                cfg.risk_in_line,
             )?
             .ok_or_else(ApiError::unauthenticated)?;
             let terminal = ctx.terminal;
@@ -304,9 +305,13 @@ pub async fn create_payment(
             // written yet.
             let subjects = super::risk::payment_subjects(&facts);
             let mut velocity = ctx.velocity;
+            // Without the engine (`konbini bench --without-risk` only), a payment as it was
+            // before it: no features, no tier limit, no decision.
+            let engine = cfg.risk_in_line;
             for (v, subject) in [&mut velocity.store, &mut velocity.terminal]
                 .into_iter()
                 .zip(&subjects)
+                .filter(|_| engine)
             {
                 *v = st
                     .risk
@@ -314,7 +319,11 @@ pub async fn create_payment(
                     .windows(subject, || konbini_store::risk::windows_of(c, subject))?
                     .map_or_else(Default::default, |w| w.velocity(now));
             }
-            let features = super::risk::payment_features(&st, &facts, profile, &velocity, now);
+            let features = if engine {
+                super::risk::payment_features(&st, &facts, profile, &velocity, now)
+            } else {
+                konbini_core::risk::Features::new()
+            };
             let tier = super::risk::tier(
                 &st,
                 paying.customer_created_ms,
@@ -325,15 +334,16 @@ pub async fn create_payment(
                 super::risk::business_day(now),
                 super::risk::business_month(now).0,
             );
-            let over_limit = super::risk::check_tier_limit(
-                &st,
-                tier,
-                konbini_core::risk::LimitKind::Payment,
-                amount.minor(),
-                totals,
-            )
-            .is_err();
-            let decision = if cfg.risk_in_line {
+            let over_limit = engine
+                && super::risk::check_tier_limit(
+                    &st,
+                    tier,
+                    konbini_core::risk::LimitKind::Payment,
+                    amount.minor(),
+                    totals,
+                )
+                .is_err();
+            let decision = if engine {
                 st.risk.evaluate(&features)
             } else {
                 konbini_core::risk::Decision::default()
