@@ -123,6 +123,29 @@ async fn thirty_payments_race_for_one_wallet() {
             "{l}"
         );
         assert_eq!(app.count("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM payments WHERE status = 'succeeded'").await, 10_000, "{l}");
+        // The risk engine counted each payment that went through exactly once, on the
+        // customer's profile and on its device, whichever path took it. On PostgreSQL a
+        // payment whose profile another one changed since its context read it writes
+        // nothing on the one-statement path and is counted on the general path.
+        for (sql, want) in [
+            (
+                "SELECT CAST(SUM(payments) AS BIGINT) FROM risk_profiles",
+                10,
+            ),
+            (
+                "SELECT CAST(SUM(payments_total) AS BIGINT) FROM risk_profiles",
+                10_000,
+            ),
+            ("SELECT CAST(SUM(w3_n) AS BIGINT) FROM risk_profiles", 10),
+            (
+                "SELECT CAST(SUM(w3_total) AS BIGINT) FROM risk_profiles",
+                10_000,
+            ),
+            ("SELECT CAST(SUM(w3_n) AS BIGINT) FROM devices", 10),
+            ("SELECT CAST(MAX(w3_n) AS BIGINT) FROM devices", 1),
+        ] {
+            assert_eq!(app.count(sql).await, want, "{l}: {sql}");
+        }
         app.ledger_ok().await;
     }
 }
