@@ -407,7 +407,6 @@ impl VerifyReport {
     }
 }
 
-/// Checks every ledger invariant on the live database.
 /// Brings PostgreSQL's planner statistics of the tables [`verify`] reads up to date (on
 /// SQLite, nothing to do). Run it before `verify` (which reads in a read-only transaction,
 /// where `ANALYZE` is not allowed) on a database filled faster than autovacuum analyzes it:
@@ -423,6 +422,7 @@ pub fn refresh_statistics(conn: &mut dyn Conn) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Checks every ledger invariant on the live database.
 pub fn verify(conn: &mut dyn Conn) -> Result<VerifyReport, StoreError> {
     let mut r = VerifyReport {
         entries: conn

@@ -321,7 +321,8 @@ pub struct WalletPost<'a> {
 /// instead of five (`BEGIN`, context, ledger, record, `COMMIT`).
 ///
 /// `None` on SQLite, when the entry is not a wallet debit, or when the customer's risk
-/// profile changed since it was read (the caller takes the general path). After `PaidAlone::Paid` the job must write nothing more.
+/// profile changed since it was read (the caller takes the general path). After
+/// `PaidAlone::Paid` the job must write nothing more.
 pub fn pay_and_record_alone(
     conn: &mut dyn Conn,
     post: &WalletPost<'_>,

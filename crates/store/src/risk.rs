@@ -974,14 +974,9 @@ pub(crate) struct WhenPosted {
 pub(crate) fn payment_risk_when_posted(first: usize) -> WhenPosted {
     // The device's 20 window values and the counter as read; then the profile's 32 values
     // and its payment count as read.
-    let device_sets = window_columns()
-        .split(", ")
-        .enumerate()
-        .map(|(i, c)| format!(", {c} = ${}", first + i))
-        .collect::<String>();
     let profile = first + 21;
     WhenPosted {
-        device_sets,
+        device_sets: format!(", {}", window_assignments(first)),
         device_guard: format!(" AND last_code_counter = ${}::bigint", first + 20),
         ctes: format!(
             "rpu AS ({} AND payments = ${} AND EXISTS (SELECT 1 FROM w) RETURNING 1)",
