@@ -47,6 +47,46 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
+/// Appends `v` zigzag-encoded as LEB128: the sign in the low bit, then seven bits a byte, so
+/// a small number, positive or negative, takes one byte (packed journal lines and counters).
+///
+/// ```
+/// let mut out = Vec::new();
+/// konbini_core::encoding::put_zigzag(&mut out, -1);
+/// konbini_core::encoding::put_zigzag(&mut out, 300);
+/// assert_eq!(out, [1, 0xd8, 0x04]);
+/// ```
+pub fn put_zigzag(out: &mut Vec<u8>, v: i64) {
+    let mut z = (v.wrapping_shl(1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+/// Reads one value written by [`put_zigzag`] off the front of `rest`. Refuses a truncated
+/// value and one beyond 64 bits.
+pub fn take_zigzag(rest: &mut &[u8]) -> Result<i64, &'static str> {
+    let mut z: u64 = 0;
+    let mut shift = 0u32;
+    loop {
+        let Some((&byte, after)) = rest.split_first() else {
+            return Err("truncated");
+        };
+        *rest = after;
+        let bits = u64::from(byte & 0x7f);
+        if shift > 63 || (bits << shift) >> shift != bits {
+            return Err("a value beyond 64 bits");
+        }
+        z |= bits << shift;
+        if byte & 0x80 == 0 {
+            return Ok(((z >> 1) as i64) ^ -((z & 1) as i64));
+        }
+        shift += 7;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +99,37 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn zigzag_round_trips_and_refuses_damage() {
+        let values = [
+            0,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            300,
+            -300,
+            i64::MAX,
+            i64::MIN,
+            1 << 40,
+        ];
+        let mut out = Vec::new();
+        for v in values {
+            put_zigzag(&mut out, v);
+        }
+        let mut rest = out.as_slice();
+        for v in values {
+            assert_eq!(take_zigzag(&mut rest), Ok(v));
+        }
+        assert!(rest.is_empty());
+        assert_eq!(take_zigzag(&mut &[0x80u8][..]), Err("truncated"));
+        assert_eq!(
+            take_zigzag(&mut &[0xffu8; 11][..]),
+            Err("a value beyond 64 bits")
+        );
     }
 }
 

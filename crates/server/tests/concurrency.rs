@@ -136,16 +136,27 @@ async fn thirty_payments_race_for_one_wallet() {
                 "SELECT CAST(SUM(payments_total) AS BIGINT) FROM risk_profiles",
                 10_000,
             ),
-            ("SELECT CAST(SUM(w3_n) AS BIGINT) FROM risk_profiles", 10),
-            (
-                "SELECT CAST(SUM(w3_total) AS BIGINT) FROM risk_profiles",
-                10_000,
-            ),
-            ("SELECT CAST(SUM(w3_n) AS BIGINT) FROM devices", 10),
-            ("SELECT CAST(MAX(w3_n) AS BIGINT) FROM devices", 1),
         ] {
             assert_eq!(app.count(sql).await, want, "{l}: {sql}");
         }
+        // The 7-day window of every profile and every device: (sum of counts, sum of
+        // totals, largest count).
+        let week = |sql: &'static str| {
+            app.db.read(move |c| {
+                let mut out = (0, 0, 0);
+                for r in c.query(sql, konbini_store::params![])? {
+                    let w = konbini_store::risk::Windows::read_packed(&r, 0)?;
+                    out = (out.0 + w.n[3], out.1 + w.total[3], out.2.max(w.n[3]));
+                }
+                Ok::<_, konbini_store::StoreError>(out)
+            })
+        };
+        let profiles = week("SELECT windows FROM risk_profiles")
+            .await
+            .expect("profiles");
+        assert_eq!((profiles.0, profiles.1), (10, 10_000), "{l}: profiles");
+        let devices = week("SELECT windows FROM devices").await.expect("devices");
+        assert_eq!(devices, (10, 10_000, 1), "{l}: devices");
         app.ledger_ok().await;
     }
 }

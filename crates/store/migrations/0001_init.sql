@@ -44,12 +44,11 @@ CREATE TABLE devices (
     -- Keyed fingerprint of the app installation that bound it (the risk engine counts the
     -- distinct accounts bound on one phone: device.accounts); NULL when the app sent none.
     installation      BYTEA,
-    -- The device's payment velocity, kept like a risk_velocity row ("dev:<id>:pay" lives
-    -- here: a payment updates this row anyway, to spend its code).
-    w0_bucket BIGINT NOT NULL DEFAULT 0, w0_n BIGINT NOT NULL DEFAULT 0, w0_total BIGINT NOT NULL DEFAULT 0, w0_prev_n BIGINT NOT NULL DEFAULT 0, w0_prev_total BIGINT NOT NULL DEFAULT 0,
-    w1_bucket BIGINT NOT NULL DEFAULT 0, w1_n BIGINT NOT NULL DEFAULT 0, w1_total BIGINT NOT NULL DEFAULT 0, w1_prev_n BIGINT NOT NULL DEFAULT 0, w1_prev_total BIGINT NOT NULL DEFAULT 0,
-    w2_bucket BIGINT NOT NULL DEFAULT 0, w2_n BIGINT NOT NULL DEFAULT 0, w2_total BIGINT NOT NULL DEFAULT 0, w2_prev_n BIGINT NOT NULL DEFAULT 0, w2_prev_total BIGINT NOT NULL DEFAULT 0,
-    w3_bucket BIGINT NOT NULL DEFAULT 0, w3_n BIGINT NOT NULL DEFAULT 0, w3_total BIGINT NOT NULL DEFAULT 0, w3_prev_n BIGINT NOT NULL DEFAULT 0, w3_prev_total BIGINT NOT NULL DEFAULT 0
+    -- The device's payment velocity ("dev:<id>:pay" lives here: a payment updates this row
+    -- anyway, to spend its code): the four windows of a risk_velocity row, packed in one
+    -- value (konbini_store::risk::Windows::packed; NULL before the first payment). One
+    -- column read and written per payment instead of twenty.
+    windows           BYTEA
 );
 CREATE UNIQUE INDEX devices_live_slot ON devices(slot) WHERE status <> 'revoked';
 -- The till's lookup (slot = ? AND status = 'bound') cannot use the partial index on SQLite.
@@ -157,7 +156,12 @@ CREATE TABLE terminals (
     key_hash   BYTEA NOT NULL UNIQUE,       -- SHA-256 of the terminal key
     label      TEXT NOT NULL,
     status     TEXT NOT NULL,               -- active | revoked
-    created_ms BIGINT NOT NULL
+    created_ms BIGINT NOT NULL,
+    -- Its store's coordinates, copied when the terminal is made (stores do not move), so a
+    -- payment's context reads them without joining stores. Whatever moves a store must
+    -- copy its new coordinates here too.
+    store_lat_e6 BIGINT,
+    store_lon_e6 BIGINT
 );
 
 -- Ledger. balance = sum of postings (credits positive); held = sum of pending holds.
@@ -392,12 +396,9 @@ CREATE TABLE risk_profiles (
     pay_day_total   BIGINT NOT NULL DEFAULT 0,
     pay_month       BIGINT NOT NULL DEFAULT 0,
     pay_month_total BIGINT NOT NULL DEFAULT 0,
-    -- The customer's payment velocity, kept like a risk_velocity row (the "cus:<id>:pay"
-    -- subject lives here, so a payment updates one customer row, not two).
-    w0_bucket BIGINT NOT NULL DEFAULT 0, w0_n BIGINT NOT NULL DEFAULT 0, w0_total BIGINT NOT NULL DEFAULT 0, w0_prev_n BIGINT NOT NULL DEFAULT 0, w0_prev_total BIGINT NOT NULL DEFAULT 0,
-    w1_bucket BIGINT NOT NULL DEFAULT 0, w1_n BIGINT NOT NULL DEFAULT 0, w1_total BIGINT NOT NULL DEFAULT 0, w1_prev_n BIGINT NOT NULL DEFAULT 0, w1_prev_total BIGINT NOT NULL DEFAULT 0,
-    w2_bucket BIGINT NOT NULL DEFAULT 0, w2_n BIGINT NOT NULL DEFAULT 0, w2_total BIGINT NOT NULL DEFAULT 0, w2_prev_n BIGINT NOT NULL DEFAULT 0, w2_prev_total BIGINT NOT NULL DEFAULT 0,
-    w3_bucket BIGINT NOT NULL DEFAULT 0, w3_n BIGINT NOT NULL DEFAULT 0, w3_total BIGINT NOT NULL DEFAULT 0, w3_prev_n BIGINT NOT NULL DEFAULT 0, w3_prev_total BIGINT NOT NULL DEFAULT 0
+    -- The customer's payment velocity (the "cus:<id>:pay" subject lives here, so a payment
+    -- updates one customer row, not two), packed like the device's (devices.windows).
+    windows         BYTEA
 );
 
 -- Every decision, with the features it saw and the rules that fired (explainable, and the

@@ -170,9 +170,10 @@ pub fn insert_payment_recorded(
     // SQLite writes the engine's rows statement by statement (no round trips to save);
     // PostgreSQL folds them into the payment's statement when the payment is counted, its
     // decision journaled on its row, and it has an activity line.
-    let risk_params = risk
-        .filter(|_| !sqlite && activity.is_some())
-        .and_then(|r| crate::risk::payment_risk_params(r, p));
+    let risk_params = match risk {
+        Some(r) if !sqlite && activity.is_some() => crate::risk::payment_risk_params(conn, r, p)?,
+        _ => None,
+    };
     if let Some(r) = risk
         && risk_params.is_none()
     {

@@ -152,7 +152,7 @@ impl Windows {
 
     /// The 20 values in column order (`w0_bucket, w0_n, w0_total, w0_prev_n, w0_prev_total,
     /// w1_bucket, …`).
-    fn values(&self) -> impl Iterator<Item = Value> + '_ {
+    fn values(&self) -> impl Iterator<Item = i64> + '_ {
         (0..4).flat_map(move |w| {
             [
                 self.bucket[w],
@@ -161,10 +161,66 @@ impl Windows {
                 self.prev_n[w],
                 self.prev_total[w],
             ]
-            .map(Value::Int)
         })
     }
+
+    /// The packed form a profile or device row keeps in its `windows` column: byte 0 the
+    /// format version (1), then the 20 values in column order, each zigzag LEB128 (about 40
+    /// bytes). A payment reads and writes these rows, so one column instead of 20 each is a
+    /// sixth of what the engine cost a payment on the embedded database (docs/benchmarks.md).
+    pub fn packed(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + 20 * 10);
+        out.push(PACKED_WINDOWS);
+        for v in self.values() {
+            konbini_core::encoding::put_zigzag(&mut out, v);
+        }
+        out
+    }
+
+    /// Reads [`Windows::packed`]; refuses another version, a truncated value and trailing
+    /// bytes.
+    pub fn unpacked(bytes: &[u8]) -> Result<Windows, StoreError> {
+        let bad = |e: &str| StoreError::Decode(format!("packed windows: {e}"));
+        let Some((&PACKED_WINDOWS, mut rest)) = bytes.split_first() else {
+            return Err(bad("not of version 1"));
+        };
+        let mut s = Windows::default();
+        for w in 0..4 {
+            for field in [
+                &mut s.bucket[w],
+                &mut s.n[w],
+                &mut s.total[w],
+                &mut s.prev_n[w],
+                &mut s.prev_total[w],
+            ] {
+                *field = konbini_core::encoding::take_zigzag(&mut rest).map_err(bad)?;
+            }
+        }
+        if !rest.is_empty() {
+            return Err(bad("trailing bytes"));
+        }
+        Ok(s)
+    }
+
+    /// Column `col` holding [`Windows::packed`]; NULL (no event counted yet) is the empty
+    /// state.
+    pub fn read_packed(r: &Row, col: usize) -> Result<Windows, StoreError> {
+        match r.0.get(col) {
+            Some(Value::Null) => Ok(Windows::default()),
+            Some(Value::Bytes(b)) => Windows::unpacked(b),
+            other => Err(StoreError::Decode(format!(
+                "column {col}: expected packed windows, got {other:?}"
+            ))),
+        }
+    }
+
+    fn packed_value(&self) -> Value {
+        Value::Bytes(self.packed())
+    }
 }
+
+/// The version byte of [`Windows::packed`].
+const PACKED_WINDOWS: u8 = 1;
 
 /// Events of one subject counted in memory and not yet written to its counter row, grouped
 /// by the buckets they fall in (usually one group: they are written about once a second).
@@ -255,16 +311,6 @@ pub fn write_unwritten(
     Ok(written)
 }
 
-/// `col1 = $first, col2 = $(first + 1), …` over the 20 window columns.
-fn window_assignments(first: usize) -> String {
-    window_columns()
-        .split(", ")
-        .enumerate()
-        .map(|(i, c)| format!("{c} = ${}", first + i))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// `INSERT ... ON CONFLICT DO UPDATE` counting one event for `rows` subjects, with its
 /// parameters numbered from `$first`: the subjects, then the four current buckets, then
 /// the amount. A subject's row rolls each window forward when its bucket ends (the current
@@ -300,38 +346,17 @@ fn window_values(bucket_first: usize, amount: usize, count: &str) -> String {
 }
 
 /// The `ON CONFLICT DO UPDATE SET` assignments that count more events (`excluded.*` holds
-/// them as first events: their count and total) in the window columns of `table`.
+/// them as first events: their count and total) in the window columns of `t`. In window
+/// `w`: when the row's bucket is still current, add to it; when it is the one before, it
+/// becomes the previous bucket; when older, it is dropped.
 fn window_sets(t: &str) -> String {
-    window_sets_with(
-        t,
-        |w| format!("excluded.w{w}_bucket"),
-        |w| format!("excluded.w{w}_total"),
-        |w| format!("excluded.w{w}_n"),
-    )
-}
-
-/// The same assignments for an `UPDATE`, with the event's buckets in parameters from
-/// `$bucket_first` (four) and its amount in `$amount`.
-fn window_sets_from_params(t: &str, bucket_first: usize, amount: usize) -> String {
-    window_sets_with(
-        t,
-        |w| format!("${}", bucket_first + w),
-        |_| format!("${amount}"),
-        |_| "1".to_string(),
-    )
-}
-
-/// Counting events in window `w`: when the row's bucket is still current, add to it;
-/// when it is the one before, it becomes the previous bucket; when older, it is dropped.
-fn window_sets_with(
-    t: &str,
-    bucket: impl Fn(usize) -> String,
-    amount: impl Fn(usize) -> String,
-    count: impl Fn(usize) -> String,
-) -> String {
     (0..4)
         .map(|w| {
-            let (b, a, n) = (bucket(w), amount(w), count(w));
+            let (b, a, n) = (
+                format!("excluded.w{w}_bucket"),
+                format!("excluded.w{w}_total"),
+                format!("excluded.w{w}_n"),
+            );
             let same = format!("{t}.w{w}_bucket >= {b}");
             let next = format!("{t}.w{w}_bucket = {b} - 1");
             format!(
@@ -344,22 +369,6 @@ fn window_sets_with(
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Counts a payment on the paying device's own row (the payment updates that row anyway, to
-/// spend the code). Parameters: the four buckets, the amount, the device id.
-static DEVICE_ADD: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "UPDATE devices SET {} WHERE id = $6",
-        window_sets_from_params("devices", 1, 5)
-    )
-});
-
-fn device_add_params(device_id: &str, amount: i64, now_ms: i64) -> Vec<Value> {
-    let mut p: Vec<Value> = buckets(now_ms).map(Value::Int).to_vec();
-    p.push(Value::Int(amount));
-    p.push(Value::from(device_id));
-    p
 }
 
 static ADD_1: LazyLock<String> = LazyLock::new(|| add_sql(1, 1));
@@ -509,16 +518,47 @@ pub fn profile_of(r: &Row, first: usize) -> Result<Profile, StoreError> {
     })
 }
 
+/// The rows a payment counts on, read in the payment's transaction: on PostgreSQL locked
+/// (`FOR UPDATE`) until it ends, so the values computed from them overwrite nothing another
+/// payment wrote meanwhile (on SQLite the one writer thread already sees to that).
+static DEVICE_WINDOWS: &str = "SELECT windows, last_code_counter FROM devices WHERE id = $1";
+static DEVICE_WINDOWS_LOCKED: &str =
+    "SELECT windows, last_code_counter FROM devices WHERE id = $1 FOR UPDATE";
 static PROFILE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {} FROM risk_profiles p WHERE p.customer_id = $1",
+        "SELECT {}, p.windows FROM risk_profiles p WHERE p.customer_id = $1",
         profile_columns("p")
     )
 });
+static PROFILE_LOCKED: LazyLock<String> = LazyLock::new(|| format!("{} FOR UPDATE", *PROFILE));
+
+/// A customer's profile and payment windows as stored, `None` without a row; locked on
+/// PostgreSQL when `lock`.
+fn profile_row(
+    conn: &mut dyn Conn,
+    customer_id: &str,
+    lock: bool,
+) -> Result<Option<(Profile, Windows)>, StoreError> {
+    let sql: &'static str = match (lock, conn.backend()) {
+        (true, crate::Backend::Postgres) => &PROFILE_LOCKED,
+        _ => &PROFILE,
+    };
+    conn.query_opt(sql, params![customer_id])?
+        .map(|r| Ok((profile_of(&r, 0)?, Windows::read_packed(&r, 11)?)))
+        .transpose()
+}
 
 pub fn profile(conn: &mut dyn Conn, customer_id: &str) -> Result<Profile, StoreError> {
-    conn.query_opt(&PROFILE, params![customer_id])?
-        .map_or_else(|| Ok(Profile::default()), |r| profile_of(&r, 0))
+    Ok(profile_row(conn, customer_id, false)?.map_or_else(Profile::default, |(p, _)| p))
+}
+
+/// The stored state of a customer's payment windows (they live on the profile row), `None`
+/// without a row.
+pub fn windows_of_profile(
+    conn: &mut dyn Conn,
+    customer_id: &str,
+) -> Result<Option<Windows>, StoreError> {
+    Ok(profile_row(conn, customer_id, false)?.map(|(_, w)| w))
 }
 
 /// Creates the empty risk profile of a new customer (no payment yet), with the customer: the
@@ -536,6 +576,62 @@ pub fn create_profile(conn: &mut dyn Conn, customer_id: &str) -> Result<(), Stor
     Ok(())
 }
 
+/// The customer's profile row for a payment to count on, locked on PostgreSQL; made empty
+/// first when the customer has none.
+fn locked_profile(
+    conn: &mut dyn Conn,
+    customer_id: &str,
+) -> Result<(Profile, Windows), StoreError> {
+    if let Some(row) = profile_row(conn, customer_id, true)? {
+        return Ok(row);
+    }
+    create_profile(conn, customer_id)?;
+    profile_row(conn, customer_id, true)?
+        .ok_or_else(|| StoreError::Decode(format!("no profile for {customer_id}")))
+}
+
+/// The rows a payment counts on, as [`locked_counted_rows`] read them.
+struct LockedRows {
+    profile: Profile,
+    customer: Windows,
+    /// The device's windows and last spent code counter; `None` without a device row.
+    device: Option<(Windows, i64)>,
+}
+
+impl LockedRows {
+    fn as_read(&self) -> CountedRows<'_> {
+        CountedRows {
+            profile: &self.profile,
+            windows: [Some(self.customer), self.device.map(|d| d.0)],
+            device_counted: false,
+            device_code_counter: self.device.map_or(0, |d| d.1),
+        }
+    }
+}
+
+/// Reads (on PostgreSQL locks) the device's and the customer's rows a payment counts on,
+/// in the payment's transaction.
+fn locked_counted_rows(
+    conn: &mut dyn Conn,
+    device_id: &str,
+    customer_id: &str,
+) -> Result<LockedRows, StoreError> {
+    let sql = match conn.backend() {
+        crate::Backend::Postgres => DEVICE_WINDOWS_LOCKED,
+        crate::Backend::Sqlite => DEVICE_WINDOWS,
+    };
+    let device = conn
+        .query_opt(sql, params![device_id])?
+        .map(|r| Ok::<_, StoreError>((Windows::read_packed(&r, 0)?, r.int(1)?)))
+        .transpose()?;
+    let (profile, customer) = locked_profile(conn, customer_id)?;
+    Ok(LockedRows {
+        profile,
+        customer,
+        device,
+    })
+}
+
 /// Where and when a payment happened, for the profile.
 #[derive(Debug, Clone, Copy)]
 pub struct PaymentPlace<'a> {
@@ -547,95 +643,18 @@ pub struct PaymentPlace<'a> {
     pub month: i64,
 }
 
-/// Counts a payment in the paying device's windows.
-fn record_device_payment(
-    conn: &mut dyn Conn,
-    device_id: &str,
-    amount: i64,
-    now_ms: i64,
-) -> Result<(), StoreError> {
-    conn.exec(&DEVICE_ADD, &device_add_params(device_id, amount, now_ms))?;
-    Ok(())
-}
-
-/// Adds a payment to a customer's profile, and counts it in the profile's windows (the
-/// customer's payment velocity lives on the profile row: one row per payment, not two).
-/// Parameters: customer, amount, store, lat, lon, time, day, month, then the four buckets.
-static PROFILE_ADD: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "INSERT INTO risk_profiles (customer_id, payments, payments_total, payments_max, last_store_id, last_lat_e6, last_lon_e6, last_payment_ms, \
-                                    pay_day, pay_day_total, pay_month, pay_month_total, {}) \
-         VALUES ($1, 1, $2, $2, $3, $4, $5, $6, $7, $2, $8, $2, {}) \
-         ON CONFLICT (customer_id) DO UPDATE SET payments = risk_profiles.payments + 1, \
-           pay_day_total = CASE WHEN risk_profiles.pay_day = excluded.pay_day THEN risk_profiles.pay_day_total + excluded.pay_day_total ELSE excluded.pay_day_total END, \
-           pay_day = excluded.pay_day, \
-           pay_month_total = CASE WHEN risk_profiles.pay_month = excluded.pay_month THEN risk_profiles.pay_month_total + excluded.pay_month_total ELSE excluded.pay_month_total END, \
-           pay_month = excluded.pay_month, \
-           payments_total = risk_profiles.payments_total + excluded.payments_total, \
-           payments_max = CASE WHEN excluded.payments_max > risk_profiles.payments_max THEN excluded.payments_max ELSE risk_profiles.payments_max END, \
-           last_store_id = excluded.last_store_id, last_lat_e6 = excluded.last_lat_e6, \
-           last_lon_e6 = excluded.last_lon_e6, last_payment_ms = excluded.last_payment_ms, {}",
-        window_columns(),
-        window_values(9, 2, "1"),
-        window_sets("risk_profiles")
-    )
-});
-
-/// [`PROFILE_ADD`] for a profile row that exists (made with the customer): a plain `UPDATE`
-/// with the same parameters, which PostgreSQL runs without the insert's attempt, its
-/// conflict check and its row-lock record.
-static PROFILE_COUNT: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "UPDATE risk_profiles SET payments = payments + 1, \
-           pay_day_total = CASE WHEN pay_day = $7 THEN pay_day_total + $2 ELSE $2 END, pay_day = $7, \
-           pay_month_total = CASE WHEN pay_month = $8 THEN pay_month_total + $2 ELSE $2 END, pay_month = $8, \
-           payments_total = payments_total + $2, \
-           payments_max = CASE WHEN $2 > payments_max THEN $2 ELSE payments_max END, \
-           last_store_id = $3, last_lat_e6 = $4, last_lon_e6 = $5, last_payment_ms = $6, {} \
-         WHERE customer_id = $1",
-        window_sets_from_params("risk_profiles", 9, 2)
-    )
-});
-
-/// The data-modifying CTEs that count a payment on its customer's profile inside another
-/// statement, with [`PROFILE_ADD`]'s parameters numbered from `$first`, both only when `cond`
-/// (SQL) holds: `rpu` updates the row the customer has had since sign-up; `rp` inserts it,
-/// counted, for a customer without one (made before profiles came with customers).
-fn profile_ctes(first: usize, cond: &str) -> String {
-    let update = renumber(&PROFILE_COUNT, first);
-    let insert = insert_select_where(
-        &renumber(&PROFILE_ADD, first),
-        &format!("{cond} AND NOT EXISTS (SELECT 1 FROM rpu)"),
-    );
-    format!("rpu AS ({update} AND {cond} RETURNING 1), rp AS ({insert})")
-}
-
-fn profile_add_params(customer_id: &str, amount: i64, place: &PaymentPlace<'_>) -> Vec<Value> {
-    values![
-        customer_id,
-        amount,
-        place.store_id,
-        place.at.map(|a| a.0),
-        place.at.map(|a| a.1),
-        place.now_ms,
-        place.day,
-        place.month
-    ]
-    .into_iter()
-    .chain(buckets(place.now_ms).map(Value::Int))
-    .collect()
-}
-
-/// Adds a completed payment to the customer's profile.
+/// Adds a completed payment of `amount` to a customer's profile (its history and its
+/// windows), from the row as it is now.
 pub fn record_payment(
     conn: &mut dyn Conn,
     customer_id: &str,
     amount: i64,
     place: PaymentPlace<'_>,
 ) -> Result<(), StoreError> {
+    let (profile, windows) = locked_profile(conn, customer_id)?;
     conn.exec(
-        &PROFILE_ADD,
-        &profile_add_params(customer_id, amount, &place),
+        PROFILE_SET,
+        &profile_set_params(customer_id, amount, &place, &profile, windows),
     )?;
     Ok(())
 }
@@ -740,9 +759,9 @@ pub struct PaymentCount<'a> {
     pub place: PaymentPlace<'a>,
     /// The rows as this payment's transaction read them, when nothing can have written them
     /// since: on SQLite, read earlier in the same writer job (one writer thread applies every
-    /// write, in order). The new values are then computed here and written as they are,
-    /// instead of rolled forward in SQL. `None` (and always on PostgreSQL, where another
-    /// connection may write in between) counts in SQL.
+    /// write, in order). `None` (and always on PostgreSQL, where another connection may
+    /// write in between, but for the guarded single statement, `payment_risk_when_posted`)
+    /// reads them again when counting, locked on PostgreSQL.
     pub read: Option<CountedRows<'a>>,
 }
 
@@ -771,18 +790,21 @@ pub fn write_payment_risk(
 }
 
 /// Counts a payment that went through: the store's and terminal's counters (unless counted
-/// in memory), the device's, and the customer's profile, statement by statement.
+/// in memory), the device's windows and the customer's profile, statement by statement. The
+/// new values are computed here from the rows as read and written as they are: from
+/// [`PaymentCount::read`] on SQLite, else from the rows read now (on PostgreSQL locked until
+/// the transaction ends).
 pub fn count_payment(conn: &mut dyn Conn, n: &PaymentCount<'_>) -> Result<(), StoreError> {
-    if let Some(read) = &n.read
-        && conn.backend() == crate::Backend::Sqlite
-    {
-        return count_payment_read(conn, n, read);
-    }
     if let Some(subjects) = &n.subjects {
         add(conn, subjects, n.amount, n.place.now_ms)?;
     }
-    record_device_payment(conn, n.device_id, n.amount, n.place.now_ms)?;
-    record_payment(conn, n.customer_id, n.amount, n.place)
+    match &n.read {
+        Some(read) if conn.backend() == crate::Backend::Sqlite => write_counted(conn, n, read),
+        _ => {
+            let rows = locked_counted_rows(conn, n.device_id, n.customer_id)?;
+            write_counted(conn, n, &rows.as_read())
+        }
+    }
 }
 
 /// The paying device's windows as read earlier in the same SQLite writer job (so current),
@@ -795,13 +817,9 @@ pub struct DeviceCount<'a> {
     pub now_ms: i64,
 }
 
-/// Parameters: the counter, the slot, then the 20 window values.
-static SPEND_AND_COUNT: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "UPDATE devices SET last_code_counter = $1, {} WHERE slot = $2 AND status = 'bound' AND last_code_counter < $1",
-        window_assignments(3)
-    )
-});
+/// Parameters: the counter, the slot, the packed windows.
+const SPEND_AND_COUNT: &str = "UPDATE devices SET last_code_counter = $1, windows = $3 \
+     WHERE slot = $2 AND status = 'bound' AND last_code_counter < $1";
 
 /// Spends payment-code `counter` on `slot` (as `customers::consume_code`) and counts the
 /// payment in the device's windows in the same row write: one `UPDATE` of the device row
@@ -812,127 +830,142 @@ pub fn spend_code_counting(
     counter: i64,
     d: &DeviceCount<'_>,
 ) -> Result<bool, StoreError> {
-    let p: Vec<Value> = [Value::Int(counter), Value::Int(slot)]
-        .into_iter()
-        .chain(d.windows.counted(d.amount, d.now_ms).values())
-        .collect();
-    Ok(conn.exec(&SPEND_AND_COUNT, &p)? == 1)
+    let windows = d.windows.counted(d.amount, d.now_ms).packed_value();
+    Ok(conn.exec(
+        SPEND_AND_COUNT,
+        &[Value::Int(counter), Value::Int(slot), windows],
+    )? == 1)
 }
 
 /// Writes back the device's windows as read (undoing [`spend_code_counting`]'s count when
 /// the payment did not go through).
 pub fn restore_device_windows(conn: &mut dyn Conn, d: &DeviceCount<'_>) -> Result<(), StoreError> {
-    let p: Vec<Value> = std::iter::once(Value::from(d.device_id))
-        .chain(d.windows.values())
-        .collect();
-    conn.exec(&DEVICE_SET, &p)?;
+    conn.exec(
+        DEVICE_SET,
+        &[Value::from(d.device_id), d.windows.packed_value()],
+    )?;
     Ok(())
 }
 
 /// The stored state of a device's payment windows (they live on the device row).
 pub fn windows_of_device(conn: &mut dyn Conn, device_id: &str) -> Result<Windows, StoreError> {
-    match conn.query_opt(&WINDOWS_OF_DEVICE, params![device_id])? {
-        Some(r) => Ok(Windows::read(&r, 0)?.unwrap_or_default()),
+    match conn.query_opt(DEVICE_WINDOWS, params![device_id])? {
+        Some(r) => Windows::read_packed(&r, 0),
         None => Err(StoreError::Decode(format!("no device {device_id}"))),
     }
 }
 
-static WINDOWS_OF_DEVICE: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {} FROM devices d WHERE d.id = $1",
-        velocity_columns("d")
-    )
-});
+const DEVICE_SET: &str = "UPDATE devices SET windows = $2 WHERE id = $1";
 
-static DEVICE_SET: LazyLock<String> =
-    LazyLock::new(|| format!("UPDATE devices SET {} WHERE id = $1", window_assignments(2)));
+/// A profile row's new values (parameters in [`profile_set_params`] order).
+const PROFILE_SET: &str = "UPDATE risk_profiles SET payments = $2, payments_total = $3, payments_max = $4, last_store_id = $5, \
+     last_lat_e6 = $6, last_lon_e6 = $7, last_payment_ms = $8, pay_day = $9, pay_day_total = $10, \
+     pay_month = $11, pay_month_total = $12, windows = $13 WHERE customer_id = $1";
 
-static PROFILE_SET: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "UPDATE risk_profiles SET payments = $2, payments_total = $3, payments_max = $4, last_store_id = $5, \
-           last_lat_e6 = $6, last_lon_e6 = $7, last_payment_ms = $8, pay_day = $9, pay_day_total = $10, \
-           pay_month = $11, pay_month_total = $12, {} WHERE customer_id = $1",
-        window_assignments(13)
-    )
-});
-
-/// [`count_payment`] from the rows as read (see [`PaymentCount::read`]): each row written
-/// with its new values, no insert attempted where the row exists and no window rolled in
-/// SQL (a third of the counting cost, counted in instructions).
-fn count_payment_read(
+/// Writes payment `n`'s counts from the rows as read: each row written with its new values,
+/// no insert attempted where the row exists and no window rolled in SQL (a third of the
+/// counting cost, counted in instructions). A customer without a profile row (made before
+/// profiles came with customers) gets one, counted the same.
+fn write_counted(
     conn: &mut dyn Conn,
     n: &PaymentCount<'_>,
     read: &CountedRows<'_>,
 ) -> Result<(), StoreError> {
     let (amount, now) = (n.amount, n.place.now_ms);
     let [customer, device] = read.windows;
-    if let Some(subjects) = &n.subjects {
-        add(conn, subjects, amount, now)?;
+    if let (false, Some(w)) = (read.device_counted, device) {
+        let p = [
+            Value::from(n.device_id),
+            w.counted(amount, now).packed_value(),
+        ];
+        conn.exec(DEVICE_SET, &p)?;
     }
-    match device {
-        _ if read.device_counted => {}
-        Some(w) => {
-            // `$1` is the row's key, then the 20 window values.
-            let p: Vec<Value> = std::iter::once(Value::from(n.device_id))
-                .chain(w.counted(amount, now).values())
-                .collect();
-            conn.exec(&DEVICE_SET, &p)?;
-        }
-        None => record_device_payment(conn, n.device_id, amount, now)?,
+    if customer.is_none() {
+        create_profile(conn, n.customer_id)?;
     }
-    let Some(w) = customer else {
-        return record_payment(conn, n.customer_id, amount, n.place);
-    };
-    conn.exec(&PROFILE_SET, &profile_set_params(n, read.profile, w))?;
+    conn.exec(
+        PROFILE_SET,
+        &profile_set_params(
+            n.customer_id,
+            amount,
+            &n.place,
+            read.profile,
+            customer.unwrap_or_default(),
+        ),
+    )?;
     Ok(())
 }
 
-/// [`PROFILE_SET`]'s parameters: the profile as read with payment `n` counted on it, and
-/// the customer's windows `w` as read, counted.
-fn profile_set_params(n: &PaymentCount<'_>, pr: &Profile, w: Windows) -> Vec<Value> {
-    let (amount, now, place) = (n.amount, n.place.now_ms, &n.place);
+/// [`PROFILE_SET`]'s parameters: the profile `pr` and the customer's windows `w` as read,
+/// with a payment of `amount` at `place` counted on them.
+fn profile_set_params(
+    customer_id: &str,
+    amount: i64,
+    place: &PaymentPlace<'_>,
+    pr: &Profile,
+    w: Windows,
+) -> Vec<Value> {
     let (day_total, month_total) = pr.totals(place.day, place.month);
-    let mut p = values![
-        n.customer_id,
+    values![
+        customer_id,
         pr.payments.saturating_add(1),
         pr.payments_total.saturating_add(amount),
         pr.payments_max.max(amount),
         place.store_id,
         place.at.map(|a| a.0),
         place.at.map(|a| a.1),
-        now,
+        place.now_ms,
         place.day,
         day_total.saturating_add(amount),
         place.month,
-        month_total.saturating_add(amount)
-    ];
-    p.extend(w.counted(amount, now).values());
-    p
+        month_total.saturating_add(amount),
+        w.counted(amount, place.now_ms).packed()
+    ]
+}
+
+/// [`profile_set_params`] of a counted payment.
+fn counted_profile_params(n: &PaymentCount<'_>, pr: &Profile, w: Windows) -> Vec<Value> {
+    profile_set_params(n.customer_id, n.amount, &n.place, pr, w)
 }
 
 /// The data-modifying CTEs that count a [`PaymentRisk`] inside the statement that inserts its
 /// payment, with parameters numbered from `$first` (see [`payment_risk_params`]): the
-/// device's counters and the profile. The journal line goes on the payment's row, the store
-/// and terminal are counted by the caller, in memory.
+/// device's windows and the profile, as plain values computed from the rows read (locked)
+/// just before. The journal line goes on the payment's row, the store and terminal are
+/// counted by the caller, in memory.
 pub(crate) fn payment_risk_ctes(first: usize) -> String {
-    // The journal line takes 1 parameter, the device 6, the profile 12.
-    let device = renumber(&DEVICE_ADD, first + 1);
-    let profile = profile_ctes(first + 7, "TRUE");
-    format!("rdev AS ({device}), {profile}")
+    // The journal line takes 1 parameter, the device 2 (its id, its windows), the profile 13.
+    format!(
+        "rdev AS ({}), rpu AS ({})",
+        renumber(DEVICE_SET, first + 1),
+        renumber(PROFILE_SET, first + 3)
+    )
 }
 
 /// The parameters of [`payment_risk_ctes`], after the journal line's features (the payment
-/// row's `risk_features`, the first of them); `None` when the payment was not counted, counts
-/// the store and terminal in their rows (not in that statement: written one by one), or its
-/// decision is not journaled on its row ([`journaled_on_payment`]).
+/// row's `risk_features`, the first of them), from the device's and profile's rows read now
+/// (on PostgreSQL locked until the transaction ends); `None` when the payment was not
+/// counted, counts the store and terminal in their rows (not in that statement: written one
+/// by one), its decision is not journaled on its row ([`journaled_on_payment`]), or its
+/// device has no row.
 pub(crate) fn payment_risk_params(
+    conn: &mut dyn Conn,
     r: &PaymentRisk<'_>,
     p: &crate::payments::Payment,
-) -> Option<Vec<Value>> {
-    let (n, mut v) = counted_on_row(r, p)?;
-    v.extend(device_add_params(n.device_id, n.amount, n.place.now_ms));
-    v.extend(profile_add_params(n.customer_id, n.amount, &n.place));
-    Some(v)
+) -> Result<Option<Vec<Value>>, StoreError> {
+    let Some((n, mut v)) = counted_on_row(r, p) else {
+        return Ok(None);
+    };
+    let rows = locked_counted_rows(conn, n.device_id, n.customer_id)?;
+    let Some((device, _)) = rows.device else {
+        return Ok(None);
+    };
+    v.extend([
+        Value::from(n.device_id),
+        device.counted(n.amount, n.place.now_ms).packed_value(),
+    ]);
+    v.extend(counted_profile_params(n, &rows.profile, rows.customer));
+    Ok(Some(v))
 }
 
 /// What PostgreSQL's one-statement forms of a payment need: the payment counted with its
@@ -959,7 +992,7 @@ fn counted_on_row<'r>(
 /// payment that ran in between is never overwritten: the device's last code counter (the
 /// code is then not spent, and the caller's general path decides) and the profile's payment
 /// count (the statement then undoes itself, `risk_changed`, and the general path, which
-/// counts in SQL, takes the payment; also for a customer without a profile row).
+/// reads the rows locked, takes the payment; also for a customer without a profile row).
 pub(crate) struct WhenPosted {
     /// Assignments appended to the `UPDATE` of the device that spends the code.
     pub device_sets: String,
@@ -972,16 +1005,16 @@ pub(crate) struct WhenPosted {
 }
 
 pub(crate) fn payment_risk_when_posted(first: usize) -> WhenPosted {
-    // The device's 20 window values and the counter as read; then the profile's 32 values
-    // and its payment count as read.
-    let profile = first + 21;
+    // The device's packed windows and its counter as read; then the profile's 13 values and
+    // its payment count as read.
+    let profile = first + 2;
     WhenPosted {
-        device_sets: format!(", {}", window_assignments(first)),
-        device_guard: format!(" AND last_code_counter = ${}::bigint", first + 20),
+        device_sets: format!(", windows = ${first}::bytea"),
+        device_guard: format!(" AND last_code_counter = ${}::bigint", first + 1),
         ctes: format!(
             "rpu AS ({} AND payments = ${} AND EXISTS (SELECT 1 FROM w) RETURNING 1)",
-            renumber(&PROFILE_SET, profile),
-            profile + 32
+            renumber(PROFILE_SET, profile),
+            profile + 13
         ),
         undo: " UNION ALL SELECT konbini_undo('risk_changed') FROM w WHERE NOT EXISTS (SELECT 1 FROM rpu)"
             .into(),
@@ -1001,9 +1034,11 @@ pub(crate) fn payment_risk_params_when_posted(
     let [Some(customer), Some(device)] = read.windows else {
         return None;
     };
-    v.extend(device.counted(n.amount, n.place.now_ms).values());
-    v.push(Value::Int(read.device_code_counter));
-    v.extend(profile_set_params(n, read.profile, customer));
+    v.extend([
+        device.counted(n.amount, n.place.now_ms).packed_value(),
+        Value::Int(read.device_code_counter),
+    ]);
+    v.extend(counted_profile_params(n, read.profile, customer));
     v.push(Value::Int(read.profile.payments));
     Some(v)
 }
@@ -1433,6 +1468,39 @@ mod tests {
             .iter()
             .fold(Windows::default(), |w, (amount, t)| w.counted(*amount, *t));
         assert_eq!(a.on(None), Some(one_by_one));
+    }
+
+    /// A row's packed windows read back exactly, at any size, in about two bytes a value;
+    /// damaged ones are refused, not read as zero.
+    #[test]
+    fn packed_windows_round_trip_and_refuse_damage() {
+        let now: i64 = 1_795_564_800_000;
+        let w = [
+            (700, now),
+            (1_200, now + 3_700_000),
+            (i64::MAX, now + 90_000_000),
+        ]
+        .iter()
+        .fold(Windows::default(), |w, (amount, t)| w.counted(*amount, *t));
+        let packed = w.packed();
+        assert_eq!(Windows::unpacked(&packed).ok(), Some(w));
+        assert_eq!(
+            Windows::unpacked(&Windows::default().packed()).ok(),
+            Some(Windows::default())
+        );
+        let lunch = Windows::first(700, now).packed();
+        assert!(lunch.len() <= 45, "{} bytes", lunch.len());
+        let refused = |b: &[u8]| Windows::unpacked(b).is_err();
+        assert!(refused(&[]));
+        assert!(refused(&[2]), "another version");
+        assert!(refused(&packed[..packed.len() - 1]), "cut in a value");
+        let mut trailing = packed.clone();
+        trailing.push(0);
+        assert!(refused(&trailing));
+        let row = crate::Row(vec![Value::Null, Value::Bytes(packed), Value::Int(3)]);
+        assert_eq!(Windows::read_packed(&row, 0).ok(), Some(Windows::default()));
+        assert_eq!(Windows::read_packed(&row, 1).ok(), Some(w));
+        assert!(Windows::read_packed(&row, 2).is_err());
     }
 
     /// The previous bucket's weighted share, computed in 64 bits when it fits and in 128

@@ -63,7 +63,8 @@ pub struct Terminal {
 
 pub fn insert_terminal(conn: &mut dyn Conn, t: &Terminal) -> Result<(), StoreError> {
     conn.exec(
-        "INSERT INTO terminals (id, store_id, key_hash, label, status, created_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO terminals (id, store_id, key_hash, label, status, created_ms, store_lat_e6, store_lon_e6) \
+         VALUES ($1, $2, $3, $4, $5, $6, (SELECT lat_e6 FROM stores WHERE id = $2), (SELECT lon_e6 FROM stores WHERE id = $2))",
         params![&t.id, &t.store_id, t.key_hash.clone(), &t.label, &t.status, t.created_ms],
     )?;
     Ok(())
@@ -185,15 +186,12 @@ fn pos_context_sql(with_risk: bool) -> String {
     let (risk_columns, risk_joins) = if with_risk {
         (
             format!(
-                "st.lat_e6, st.lon_e6, {}, {}, {}, \
+                "t.store_lat_e6, t.store_lon_e6, {}, rp.windows, d.windows, \
                  CASE WHEN d.installation IS NULL THEN NULL ELSE \
                    (SELECT COUNT(DISTINCT x.customer_id) FROM devices x WHERE x.installation = d.installation) END, ",
                 crate::risk::profile_columns("rp"),
-                crate::risk::velocity_columns("rp"),
-                crate::risk::velocity_columns("d"),
             ),
-            "JOIN stores st ON st.id = t.store_id \
-             LEFT JOIN risk_profiles rp ON rp.customer_id = d.customer_id ",
+            "LEFT JOIN risk_profiles rp ON rp.customer_id = d.customer_id ",
         )
     } else {
         (String::new(), "")
@@ -277,7 +275,7 @@ pub fn pos_context(
             bound_by: r.text(24)?,
             customer_created_ms: r.int(25)?,
             password_changed_ms: r.opt_int(26)?,
-            contact_changed_ms: r.opt_int(if with_risk { POS_RISK_FIRST + 52 } else { 27 })?,
+            contact_changed_ms: r.opt_int(if with_risk { POS_RISK_FIRST + 14 } else { 27 })?,
         }),
     };
     let mut context = PosContext {
@@ -295,11 +293,14 @@ pub fn pos_context(
     if !with_risk {
         return Ok(Some(context));
     }
-    // Customer (profile row), device: 20 columns each.
-    let mut windows = [None; 2];
-    for (w, at) in windows.iter_mut().zip([11, 31]) {
-        *w = crate::risk::Windows::read(&r, POS_RISK_FIRST + at)?;
-    }
+    // The customer's windows (none without a profile row) and the device's, packed.
+    let has_profile = r.opt_int(POS_RISK_FIRST)?.is_some();
+    let windows = [
+        has_profile
+            .then(|| crate::risk::Windows::read_packed(&r, POS_RISK_FIRST + 11))
+            .transpose()?,
+        Some(crate::risk::Windows::read_packed(&r, POS_RISK_FIRST + 12)?),
+    ];
     let velocity =
         |w: Option<crate::risk::Windows>| w.map_or_else(Default::default, |w| w.velocity(now_ms));
     context.store_at = r.opt_int(27)?.zip(r.opt_int(28)?);
@@ -310,7 +311,7 @@ pub fn pos_context(
         ..PosVelocity::default()
     };
     context.windows = windows;
-    context.device_accounts = r.opt_int(POS_RISK_FIRST + 51)?;
+    context.device_accounts = r.opt_int(POS_RISK_FIRST + 13)?;
     Ok(Some(context))
 }
 

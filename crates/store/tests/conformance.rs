@@ -1007,18 +1007,11 @@ fn the_single_statement_payment_commits_all_of_it_or_nothing() {
                     db.write(move |c| {
                         let mut profile = risk::profile(c, "cus_s")?;
                         profile.payments -= stale.0;
-                        static PROFILE_WINDOWS: std::sync::LazyLock<String> =
-                            std::sync::LazyLock::new(|| {
-                                format!(
-                                    "SELECT {} FROM risk_profiles r WHERE customer_id = $1",
-                                    risk::velocity_columns("r")
-                                )
-                            });
+                        // Without a row, read as empty: the statement's guard then finds
+                        // no row to write (the till's context reads none and goes the
+                        // general way at once).
                         let customer_windows =
-                            match c.query_opt(&PROFILE_WINDOWS, params!["cus_s"])? {
-                                Some(r) => risk::Windows::read(&r, 0)?,
-                                None => Some(risk::Windows::default()),
-                            };
+                            risk::windows_of_profile(c, "cus_s")?.unwrap_or_default();
                         let device_windows = risk::windows_of_device(c, "dev_s")?;
                         let device_code_counter = customers::device_by_id(c, "dev_s")?
                             .map_or(0, |d| d.last_code_counter)
@@ -1081,7 +1074,7 @@ fn the_single_statement_payment_commits_all_of_it_or_nothing() {
                                 },
                                 read: Some(risk::CountedRows {
                                     profile: &profile,
-                                    windows: [customer_windows, Some(device_windows)],
+                                    windows: [Some(customer_windows), Some(device_windows)],
                                     device_counted: false,
                                     device_code_counter,
                                 }),
@@ -1515,7 +1508,11 @@ fn a_customer_has_an_empty_profile_from_sign_up() {
                     ) -> PaymentCount<'a> {
                         PaymentCount {
                             subjects: None,
-                            device_id: if customer_id == "cus_p" { "dev_p" } else { "dev_q" },
+                            device_id: if customer_id == "cus_p" {
+                                "dev_p"
+                            } else {
+                                "dev_q"
+                            },
                             customer_id,
                             amount: 700,
                             place: PaymentPlace {
@@ -1547,13 +1544,10 @@ fn a_customer_has_an_empty_profile_from_sign_up() {
                     risk::count_payment(c, &count("cus_q", now, None))?;
                     assert_eq!(rows(c)?, 2, "{l}");
                     let state = |c: &mut dyn Conn, id: &str| -> R<(Profile, Vec<i64>)> {
-                        let w = c.query_one(
-                            "SELECT w0_n, w0_total, w3_n, w3_total FROM risk_profiles WHERE customer_id = $1",
-                            params![id],
-                        )?;
+                        let w = risk::windows_of_profile(c, id)?.unwrap_or_default();
                         Ok((
                             risk::profile(c, id)?,
-                            (0..4).map(|i| w.int(i)).collect::<R<Vec<i64>>>()?,
+                            vec![w.n[0], w.total[0], w.n[3], w.total[3]],
                         ))
                     };
                     let (p, q) = (state(c, "cus_p")?, state(c, "cus_q")?);

@@ -416,13 +416,7 @@ impl Features {
         out.push(PACKED_VERSION);
         out.extend_from_slice(&self.known_mask().to_le_bytes());
         for v in self.known_values() {
-            // Zigzag: the sign in the low bit, so small negative values are short too.
-            let mut z = (v.wrapping_shl(1) ^ (v >> 63)) as u64;
-            while z >= 0x80 {
-                out.push((z as u8) | 0x80);
-                z >>= 7;
-            }
-            out.push(z as u8);
+            crate::encoding::put_zigzag(&mut out, v);
         }
         out
     }
@@ -442,24 +436,8 @@ impl Features {
         }
         let mut f = Features::new();
         for slot in known_slots(known) {
-            let mut z: u64 = 0;
-            let mut shift = 0u32;
-            loop {
-                let Some((&byte, after)) = rest.split_first() else {
-                    return Err("a truncated packed journal line".into());
-                };
-                rest = after;
-                let bits = u64::from(byte & 0x7f);
-                if shift > 63 || (bits << shift) >> shift != bits {
-                    return Err("a value beyond 64 bits in a packed journal line".into());
-                }
-                z |= bits << shift;
-                if byte & 0x80 == 0 {
-                    break;
-                }
-                shift += 7;
-            }
-            let v = ((z >> 1) as i64) ^ -((z & 1) as i64);
+            let v = crate::encoding::take_zigzag(&mut rest)
+                .map_err(|e| format!("a packed journal line: {e}"))?;
             f.put(slot, v);
         }
         if !rest.is_empty() {
