@@ -382,23 +382,16 @@ CREATE TABLE risk_velocity (
 -- Per-customer aggregates the engine keeps as payments happen: the customer's own history
 -- (count, total, largest) and the last store paid at (for travel speed).
 CREATE TABLE risk_profiles (
-    customer_id     TEXT PRIMARY KEY REFERENCES customers(id),
-    payments        BIGINT NOT NULL,
-    payments_total  BIGINT NOT NULL,
-    payments_max    BIGINT NOT NULL,
-    last_store_id   TEXT,
-    last_lat_e6     BIGINT,
-    last_lon_e6     BIGINT,
-    last_payment_ms BIGINT,
-    -- Payments in the current business day and calendar month (JST), for the tier limits:
-    -- the key says which day or month the total belongs to.
-    pay_day         BIGINT NOT NULL DEFAULT 0,
-    pay_day_total   BIGINT NOT NULL DEFAULT 0,
-    pay_month       BIGINT NOT NULL DEFAULT 0,
-    pay_month_total BIGINT NOT NULL DEFAULT 0,
-    -- The customer's payment velocity (the "cus:<id>:pay" subject lives here, so a payment
-    -- updates one customer row, not two), packed like the device's (devices.windows).
-    windows         BYTEA
+    customer_id TEXT PRIMARY KEY REFERENCES customers(id),
+    payments    BIGINT NOT NULL,
+    -- The rest, packed in one value (konbini_store::risk::pack_profile; NULL before the
+    -- first payment), one column read and written per payment instead of 30: the total and
+    -- largest payment; the last store, its coordinates and the time paid there; the
+    -- payments in the current business day and calendar month (JST) for the tier limits,
+    -- with which day and month they belong to; and the customer's payment velocity (the
+    -- "cus:<id>:pay" subject lives here, so a payment updates one customer row, not two),
+    -- packed like the device's (devices.windows).
+    state       BYTEA
 );
 
 -- Every decision, with the features it saw and the rules that fired (explainable, and the

@@ -478,44 +478,130 @@ impl Profile {
     }
 }
 
-/// The columns of a profile, in the order [`profile_of`] reads them, each prefixed with `alias.`.
+/// The two columns of a profile row, in the order [`profile_of`] reads them, each prefixed
+/// with `alias.`: the payment count (also what PostgreSQL's single-statement payment checks
+/// to know the row is as it read it) and the rest of the state, packed ([`pack_profile`]).
 pub fn profile_columns(alias: &str) -> String {
-    [
-        "payments",
-        "payments_total",
-        "payments_max",
-        "last_store_id",
-        "last_lat_e6",
-        "last_lon_e6",
-        "last_payment_ms",
-        "pay_day",
-        "pay_day_total",
-        "pay_month",
-        "pay_month_total",
-    ]
-    .map(|c| format!("{alias}.{c}"))
-    .join(", ")
+    format!("{alias}.payments, {alias}.state")
 }
 
-/// Decodes the 11 profile columns starting at `first`; all NULL (no row yet) is the empty
-/// profile of a customer who never paid.
-pub fn profile_of(r: &Row, first: usize) -> Result<Profile, StoreError> {
+/// Decodes the two profile columns starting at `first`: the customer's profile and payment
+/// windows, `None` when both are NULL (the customer has no row).
+pub fn profile_of(r: &Row, first: usize) -> Result<Option<(Profile, Windows)>, StoreError> {
     let Some(payments) = r.opt_int(first)? else {
-        return Ok(Profile::default());
+        return Ok(None);
     };
-    Ok(Profile {
+    match r.0.get(first + 1) {
+        Some(Value::Null) => Ok(Some((
+            Profile {
+                payments,
+                ..Profile::default()
+            },
+            Windows::default(),
+        ))),
+        Some(Value::Bytes(b)) => unpack_profile(payments, b).map(Some),
+        other => Err(StoreError::Decode(format!(
+            "column {}: expected a packed profile, got {other:?}",
+            first + 1
+        ))),
+    }
+}
+
+/// The version byte of [`pack_profile`].
+const PACKED_PROFILE: u8 = 1;
+
+/// A profile but its payment count, with the customer's windows, as its row's `state`:
+/// byte 0 the format version (1), byte 1 which of the optional values are present (bit 0
+/// the last store's latitude, 1 its longitude, 2 the last payment's time, 3 the last store),
+/// then the numbers, zigzag LEB128: the total, the largest payment, the present optional
+/// ones, the day and its total, the month and its total, the 20 window values; then the last
+/// store's id, its length first. One column read and written per payment instead of 30.
+pub fn pack_profile(pr: &Profile, w: &Windows) -> Vec<u8> {
+    use konbini_core::encoding::put_zigzag;
+    let optional = [pr.last_lat_e6, pr.last_lon_e6, pr.last_payment_ms];
+    let store = pr.last_store_id.as_deref();
+    let mut flags = 0u8;
+    for (bit, v) in optional.iter().enumerate() {
+        flags |= u8::from(v.is_some()) << bit;
+    }
+    flags |= u8::from(store.is_some()) << 3;
+    let mut out = Vec::with_capacity(2 + 30 * 10 + store.map_or(0, str::len));
+    out.extend([PACKED_PROFILE, flags]);
+    put_zigzag(&mut out, pr.payments_total);
+    put_zigzag(&mut out, pr.payments_max);
+    for v in optional.into_iter().flatten() {
+        put_zigzag(&mut out, v);
+    }
+    for v in [
+        pr.pay_day,
+        pr.pay_day_total,
+        pr.pay_month,
+        pr.pay_month_total,
+    ] {
+        put_zigzag(&mut out, v);
+    }
+    for v in w.values() {
+        put_zigzag(&mut out, v);
+    }
+    if let Some(id) = store {
+        put_zigzag(&mut out, id.len() as i64);
+        out.extend_from_slice(id.as_bytes());
+    }
+    out
+}
+
+/// Reads [`pack_profile`] (with the row's payment count); refuses another version, a
+/// truncated value, a store id that is not UTF-8 and trailing bytes.
+pub fn unpack_profile(payments: i64, bytes: &[u8]) -> Result<(Profile, Windows), StoreError> {
+    let bad = |e: &str| StoreError::Decode(format!("packed profile: {e}"));
+    let [PACKED_PROFILE, flags, rest @ ..] = bytes else {
+        return Err(bad("not of version 1"));
+    };
+    let mut rest = rest;
+    let mut next = || konbini_core::encoding::take_zigzag(&mut rest).map_err(bad);
+    let mut pr = Profile {
         payments,
-        payments_total: r.int(first + 1)?,
-        payments_max: r.int(first + 2)?,
-        last_store_id: r.opt_text(first + 3)?,
-        last_lat_e6: r.opt_int(first + 4)?,
-        last_lon_e6: r.opt_int(first + 5)?,
-        last_payment_ms: r.opt_int(first + 6)?,
-        pay_day: r.int(first + 7)?,
-        pay_day_total: r.int(first + 8)?,
-        pay_month: r.int(first + 9)?,
-        pay_month_total: r.int(first + 10)?,
-    })
+        payments_total: next()?,
+        payments_max: next()?,
+        ..Profile::default()
+    };
+    for (bit, field) in [
+        &mut pr.last_lat_e6,
+        &mut pr.last_lon_e6,
+        &mut pr.last_payment_ms,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if flags & (1 << bit) != 0 {
+            *field = Some(next()?);
+        }
+    }
+    pr.pay_day = next()?;
+    pr.pay_day_total = next()?;
+    pr.pay_month = next()?;
+    pr.pay_month_total = next()?;
+    let mut w = Windows::default();
+    for i in 0..4 {
+        w.bucket[i] = next()?;
+        w.n[i] = next()?;
+        w.total[i] = next()?;
+        w.prev_n[i] = next()?;
+        w.prev_total[i] = next()?;
+    }
+    if flags & 0b1000 != 0 {
+        let len = usize::try_from(next()?).map_err(|_| bad("a negative length"))?;
+        let Some((id, after)) = rest.split_at_checked(len) else {
+            return Err(bad("truncated"));
+        };
+        let id = std::str::from_utf8(id).map_err(|_| bad("a store id that is not UTF-8"))?;
+        pr.last_store_id = Some(id.to_string());
+        rest = after;
+    }
+    if !rest.is_empty() {
+        return Err(bad("trailing bytes"));
+    }
+    Ok((pr, w))
 }
 
 /// The rows a payment counts on, read in the payment's transaction: on PostgreSQL locked
@@ -526,7 +612,7 @@ static DEVICE_WINDOWS_LOCKED: &str =
     "SELECT windows, last_code_counter FROM devices WHERE id = $1 FOR UPDATE";
 static PROFILE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {}, p.windows FROM risk_profiles p WHERE p.customer_id = $1",
+        "SELECT {} FROM risk_profiles p WHERE p.customer_id = $1",
         profile_columns("p")
     )
 });
@@ -544,8 +630,7 @@ fn profile_row(
         _ => &PROFILE,
     };
     conn.query_opt(sql, params![customer_id])?
-        .map(|r| Ok((profile_of(&r, 0)?, Windows::read_packed(&r, 11)?)))
-        .transpose()
+        .map_or(Ok(None), |r| profile_of(&r, 0))
 }
 
 pub fn profile(conn: &mut dyn Conn, customer_id: &str) -> Result<Profile, StoreError> {
@@ -569,7 +654,7 @@ pub fn windows_of_profile(
 /// payment, as before.
 pub fn create_profile(conn: &mut dyn Conn, customer_id: &str) -> Result<(), StoreError> {
     conn.exec(
-        "INSERT INTO risk_profiles (customer_id, payments, payments_total, payments_max) VALUES ($1, 0, 0, 0) \
+        "INSERT INTO risk_profiles (customer_id, payments) VALUES ($1, 0) \
          ON CONFLICT (customer_id) DO NOTHING",
         params![customer_id],
     )?;
@@ -858,9 +943,8 @@ pub fn windows_of_device(conn: &mut dyn Conn, device_id: &str) -> Result<Windows
 const DEVICE_SET: &str = "UPDATE devices SET windows = $2 WHERE id = $1";
 
 /// A profile row's new values (parameters in [`profile_set_params`] order).
-const PROFILE_SET: &str = "UPDATE risk_profiles SET payments = $2, payments_total = $3, payments_max = $4, last_store_id = $5, \
-     last_lat_e6 = $6, last_lon_e6 = $7, last_payment_ms = $8, pay_day = $9, pay_day_total = $10, \
-     pay_month = $11, pay_month_total = $12, windows = $13 WHERE customer_id = $1";
+const PROFILE_SET: &str =
+    "UPDATE risk_profiles SET payments = $2, state = $3 WHERE customer_id = $1";
 
 /// Writes payment `n`'s counts from the rows as read: each row written with its new values,
 /// no insert attempted where the row exists and no window rolled in SQL (a third of the
@@ -906,21 +990,21 @@ fn profile_set_params(
     w: Windows,
 ) -> Vec<Value> {
     let (day_total, month_total) = pr.totals(place.day, place.month);
-    values![
-        customer_id,
-        pr.payments.saturating_add(1),
-        pr.payments_total.saturating_add(amount),
-        pr.payments_max.max(amount),
-        place.store_id,
-        place.at.map(|a| a.0),
-        place.at.map(|a| a.1),
-        place.now_ms,
-        place.day,
-        day_total.saturating_add(amount),
-        place.month,
-        month_total.saturating_add(amount),
-        w.counted(amount, place.now_ms).packed()
-    ]
+    let counted = Profile {
+        payments: pr.payments.saturating_add(1),
+        payments_total: pr.payments_total.saturating_add(amount),
+        payments_max: pr.payments_max.max(amount),
+        last_store_id: Some(place.store_id.to_string()),
+        last_lat_e6: place.at.map(|a| a.0),
+        last_lon_e6: place.at.map(|a| a.1),
+        last_payment_ms: Some(place.now_ms),
+        pay_day: place.day,
+        pay_day_total: day_total.saturating_add(amount),
+        pay_month: place.month,
+        pay_month_total: month_total.saturating_add(amount),
+    };
+    let state = pack_profile(&counted, &w.counted(amount, place.now_ms));
+    values![customer_id, counted.payments, state]
 }
 
 /// [`profile_set_params`] of a counted payment.
@@ -934,7 +1018,7 @@ fn counted_profile_params(n: &PaymentCount<'_>, pr: &Profile, w: Windows) -> Vec
 /// just before. The journal line goes on the payment's row, the store and terminal are
 /// counted by the caller, in memory.
 pub(crate) fn payment_risk_ctes(first: usize) -> String {
-    // The journal line takes 1 parameter, the device 2 (its id, its windows), the profile 13.
+    // The journal line takes 1 parameter, the device 2 (its id, its windows), the profile 3.
     format!(
         "rdev AS ({}), rpu AS ({})",
         renumber(DEVICE_SET, first + 1),
@@ -1005,7 +1089,7 @@ pub(crate) struct WhenPosted {
 }
 
 pub(crate) fn payment_risk_when_posted(first: usize) -> WhenPosted {
-    // The device's packed windows and its counter as read; then the profile's 13 values and
+    // The device's packed windows and its counter as read; then the profile's 3 values and
     // its payment count as read.
     let profile = first + 2;
     WhenPosted {
@@ -1014,7 +1098,7 @@ pub(crate) fn payment_risk_when_posted(first: usize) -> WhenPosted {
         ctes: format!(
             "rpu AS ({} AND payments = ${} AND EXISTS (SELECT 1 FROM w) RETURNING 1)",
             renumber(PROFILE_SET, profile),
-            profile + 13
+            profile + 3
         ),
         undo: " UNION ALL SELECT konbini_undo('risk_changed') FROM w WHERE NOT EXISTS (SELECT 1 FROM rpu)"
             .into(),
@@ -1501,6 +1585,60 @@ mod tests {
         assert_eq!(Windows::read_packed(&row, 0).ok(), Some(Windows::default()));
         assert_eq!(Windows::read_packed(&row, 1).ok(), Some(w));
         assert!(Windows::read_packed(&row, 2).is_err());
+    }
+
+    /// A profile row's packed state read back exactly, with or without each optional
+    /// value; damaged ones are refused.
+    #[test]
+    fn packed_profiles_round_trip_and_refuse_damage() {
+        let now: i64 = 1_795_564_800_000;
+        let w = Windows::first(700, now).counted(i64::MAX, now + 700_000);
+        let full = Profile {
+            payments: 3,
+            payments_total: 2_100,
+            payments_max: 900,
+            last_store_id: Some("st_東京_1".into()),
+            last_lat_e6: Some(35_681_236),
+            last_lon_e6: Some(-139_767_125),
+            last_payment_ms: Some(now),
+            pay_day: 20_418,
+            pay_day_total: 2_100,
+            pay_month: 670,
+            pay_month_total: i64::MIN,
+        };
+        let partial = Profile {
+            last_store_id: None,
+            last_lon_e6: None,
+            ..full.clone()
+        };
+        for (p, w) in [
+            (full.clone(), w),
+            (partial, Windows::default()),
+            (Profile::default(), w),
+        ] {
+            let packed = pack_profile(&p, &w);
+            assert_eq!(unpack_profile(p.payments, &packed).ok(), Some((p, w)));
+        }
+        let packed = pack_profile(&full, &w);
+        let refused = |b: &[u8]| unpack_profile(3, b).is_err();
+        assert!(refused(&[]));
+        assert!(refused(&[2, 0]), "another version");
+        assert!(refused(&packed[..packed.len() - 1]), "cut in the store id");
+        let mut trailing = packed.clone();
+        trailing.push(0);
+        assert!(refused(&trailing));
+        let mut not_utf8 = packed.clone();
+        let last = not_utf8.len() - 1;
+        not_utf8[last] = 0xff;
+        assert!(refused(&not_utf8));
+        let row = crate::Row(vec![
+            Value::Int(3),
+            Value::Bytes(packed),
+            Value::Null,
+            Value::Null,
+        ]);
+        assert_eq!(profile_of(&row, 0).ok(), Some(Some((full, w))));
+        assert_eq!(profile_of(&row, 2).ok(), Some(None), "no row");
     }
 
     /// The previous bucket's weighted share, computed in 64 bits when it fits and in 128

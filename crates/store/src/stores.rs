@@ -186,7 +186,7 @@ fn pos_context_sql(with_risk: bool) -> String {
     let (risk_columns, risk_joins) = if with_risk {
         (
             format!(
-                "t.store_lat_e6, t.store_lon_e6, {}, rp.windows, d.windows, \
+                "t.store_lat_e6, t.store_lon_e6, {}, d.windows, \
                  CASE WHEN d.installation IS NULL THEN NULL ELSE \
                    (SELECT COUNT(DISTINCT x.customer_id) FROM devices x WHERE x.installation = d.installation) END, ",
                 crate::risk::profile_columns("rp"),
@@ -275,7 +275,7 @@ pub fn pos_context(
             bound_by: r.text(24)?,
             customer_created_ms: r.int(25)?,
             password_changed_ms: r.opt_int(26)?,
-            contact_changed_ms: r.opt_int(if with_risk { POS_RISK_FIRST + 14 } else { 27 })?,
+            contact_changed_ms: r.opt_int(if with_risk { POS_RISK_FIRST + 4 } else { 27 })?,
         }),
     };
     let mut context = PosContext {
@@ -293,25 +293,23 @@ pub fn pos_context(
     if !with_risk {
         return Ok(Some(context));
     }
-    // The customer's windows (none without a profile row) and the device's, packed.
-    let has_profile = r.opt_int(POS_RISK_FIRST)?.is_some();
+    // The profile with the customer's windows (none without a profile row), the device's.
+    let profile = crate::risk::profile_of(&r, POS_RISK_FIRST)?;
     let windows = [
-        has_profile
-            .then(|| crate::risk::Windows::read_packed(&r, POS_RISK_FIRST + 11))
-            .transpose()?,
-        Some(crate::risk::Windows::read_packed(&r, POS_RISK_FIRST + 12)?),
+        profile.as_ref().map(|p| p.1),
+        Some(crate::risk::Windows::read_packed(&r, POS_RISK_FIRST + 2)?),
     ];
     let velocity =
         |w: Option<crate::risk::Windows>| w.map_or_else(Default::default, |w| w.velocity(now_ms));
     context.store_at = r.opt_int(27)?.zip(r.opt_int(28)?);
-    context.profile = crate::risk::profile_of(&r, POS_RISK_FIRST)?;
+    context.profile = profile.map(|p| p.0).unwrap_or_default();
     context.velocity = PosVelocity {
         customer: velocity(windows[0]),
         device: velocity(windows[1]),
         ..PosVelocity::default()
     };
     context.windows = windows;
-    context.device_accounts = r.opt_int(POS_RISK_FIRST + 13)?;
+    context.device_accounts = r.opt_int(POS_RISK_FIRST + 3)?;
     Ok(Some(context))
 }
 
