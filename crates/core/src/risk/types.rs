@@ -21,6 +21,11 @@ use super::{ErrorKind, MAX_DEPTH, MAX_NODES, Pos, RuleError, suggest};
 /// assert_eq!(e.pos.col, 14);
 /// ```
 pub fn compile(condition: &Expr) -> Result<Program, RuleError> {
+    compile_ops(condition).map(Program::new)
+}
+
+/// [`compile`]'s instructions, before [`Program::new`] fuses them.
+pub(crate) fn compile_ops(condition: &Expr) -> Result<Vec<Op>, RuleError> {
     let mut c = Compiler {
         ops: Vec::new(),
         height: 0,
@@ -137,8 +142,8 @@ impl Compiler {
     fn emit(&mut self, op: Op) -> usize {
         // Each instruction's net effect on the stack height.
         let (pops, pushes) = match op {
-            Op::Const(_) | Op::Load(_) => (0, 1),
-            Op::Neg | Op::Not | Op::InSet(_) => (1, 1),
+            Op::Const(_) | Op::Load(_) | Op::LoadCmp(..) => (0, 1),
+            Op::Neg | Op::Not | Op::InSet(_) | Op::CmpConst(..) => (1, 1),
             Op::Arith(_) | Op::Cmp(_) | Op::And | Op::Or => (2, 1),
             Op::JumpIfFalse(_) | Op::JumpIfTrue(_) => (1, 1),
         };
@@ -148,7 +153,7 @@ impl Compiler {
         self.ops.len() - 1
     }
 
-    fn finish(self) -> Result<Program, RuleError> {
+    fn finish(self) -> Result<Vec<Op>, RuleError> {
         if self.max_height > STACK_SLOTS || self.ops.len() > usize::from(u16::MAX) {
             // Unreachable within MAX_DEPTH and MAX_NODES, kept as a backstop.
             return Err(RuleError::new(
@@ -157,7 +162,7 @@ impl Compiler {
                 "the rule is too large to evaluate".to_string(),
             ));
         }
-        Ok(Program::new(self.ops))
+        Ok(self.ops)
     }
 
     fn expr<'a>(&mut self, e: &'a Expr, depth: usize) -> Result<Typed<'a>, RuleError> {

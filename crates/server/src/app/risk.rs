@@ -50,14 +50,19 @@ pub struct SharedCounts {
     inner: Mutex<SharedState>,
 }
 
+/// Keyed by subject, hashed with foldhash: subjects are ids of the operator's stores and
+/// terminals, not attacker input that needs SipHash's flood resistance, and a payment looks
+/// them up six times.
+type BySubject<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 /// The rows as last read or written (`stored`, with when), what was counted and not yet
 /// written (`counted`), and what is being written now (`writing`), which counts until the
 /// write has committed.
 #[derive(Default)]
 struct SharedState {
-    stored: HashMap<String, (Option<Windows>, Instant)>,
-    counted: HashMap<String, Unwritten>,
-    writing: HashMap<String, Unwritten>,
+    stored: BySubject<(Option<Windows>, Instant)>,
+    counted: BySubject<Unwritten>,
+    writing: BySubject<Unwritten>,
 }
 
 /// How long a row read or written here is used before it is read again: another node's
