@@ -152,7 +152,10 @@ async fn thirty_payments_race_for_one_wallet() {
             })
         };
         static PROFILES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            format!("SELECT {} FROM risk_profiles p", profile_columns("p"))
+            format!(
+                "SELECT {} FROM accounts p WHERE p.kind = 'wallet'",
+                profile_columns("p")
+            )
         });
         let profiles = sum(&PROFILES).await.expect("profiles");
         assert_eq!(

@@ -171,7 +171,19 @@ CREATE TABLE accounts (
     currency   TEXT NOT NULL,
     balance    BIGINT NOT NULL,
     held       BIGINT NOT NULL,
-    created_ms BIGINT NOT NULL
+    created_ms BIGINT NOT NULL,
+    -- A wallet carries its customer's risk profile (konbini_store::risk): every wallet
+    -- payment writes this row anyway (its debit), so the profile is counted by that same
+    -- row write, not by one of its own (measured as half of what the risk engine cost a
+    -- payment on PostgreSQL). The customer's payments so far, also what PostgreSQL's
+    -- single-statement payment checks to know the profile is as it read it; and the rest,
+    -- packed in one value (konbini_store::risk::pack_profile; NULL before the first
+    -- payment): the total and largest payment; the last store, its coordinates and the
+    -- time paid there; the payments in the current business day and calendar month (JST)
+    -- for the tier limits; and the customer's payment velocity ("cus:<id>:pay"), packed like
+    -- the device's (devices.windows). Other accounts leave them 0 and NULL.
+    risk_payments BIGINT NOT NULL DEFAULT 0,
+    risk_state    BYTEA
 );
 
 CREATE TABLE entries (
@@ -379,20 +391,6 @@ CREATE TABLE risk_velocity (
     w3_bucket BIGINT NOT NULL, w3_n BIGINT NOT NULL, w3_total BIGINT NOT NULL, w3_prev_n BIGINT NOT NULL, w3_prev_total BIGINT NOT NULL
 );
 
--- Per-customer aggregates the engine keeps as payments happen: the customer's own history
--- (count, total, largest) and the last store paid at (for travel speed).
-CREATE TABLE risk_profiles (
-    customer_id TEXT PRIMARY KEY REFERENCES customers(id),
-    payments    BIGINT NOT NULL,
-    -- The rest, packed in one value (konbini_store::risk::pack_profile; NULL before the
-    -- first payment), one column read and written per payment instead of 30: the total and
-    -- largest payment; the last store, its coordinates and the time paid there; the
-    -- payments in the current business day and calendar month (JST) for the tier limits,
-    -- with which day and month they belong to; and the customer's payment velocity (the
-    -- "cus:<id>:pay" subject lives here, so a payment updates one customer row, not two),
-    -- packed like the device's (devices.windows).
-    state       BYTEA
-);
 
 -- Every decision, with the features it saw and the rules that fired (explainable, and the
 -- input of backtests), but for a payment simply allowed: that one is journaled on its payment

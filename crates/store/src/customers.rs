@@ -98,9 +98,6 @@ pub fn insert(conn: &mut dyn Conn, c: &Customer) -> Result<bool, StoreError> {
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
         params![&c.id, &c.email, &c.phone, &c.password_hash, &c.status, &c.funding, c.funding_card_id.clone(), c.created_ms],
     )?;
-    if n == 1 {
-        crate::risk::create_profile(conn, &c.id)?;
-    }
     Ok(n == 1)
 }
 

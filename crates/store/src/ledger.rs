@@ -55,21 +55,53 @@ pub fn post(
     entry: &Entry,
     now_ms: i64,
 ) -> Result<Posted, StoreError> {
-    if conn.backend() == crate::Backend::Postgres
+    post_counting(conn, entry_id, kind, ref_id, entry, now_ms, None)
+}
+
+/// [`post`], writing `profile` (a payment counted on the customer's risk profile, which
+/// lives on the wallet: `risk::counted_profile`) with the debit of wallet `profile.0`, in
+/// the same row write. An error when `entry` does not debit that wallet.
+fn post_counting(
+    conn: &mut dyn Conn,
+    entry_id: &str,
+    kind: &str,
+    ref_id: &str,
+    entry: &Entry,
+    now_ms: i64,
+    profile: Option<(&str, &crate::risk::ProfileWrite)>,
+) -> Result<Posted, StoreError> {
+    if profile.is_none()
+        && conn.backend() == crate::Backend::Postgres
         && let Some(posted) = post_wallet_debit_pg(conn, entry_id, kind, ref_id, entry, now_ms)?
     {
         return Ok(posted);
     }
     // Pass 1: guarded debits of wallets, which may never go below their available balance.
     let mut guarded = 0;
+    let mut guarded_profile = false;
     for p in entry.postings() {
         if p.amount_minor >= 0 || !is_wallet_account(&p.account_id) {
             continue;
         }
-        let n = conn.exec(
-            "UPDATE accounts SET balance = balance + $1 WHERE id = $2 AND balance - held + $1 >= 0",
-            params![p.amount_minor, &p.account_id],
-        )?;
+        let n = match profile {
+            Some((wallet, counted)) if wallet == p.account_id => {
+                guarded_profile = true;
+                conn.exec(
+                    "UPDATE accounts SET balance = balance + $1, risk_payments = $3, risk_state = $4 \
+                     WHERE id = $2 AND balance - held + $1 >= 0",
+                    params![
+                        p.amount_minor,
+                        &p.account_id,
+                        counted.payments,
+                        counted.state.clone()
+                    ],
+                )?
+            }
+            _ => conn.exec(
+                "UPDATE accounts SET balance = balance + $1 WHERE id = $2 AND balance - held + $1 >= 0",
+                params![p.amount_minor, &p.account_id],
+            )?,
+        };
         if n != 1 {
             if guarded > 0 {
                 // An earlier guarded debit already applied: only an error rolls it back.
@@ -80,6 +112,11 @@ pub fn post(
             return Ok(Posted::InsufficientFunds);
         }
         guarded += 1;
+    }
+    if profile.is_some() && !guarded_profile {
+        return Err(StoreError::Constraint(
+            "a risk profile to write with a wallet the entry does not debit".into(),
+        ));
     }
     // Pass 2: every other posting, unconditionally. An account that does not exist yet is
     // created by the same statement (its kind is read from its id), so the hot path needs no
@@ -150,7 +187,8 @@ pub enum CodeAndPost {
 /// data-modifying CTEs, each conditional on the one before); on SQLite, two calls in process.
 /// With `device` (SQLite, where the caller read the device row earlier in the same writer
 /// job), the payment is also counted in the device's windows by the row write that spends
-/// the code; PostgreSQL ignores it.
+/// the code, and with `profile` on the customer's profile by the wallet's debit;
+/// PostgreSQL ignores both.
 #[allow(clippy::too_many_arguments)]
 pub fn spend_code_and_post(
     conn: &mut dyn Conn,
@@ -162,14 +200,16 @@ pub fn spend_code_and_post(
     entry: &Entry,
     now_ms: i64,
     device: Option<&crate::risk::DeviceCount>,
+    profile: Option<(&str, &crate::risk::ProfileWrite)>,
 ) -> Result<CodeAndPost, StoreError> {
     if let (crate::Backend::Sqlite, Some(d)) = (conn.backend(), device) {
-        // One write of the device row spends the code and counts the payment; in the rare
-        // case the wallet cannot pay, the windows go back to what was read.
+        // One write of the device row spends the code and counts the payment, one of the
+        // wallet debits it and counts it on the profile; in the rare case the wallet cannot
+        // pay, the windows go back to what was read.
         if !crate::risk::spend_code_counting(conn, slot, counter, d)? {
             return Ok(CodeAndPost::CodeRejected);
         }
-        return match post(conn, entry_id, kind, ref_id, entry, now_ms)? {
+        return match post_counting(conn, entry_id, kind, ref_id, entry, now_ms, profile)? {
             Posted::Ok => Ok(CodeAndPost::Posted),
             Posted::InsufficientFunds => {
                 crate::risk::restore_device_windows(conn, d)?;
@@ -203,7 +243,7 @@ pub fn spend_code_and_post(
 static SPEND_CODE_AND_POST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH {} SELECT (SELECT COUNT(*) FROM k), (SELECT COUNT(*) FROM w)",
-        code_and_post_ctes("", "")
+        code_and_post_ctes(&WalletPostSets::default())
     )
 });
 
@@ -212,21 +252,36 @@ static SPEND_CODE_AND_POST: std::sync::LazyLock<String> = std::sync::LazyLock::n
 /// assignments on the device row, e.g. the risk engine's counters), then the wallet debit's
 /// CTEs ([`wallet_debit_ctes`]), conditional on `k`. Parameters `$1`..`$12`, from
 /// [`code_and_post_params`].
-pub(crate) fn code_and_post_ctes(device_sets: &str, device_guard: &str) -> String {
+pub(crate) fn code_and_post_ctes(x: &WalletPostSets) -> String {
     format!(
-        "k AS (UPDATE devices SET last_code_counter = $11::bigint{device_sets} \
-                WHERE slot = $12::bigint AND status = 'bound' AND last_code_counter < $11::bigint{device_guard} RETURNING 1), {}",
-        wallet_debit_ctes(" AND EXISTS (SELECT 1 FROM k)")
+        "k AS (UPDATE devices SET last_code_counter = $11::bigint{} \
+                WHERE slot = $12::bigint AND status = 'bound' AND last_code_counter < $11::bigint{} RETURNING 1), {}",
+        x.device_sets,
+        x.device_guard,
+        wallet_debit_ctes(
+            &x.wallet_sets,
+            &format!(" AND EXISTS (SELECT 1 FROM k){}", x.wallet_guard)
+        )
     )
+}
+
+/// What [`code_and_post_ctes`]' device and wallet writes also set (`, col = $n, …`) and
+/// check (` AND …`): the risk engine's counts (`risk::payment_risk_when_posted`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WalletPostSets {
+    pub device_sets: String,
+    pub device_guard: String,
+    pub wallet_sets: String,
+    pub wallet_guard: String,
 }
 
 /// A wallet paying a non-wallet account on PostgreSQL: `w` debits the wallet if it can (and
 /// `debit_if` holds), `c` credits the other account (creating it if new), `e` and `p` write
 /// the entry and its two postings, each only if `w` happened. Parameters `$1`..`$10`, from
 /// [`wallet_debit_params`].
-fn wallet_debit_ctes(debit_if: &str) -> String {
+fn wallet_debit_ctes(sets: &str, debit_if: &str) -> String {
     format!(
-        "w AS (UPDATE accounts SET balance = balance + $1::bigint \
+        "w AS (UPDATE accounts SET balance = balance + $1::bigint{sets} \
                WHERE id = $2::text AND balance - held + $1::bigint >= 0{debit_if} RETURNING id), \
          c AS (INSERT INTO accounts (id, kind, currency, balance, held, created_ms) \
                SELECT $3::text, $4::text, $5::text, $6::bigint, 0, $7::bigint WHERE EXISTS (SELECT 1 FROM w) \
@@ -317,8 +372,9 @@ fn post_wallet_debit_pg(
     }))
 }
 
-static WALLET_DEBIT: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| format!("WITH {} SELECT COUNT(*) FROM w", wallet_debit_ctes("")));
+static WALLET_DEBIT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("WITH {} SELECT COUNT(*) FROM w", wallet_debit_ctes("", ""))
+});
 
 /// A two-phase hold to place on a wallet.
 #[derive(Debug, Clone)]

@@ -42,7 +42,6 @@ const MIGRATIONS: &[Migration] = &[Migration {
         ALTER TABLE accounts SET (fillfactor = 80);
         ALTER TABLE devices SET (fillfactor = 80);
         ALTER TABLE risk_velocity SET (fillfactor = 70);
-        ALTER TABLE risk_profiles SET (fillfactor = 80);
     ",
 }];
 

@@ -296,8 +296,9 @@ pub enum PaidAlone {
     /// payment on the device ran since the context read it: nothing was written (the general
     /// path decides).
     CodeRejected,
-    /// The wallet could not pay: the statement undid itself, nothing was written (not even
-    /// the code's spending; the general path records the decline).
+    /// The wallet could not pay, or (with the risk engine's writes) another payment counted on
+    /// its profile since the context read it: the statement undid itself, nothing was written
+    /// (not even the code's spending; the general path decides, and records a decline).
     NotPaid,
     /// Another request with the same idempotency key was recorded first: the statement undid
     /// itself, nothing was written.
@@ -368,31 +369,25 @@ pub fn pay_and_record_alone(
                 PaidAlone::CodeRejected
             }))
         }
+        // The wallet could not pay, or (with the risk engine) another payment counted on its
+        // profile since the context read it: nothing was written; the general path decides.
         Err(StoreError::Undone(why)) if why == "insufficient_funds" => Ok(Some(PaidAlone::NotPaid)),
         Err(StoreError::Undone(why)) if why == "idempotency_race" => Ok(Some(PaidAlone::Race)),
-        // Another payment counted on the customer's profile since the context read it (or
-        // the customer has no profile row): nothing was written; the general path counts
-        // in SQL.
-        Err(StoreError::Undone(why)) if why == "risk_changed" => Ok(None),
         Err(e) => Err(e),
     }
 }
 
 /// The statement of [`pay_and_record_alone`], with the risk engine's writes from
 /// `risk::payment_risk_when_posted`.
-fn pay_alone_sql(risk: Option<crate::risk::WhenPosted>) -> String {
+fn pay_alone_sql(risk: Option<crate::ledger::WalletPostSets>) -> String {
     use crate::risk::when_posted;
-    let (ledger, risk_ctes, risk_undo, insert_payment) = match risk {
+    let (ledger, insert_payment) = match risk {
         Some(r) => (
-            crate::ledger::code_and_post_ctes(&r.device_sets, &r.device_guard),
-            format!("{}, ", r.ctes),
-            r.undo,
+            crate::ledger::code_and_post_ctes(&r),
             INSERT_PAYMENT_JOURNALED,
         ),
         None => (
-            crate::ledger::code_and_post_ctes("", ""),
-            String::new(),
-            String::new(),
+            crate::ledger::code_and_post_ctes(&Default::default()),
             INSERT_PAYMENT,
         ),
     };
@@ -413,14 +408,12 @@ fn pay_alone_sql(risk: Option<crate::risk::WhenPosted>) -> String {
         ),
         13,
     );
-    // Spent but not debited, or debited but the key taken: undo the whole statement.
-    // With the risk engine: the profile changed since it was read, undo too.
-    let guard = format!(
-        "g AS (SELECT konbini_undo('insufficient_funds') FROM k WHERE NOT EXISTS (SELECT 1 FROM w) \
-         UNION ALL SELECT konbini_undo('idempotency_race') FROM w WHERE NOT EXISTS (SELECT 1 FROM i){risk_undo})"
-    );
+    // Spent but not debited (the wallet short or, with the risk engine, its profile changed
+    // since it was read), or debited but the key taken: undo the whole statement.
+    let guard = "g AS (SELECT konbini_undo('insufficient_funds') FROM k WHERE NOT EXISTS (SELECT 1 FROM w) \
+         UNION ALL SELECT konbini_undo('idempotency_race') FROM w WHERE NOT EXISTS (SELECT 1 FROM i))";
     format!(
-        "WITH {ledger}, {record}, {risk_ctes}{guard} SELECT (SELECT COUNT(*) FROM k), (SELECT COUNT(*) FROM g)"
+        "WITH {ledger}, {record}, {guard} SELECT (SELECT COUNT(*) FROM k), (SELECT COUNT(*) FROM g)"
     )
 }
 

@@ -478,15 +478,16 @@ impl Profile {
     }
 }
 
-/// The two columns of a profile row, in the order [`profile_of`] reads them, each prefixed
-/// with `alias.`: the payment count (also what PostgreSQL's single-statement payment checks
-/// to know the row is as it read it) and the rest of the state, packed ([`pack_profile`]).
+/// The two profile columns of a wallet account, in the order [`profile_of`] reads them,
+/// each prefixed with `alias.`: the payment count (also what PostgreSQL's single-statement
+/// payment checks to know the profile is as it read it) and the rest, packed
+/// ([`pack_profile`]).
 pub fn profile_columns(alias: &str) -> String {
-    format!("{alias}.payments, {alias}.state")
+    format!("{alias}.risk_payments, {alias}.risk_state")
 }
 
 /// Decodes the two profile columns starting at `first`: the customer's profile and payment
-/// windows, `None` when both are NULL (the customer has no row).
+/// windows, `None` when both are NULL (the customer has no wallet account).
 pub fn profile_of(r: &Row, first: usize) -> Result<Option<(Profile, Windows)>, StoreError> {
     let Some(payments) = r.opt_int(first)? else {
         return Ok(None);
@@ -612,67 +613,70 @@ static DEVICE_WINDOWS_LOCKED: &str =
     "SELECT windows, last_code_counter FROM devices WHERE id = $1 FOR UPDATE";
 static PROFILE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {} FROM risk_profiles p WHERE p.customer_id = $1",
+        "SELECT {} FROM accounts p WHERE p.id = $1",
         profile_columns("p")
     )
 });
 static PROFILE_LOCKED: LazyLock<String> = LazyLock::new(|| format!("{} FOR UPDATE", *PROFILE));
 
-/// A customer's profile and payment windows as stored, `None` without a row; locked on
-/// PostgreSQL when `lock`.
+/// A customer's profile and payment windows as stored on its wallet account `wallet_id`,
+/// `None` without that account; locked on PostgreSQL when `lock`.
 fn profile_row(
     conn: &mut dyn Conn,
-    customer_id: &str,
+    wallet_id: &str,
     lock: bool,
 ) -> Result<Option<(Profile, Windows)>, StoreError> {
     let sql: &'static str = match (lock, conn.backend()) {
         (true, crate::Backend::Postgres) => &PROFILE_LOCKED,
         _ => &PROFILE,
     };
-    conn.query_opt(sql, params![customer_id])?
+    conn.query_opt(sql, params![wallet_id])?
         .map_or(Ok(None), |r| profile_of(&r, 0))
 }
 
-pub fn profile(conn: &mut dyn Conn, customer_id: &str) -> Result<Profile, StoreError> {
-    Ok(profile_row(conn, customer_id, false)?.map_or_else(Profile::default, |(p, _)| p))
+/// The profile kept on the customer's wallet account `wallet_id`
+/// (`konbini_core::ledger::wallet_account`); empty before the first payment.
+pub fn profile(conn: &mut dyn Conn, wallet_id: &str) -> Result<Profile, StoreError> {
+    Ok(profile_row(conn, wallet_id, false)?.map_or_else(Profile::default, |(p, _)| p))
 }
 
-/// The stored state of a customer's payment windows (they live on the profile row), `None`
-/// without a row.
+/// The stored state of a customer's payment windows (they live on the wallet account with
+/// the profile), `None` without that account.
 pub fn windows_of_profile(
     conn: &mut dyn Conn,
-    customer_id: &str,
+    wallet_id: &str,
 ) -> Result<Option<Windows>, StoreError> {
-    Ok(profile_row(conn, customer_id, false)?.map(|(_, w)| w))
+    Ok(profile_row(conn, wallet_id, false)?.map(|(_, w)| w))
 }
 
-/// Creates the empty risk profile of a new customer (no payment yet), with the customer: the
-/// customer's first payment then updates a row that exists, like every later one, instead
-/// of inserting it on the payment's hot path (on PostgreSQL a speculative insertion and an
-/// index entry, measured as most of the engine's extra WAL in a bench of new customers). A
-/// customer without the row (created before it was made this way) gets it with its first
-/// payment, as before.
-pub fn create_profile(conn: &mut dyn Conn, customer_id: &str) -> Result<(), StoreError> {
-    conn.exec(
-        "INSERT INTO risk_profiles (customer_id, payments) VALUES ($1, 0) \
-         ON CONFLICT (customer_id) DO NOTHING",
-        params![customer_id],
-    )?;
-    Ok(())
+/// Opens the empty wallet account `wallet_id` if there is none yet, for the customer's
+/// profile to live on (a customer who pays by card before ever topping up).
+fn ensure_wallet(conn: &mut dyn Conn, wallet_id: &str, now_ms: i64) -> Result<(), StoreError> {
+    use konbini_core::ledger::AccountKind;
+    let currency = wallet_id
+        .rsplit_once(':')
+        .and_then(|(_, code)| konbini_core::Currency::parse(code).ok());
+    match (AccountKind::of_account(wallet_id), currency) {
+        (Some(AccountKind::Wallet), Some(currency)) => {
+            crate::ledger::ensure_account(conn, wallet_id, AccountKind::Wallet, currency, now_ms)
+        }
+        _ => Err(StoreError::Decode(format!("{wallet_id} is not a wallet"))),
+    }
 }
 
-/// The customer's profile row for a payment to count on, locked on PostgreSQL; made empty
-/// first when the customer has none.
+/// The customer's profile for a payment to count on, locked on PostgreSQL; its wallet
+/// account opened first when the customer has none.
 fn locked_profile(
     conn: &mut dyn Conn,
-    customer_id: &str,
+    wallet_id: &str,
+    now_ms: i64,
 ) -> Result<(Profile, Windows), StoreError> {
-    if let Some(row) = profile_row(conn, customer_id, true)? {
+    if let Some(row) = profile_row(conn, wallet_id, true)? {
         return Ok(row);
     }
-    create_profile(conn, customer_id)?;
-    profile_row(conn, customer_id, true)?
-        .ok_or_else(|| StoreError::Decode(format!("no profile for {customer_id}")))
+    ensure_wallet(conn, wallet_id, now_ms)?;
+    profile_row(conn, wallet_id, true)?
+        .ok_or_else(|| StoreError::Decode(format!("no wallet {wallet_id}")))
 }
 
 /// The rows a payment counts on, as [`locked_counted_rows`] read them.
@@ -689,6 +693,7 @@ impl LockedRows {
             profile: &self.profile,
             windows: [Some(self.customer), self.device.map(|d| d.0)],
             device_counted: false,
+            profile_counted: false,
             device_code_counter: self.device.map_or(0, |d| d.1),
         }
     }
@@ -699,7 +704,8 @@ impl LockedRows {
 fn locked_counted_rows(
     conn: &mut dyn Conn,
     device_id: &str,
-    customer_id: &str,
+    wallet_id: &str,
+    now_ms: i64,
 ) -> Result<LockedRows, StoreError> {
     let sql = match conn.backend() {
         crate::Backend::Postgres => DEVICE_WINDOWS_LOCKED,
@@ -709,7 +715,7 @@ fn locked_counted_rows(
         .query_opt(sql, params![device_id])?
         .map(|r| Ok::<_, StoreError>((Windows::read_packed(&r, 0)?, r.int(1)?)))
         .transpose()?;
-    let (profile, customer) = locked_profile(conn, customer_id)?;
+    let (profile, customer) = locked_profile(conn, wallet_id, now_ms)?;
     Ok(LockedRows {
         profile,
         customer,
@@ -732,15 +738,13 @@ pub struct PaymentPlace<'a> {
 /// windows), from the row as it is now.
 pub fn record_payment(
     conn: &mut dyn Conn,
-    customer_id: &str,
+    wallet_id: &str,
     amount: i64,
     place: PaymentPlace<'_>,
 ) -> Result<(), StoreError> {
-    let (profile, windows) = locked_profile(conn, customer_id)?;
-    conn.exec(
-        PROFILE_SET,
-        &profile_set_params(customer_id, amount, &place, &profile, windows),
-    )?;
+    let (profile, windows) = locked_profile(conn, wallet_id, place.now_ms)?;
+    let counted = counted_profile(amount, &place, &profile, windows);
+    conn.exec(PROFILE_SET, &profile_set_params(wallet_id, &counted))?;
     Ok(())
 }
 
@@ -829,6 +833,8 @@ pub struct CountedRows<'a> {
     /// device raises it, so on PostgreSQL (where another connection may write in between) it
     /// tells the payment's statement whether the windows are still as read.
     pub device_code_counter: i64,
+    /// The profile was already written with the wallet's debit ([`ProfileWrite`]).
+    pub profile_counted: bool,
 }
 
 /// A payment that went through, as the counters and the profile see it.
@@ -839,7 +845,9 @@ pub struct PaymentCount<'a> {
     /// the device row, always in the payment's own transaction.
     pub subjects: Option<[&'a str; 2]>,
     pub device_id: &'a str,
-    pub customer_id: &'a str,
+    /// The customer's wallet account, which carries the profile
+    /// (`konbini_core::ledger::wallet_account`).
+    pub wallet_id: &'a str,
     pub amount: i64,
     pub place: PaymentPlace<'a>,
     /// The rows as this payment's transaction read them, when nothing can have written them
@@ -886,7 +894,7 @@ pub fn count_payment(conn: &mut dyn Conn, n: &PaymentCount<'_>) -> Result<(), St
     match &n.read {
         Some(read) if conn.backend() == crate::Backend::Sqlite => write_counted(conn, n, read),
         _ => {
-            let rows = locked_counted_rows(conn, n.device_id, n.customer_id)?;
+            let rows = locked_counted_rows(conn, n.device_id, n.wallet_id, n.place.now_ms)?;
             write_counted(conn, n, &rows.as_read())
         }
     }
@@ -942,9 +950,9 @@ pub fn windows_of_device(conn: &mut dyn Conn, device_id: &str) -> Result<Windows
 
 const DEVICE_SET: &str = "UPDATE devices SET windows = $2 WHERE id = $1";
 
-/// A profile row's new values (parameters in [`profile_set_params`] order).
-const PROFILE_SET: &str =
-    "UPDATE risk_profiles SET payments = $2, state = $3 WHERE customer_id = $1";
+/// A profile's new values on its wallet account (parameters in [`profile_set_params`]
+/// order).
+const PROFILE_SET: &str = "UPDATE accounts SET risk_payments = $2, risk_state = $3 WHERE id = $1";
 
 /// Writes payment `n`'s counts from the rows as read: each row written with its new values,
 /// no insert attempted where the row exists and no window rolled in SQL (a third of the
@@ -964,31 +972,32 @@ fn write_counted(
         ];
         conn.exec(DEVICE_SET, &p)?;
     }
-    if customer.is_none() {
-        create_profile(conn, n.customer_id)?;
+    if read.profile_counted {
+        return Ok(());
     }
-    conn.exec(
-        PROFILE_SET,
-        &profile_set_params(
-            n.customer_id,
-            amount,
-            &n.place,
-            read.profile,
-            customer.unwrap_or_default(),
-        ),
-    )?;
+    if customer.is_none() {
+        ensure_wallet(conn, n.wallet_id, now)?;
+    }
+    let counted = counted_profile(amount, &n.place, read.profile, customer.unwrap_or_default());
+    conn.exec(PROFILE_SET, &profile_set_params(n.wallet_id, &counted))?;
     Ok(())
 }
 
-/// [`PROFILE_SET`]'s parameters: the profile `pr` and the customer's windows `w` as read,
-/// with a payment of `amount` at `place` counted on them.
-fn profile_set_params(
-    customer_id: &str,
+/// A profile's new values: what the wallet account's `risk_payments` and `risk_state` become.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileWrite {
+    pub payments: i64,
+    pub state: Vec<u8>,
+}
+
+/// The profile `pr` and the customer's windows `w` as read, with a payment of `amount` at
+/// `place` counted on them.
+pub fn counted_profile(
     amount: i64,
     place: &PaymentPlace<'_>,
     pr: &Profile,
     w: Windows,
-) -> Vec<Value> {
+) -> ProfileWrite {
     let (day_total, month_total) = pr.totals(place.day, place.month);
     let counted = Profile {
         payments: pr.payments.saturating_add(1),
@@ -1003,13 +1012,20 @@ fn profile_set_params(
         pay_month: place.month,
         pay_month_total: month_total.saturating_add(amount),
     };
-    let state = pack_profile(&counted, &w.counted(amount, place.now_ms));
-    values![customer_id, counted.payments, state]
+    ProfileWrite {
+        payments: counted.payments,
+        state: pack_profile(&counted, &w.counted(amount, place.now_ms)),
+    }
 }
 
-/// [`profile_set_params`] of a counted payment.
-fn counted_profile_params(n: &PaymentCount<'_>, pr: &Profile, w: Windows) -> Vec<Value> {
-    profile_set_params(n.customer_id, n.amount, &n.place, pr, w)
+/// [`PROFILE_SET`]'s parameters.
+fn profile_set_params(wallet_id: &str, p: &ProfileWrite) -> Vec<Value> {
+    values![wallet_id, p.payments, p.state.clone()]
+}
+
+/// [`counted_profile`] of a counted payment.
+pub fn payment_profile(n: &PaymentCount<'_>, pr: &Profile, w: Windows) -> ProfileWrite {
+    counted_profile(n.amount, &n.place, pr, w)
 }
 
 /// The data-modifying CTEs that count a [`PaymentRisk`] inside the statement that inserts its
@@ -1040,7 +1056,7 @@ pub(crate) fn payment_risk_params(
     let Some((n, mut v)) = counted_on_row(r, p) else {
         return Ok(None);
     };
-    let rows = locked_counted_rows(conn, n.device_id, n.customer_id)?;
+    let rows = locked_counted_rows(conn, n.device_id, n.wallet_id, n.place.now_ms)?;
     let Some((device, _)) = rows.device else {
         return Ok(None);
     };
@@ -1048,7 +1064,8 @@ pub(crate) fn payment_risk_params(
         Value::from(n.device_id),
         device.counted(n.amount, n.place.now_ms).packed_value(),
     ]);
-    v.extend(counted_profile_params(n, &rows.profile, rows.customer));
+    let profile = payment_profile(n, &rows.profile, rows.customer);
+    v.extend(profile_set_params(n.wallet_id, &profile));
     Ok(Some(v))
 }
 
@@ -1069,39 +1086,29 @@ fn counted_on_row<'r>(
 /// are `$first - 1`). The store and the terminal are counted in memory.
 ///
 /// The new windows and profile are computed here from the rows as the payment's context
-/// read them and written as plain values, not rolled forward in SQL: PostgreSQL builds every
-/// expression of a statement each time it runs it, and the 45 `CASE`s of counting in SQL,
-/// with the insert of a missing profile, were most of what the engine cost a payment there
-/// (docs/benchmarks.md). Each write is guarded by a value every payment changes, so a
-/// payment that ran in between is never overwritten: the device's last code counter (the
-/// code is then not spent, and the caller's general path decides) and the profile's payment
-/// count (the statement then undoes itself, `risk_changed`, and the general path, which
-/// reads the rows locked, takes the payment; also for a customer without a profile row).
-pub(crate) struct WhenPosted {
-    /// Assignments appended to the `UPDATE` of the device that spends the code.
-    pub device_sets: String,
-    /// A condition appended to that `UPDATE`'s `WHERE`.
-    pub device_guard: String,
-    /// The CTE that writes the profile when the wallet debit `w` happened.
-    pub ctes: String,
-    /// A `UNION ALL` branch of the statement's undo guard.
-    pub undo: String,
-}
-
-pub(crate) fn payment_risk_when_posted(first: usize) -> WhenPosted {
-    // The device's packed windows and its counter as read; then the profile's 3 values and
-    // its payment count as read.
+/// read them and written as plain values by the row writes the payment makes anyway: the
+/// device's by the `UPDATE` that spends the code, the profile by the wallet's debit (so the
+/// engine adds no row write of its own). PostgreSQL builds every expression of a statement
+/// each time it runs it, and the 45 `CASE`s of counting in SQL, with the insert of a missing
+/// profile, were most of what the engine cost a payment there; the profile's own row write
+/// was half of the rest (docs/benchmarks.md). Each write is guarded by a value every
+/// payment changes, so a payment that ran in between is never overwritten: the device's
+/// last code counter (the code is then not spent, and the caller's general path decides)
+/// and the wallet's payment count (the debit then does not happen, the statement undoes
+/// itself as for a short wallet, and the general path, which reads the rows locked, takes
+/// the payment).
+pub(crate) fn payment_risk_when_posted(first: usize) -> crate::ledger::WalletPostSets {
+    // The device's packed windows and its counter as read; then the profile's payment count
+    // and state, and its payment count as read.
     let profile = first + 2;
-    WhenPosted {
+    crate::ledger::WalletPostSets {
         device_sets: format!(", windows = ${first}::bytea"),
         device_guard: format!(" AND last_code_counter = ${}::bigint", first + 1),
-        ctes: format!(
-            "rpu AS ({} AND payments = ${} AND EXISTS (SELECT 1 FROM w) RETURNING 1)",
-            renumber(PROFILE_SET, profile),
-            profile + 3
+        wallet_sets: format!(
+            ", risk_payments = ${profile}::bigint, risk_state = ${}::bytea",
+            profile + 1
         ),
-        undo: " UNION ALL SELECT konbini_undo('risk_changed') FROM w WHERE NOT EXISTS (SELECT 1 FROM rpu)"
-            .into(),
+        wallet_guard: format!(" AND risk_payments = ${}::bigint", profile + 2),
     }
 }
 
@@ -1118,12 +1125,14 @@ pub(crate) fn payment_risk_params_when_posted(
     let [Some(customer), Some(device)] = read.windows else {
         return None;
     };
+    let profile = payment_profile(n, read.profile, customer);
     v.extend([
         device.counted(n.amount, n.place.now_ms).packed_value(),
         Value::Int(read.device_code_counter),
+        Value::Int(profile.payments),
+        Value::Bytes(profile.state),
+        Value::Int(read.profile.payments),
     ]);
-    v.extend(counted_profile_params(n, read.profile, customer));
-    v.push(Value::Int(read.profile.payments));
     Some(v)
 }
 

@@ -191,7 +191,7 @@ fn pos_context_sql(with_risk: bool) -> String {
                    (SELECT COUNT(DISTINCT x.customer_id) FROM devices x WHERE x.installation = d.installation) END, ",
                 crate::risk::profile_columns("rp"),
             ),
-            "LEFT JOIN risk_profiles rp ON rp.customer_id = d.customer_id ",
+            "LEFT JOIN accounts rp ON rp.id = 'wallet:' || d.customer_id || ':' || $6 ",
         )
     } else {
         (String::new(), "")
@@ -215,6 +215,10 @@ fn pos_context_sql(with_risk: bool) -> String {
     )
 }
 
+/// The till's context for a payment with the code of `slot`, read in one query. With
+/// `with_risk`, the payment's currency: the risk engine's state is read too, the customer's
+/// profile from the wallet account in that currency; without, only what a payment needs
+/// without the engine (`konbini bench --without-risk`'s baseline).
 pub fn pos_context(
     conn: &mut dyn Conn,
     key_hash: &[u8],
@@ -222,24 +226,24 @@ pub fn pos_context(
     slot: i64,
     failures_since_ms: i64,
     now_ms: i64,
-    with_risk: bool,
+    with_risk: Option<konbini_core::Currency>,
 ) -> Result<Option<PosContext>, StoreError> {
-    let sql: &'static str = if with_risk {
-        &POS_CONTEXT
-    } else {
-        &POS_CONTEXT_WITHOUT_RISK
+    let mut params = crate::values![
+        key_hash,
+        idem_key,
+        slot,
+        format!("slot:{slot}:"),
+        failures_since_ms
+    ];
+    let sql: &'static str = match with_risk {
+        Some(currency) => {
+            params.push(currency.code().into());
+            &POS_CONTEXT
+        }
+        None => &POS_CONTEXT_WITHOUT_RISK,
     };
-    let Some(r) = conn.query_opt(
-        sql,
-        params![
-            key_hash,
-            idem_key,
-            slot,
-            format!("slot:{slot}:"),
-            failures_since_ms
-        ],
-    )?
-    else {
+    let with_risk = with_risk.is_some();
+    let Some(r) = conn.query_opt(sql, &params)? else {
         return Ok(None);
     };
     let terminal = Terminal {

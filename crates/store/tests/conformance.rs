@@ -720,12 +720,17 @@ fn risk_counters_slide_and_cases_stay_one_per_customer() {
                     };
                     risk::record_payment(
                         c,
-                        "cus_1",
+                        "wallet:cus_1:JPY",
                         800,
                         place("s", Some((35_000_000, 139_000_000)), t0, 1),
                     )?;
-                    risk::record_payment(c, "cus_1", 1_200, place("s2", None, t0 + 1, 2))?;
-                    let p = risk::profile(c, "cus_1")?;
+                    risk::record_payment(
+                        c,
+                        "wallet:cus_1:JPY",
+                        1_200,
+                        place("s2", None, t0 + 1, 2),
+                    )?;
+                    let p = risk::profile(c, "wallet:cus_1:JPY")?;
                     assert_eq!(
                         (p.payments, p.payments_total, p.payments_max),
                         (2, 2_000, 1_200)
@@ -904,7 +909,7 @@ fn concurrent_payments_never_lose_a_count() {
                             day: 1,
                             month: 1,
                         };
-                        risk::record_payment(c, "cus_c", 100, place)
+                        risk::record_payment(c, "wallet:cus_c:JPY", 100, place)
                     })
                     .await
                 }));
@@ -921,7 +926,7 @@ fn concurrent_payments_never_lose_a_count() {
             assert_eq!((v[0].count[0], v[0].sum[0]), (200, 20_000), "{}", t.label);
             assert_eq!((v[1].count[3], v[1].sum[3]), (200, 20_000), "{}", t.label);
             let p =
-                t.db.read(|c| risk::profile(c, "cus_c"))
+                t.db.read(|c| risk::profile(c, "wallet:cus_c:JPY"))
                     .await
                     .expect("profile");
             assert_eq!(
@@ -1005,13 +1010,11 @@ fn the_single_statement_payment_commits_all_of_it_or_nothing() {
                 let db = t.db.clone();
                 async move {
                     db.write(move |c| {
-                        let mut profile = risk::profile(c, "cus_s")?;
+                        let mut profile = risk::profile(c, "wallet:cus_s:JPY")?;
                         profile.payments -= stale.0;
-                        // Without a row, read as empty: the statement's guard then finds
-                        // no row to write (the till's context reads none and goes the
-                        // general way at once).
+                        // The profile and its windows live on the wallet.
                         let customer_windows =
-                            risk::windows_of_profile(c, "cus_s")?.unwrap_or_default();
+                            risk::windows_of_profile(c, "wallet:cus_s:JPY")?.unwrap_or_default();
                         let device_windows = risk::windows_of_device(c, "dev_s")?;
                         let device_code_counter = customers::device_by_id(c, "dev_s")?
                             .map_or(0, |d| d.last_code_counter)
@@ -1063,7 +1066,7 @@ fn the_single_statement_payment_commits_all_of_it_or_nothing() {
                                 // The hot path counts the store and terminal in memory.
                                 subjects: None,
                                 device_id: "dev_s",
-                                customer_id: "cus_s",
+                                wallet_id: "wallet:cus_s:JPY",
                                 amount,
                                 place: risk::PaymentPlace {
                                     store_id: "st_s",
@@ -1077,6 +1080,7 @@ fn the_single_statement_payment_commits_all_of_it_or_nothing() {
                                     windows: [Some(customer_windows), Some(device_windows)],
                                     device_counted: false,
                                     device_code_counter,
+                                    profile_counted: false,
                                 }),
                             }),
                         };
@@ -1112,7 +1116,7 @@ fn the_single_statement_payment_commits_all_of_it_or_nothing() {
                     let balance = ledger::balance(c, "wallet:cus_s:JPY")?.0;
                     let counter =
                         customers::device_by_id(c, "dev_s")?.map_or(-1, |d| d.last_code_counter);
-                    let profile = risk::profile(c, "cus_s")?.payments;
+                    let profile = risk::profile(c, "wallet:cus_s:JPY")?.payments;
                     Ok::<_, StoreError>((balance, counter, profile, written(c)?))
                 })
                 .await
@@ -1175,32 +1179,15 @@ fn the_single_statement_payment_commits_all_of_it_or_nothing() {
             assert_eq!(state(t.db.clone()).await, after_paid, "{}", t.label);
             // The engine's writes are computed from the rows as read, each guarded: when
             // another payment wrote the profile since, or the device, nothing is written and
-            // the caller's general path (which counts in SQL) takes the payment.
+            // the caller's general path (which reads the rows locked) takes the payment. The
+            // profile is written by the wallet's debit, so a stale one stops the debit, as a
+            // short wallet does.
             let stale_profile = pay_stale(9, 100, "k4", "e", (1, 0)).await.expect("pay");
-            assert_eq!(stale_profile, None, "{}", t.label);
+            assert_eq!(stale_profile, Some(PaidAlone::NotPaid), "{}", t.label);
             assert_eq!(state(t.db.clone()).await, after_paid, "{}", t.label);
             let stale_device = pay_stale(9, 100, "k5", "f", (0, 1)).await.expect("pay");
             assert_eq!(stale_device, Some(PaidAlone::CodeRejected), "{}", t.label);
             assert_eq!(state(t.db.clone()).await, after_paid, "{}", t.label);
-            // A customer without a profile row (the row comes with the customer; the general
-            // path would make one): nothing written either.
-            t.db.write(|c| {
-                c.exec(
-                    "DELETE FROM risk_profiles WHERE customer_id = $1",
-                    params!["cus_s"],
-                )
-            })
-            .await
-            .expect("delete");
-            let no_profile = pay(9, 100, "k6", "g").await.expect("pay");
-            assert_eq!(no_profile, None, "{}", t.label);
-            let without_row = state(t.db.clone()).await;
-            assert_eq!(
-                (without_row.0, without_row.1, without_row.3),
-                (after_paid.0, after_paid.1, after_paid.3.clone()),
-                "{}",
-                t.label
-            );
             let report = t.db.read(ledger::verify).await.expect("verify");
             assert!(report.ok(), "{}: {report:?}", t.label);
         })
@@ -1243,6 +1230,7 @@ fn spending_a_code_can_count_the_payment_on_the_device_row() {
                                 amount,
                                 now_ms: now,
                             }),
+                            None,
                         )
                     })
                     .await
@@ -1302,16 +1290,6 @@ fn plain_payment_decisions_are_journaled_on_their_payment_rows() {
     each(|t| {
         rt().block_on(async {
             seed_payer(&t.db, "j", 41, 10_000).await;
-            // A customer from before profiles came with customers: the first payment counted
-            // inserts the profile, the next ones update it.
-            t.db.write(|c| {
-                c.exec(
-                    "DELETE FROM risk_profiles WHERE customer_id = $1",
-                    params!["cus_j"],
-                )
-            })
-            .await
-            .expect("no profile");
             // (id suffix, time, rules fired, the customer on the payment row)
             let cases = [
                 ("0a", 1_000, "[]", true),
@@ -1372,7 +1350,7 @@ fn plain_payment_decisions_are_journaled_on_their_payment_rows() {
                     let counted = risk::PaymentCount {
                         subjects: None,
                         device_id: "dev_j",
-                        customer_id: "cus_j",
+                        wallet_id: "wallet:cus_j:JPY",
                         amount: p.amount,
                         place: risk::PaymentPlace {
                             store_id: "st_j",
@@ -1422,7 +1400,7 @@ fn plain_payment_decisions_are_journaled_on_their_payment_rows() {
                 .expect("top-up decision");
             expected.sort_by(|a, b| (a.at_ms, &a.id).cmp(&(b.at_ms, &b.id)));
             let profile =
-                t.db.read(|c| risk::profile(c, "cus_j"))
+                t.db.read(|c| risk::profile(c, "wallet:cus_j:JPY"))
                     .await
                     .expect("profile");
             assert_eq!(
@@ -1477,11 +1455,12 @@ fn plain_payment_decisions_are_journaled_on_their_payment_rows() {
     });
 }
 
-/// A customer has an empty risk profile from sign-up, so a first payment updates it like any
-/// later one; a customer without the row (created before profiles were made so) gets it
-/// with its first payment, counted the same.
+/// A customer's risk profile lives on its wallet account, empty before the first payment.
+/// Counting a payment from the rows as the till's context read them, or from the rows read
+/// when counting, gives the same profile; a customer without a wallet account yet (paying by
+/// card before any top-up) gets one opened, empty, to carry it.
 #[test]
-fn a_customer_has_an_empty_profile_from_sign_up() {
+fn a_customers_profile_lives_on_its_wallet() {
     use konbini_store::risk::{self, CountedRows, PaymentCount, PaymentPlace, Profile, Windows};
     each(|t| {
         rt().block_on(async {
@@ -1491,29 +1470,21 @@ fn a_customer_has_an_empty_profile_from_sign_up() {
             let l = t.label;
             let r: R<()> =
                 t.db.write(move |c| {
-                    assert_eq!(risk::profile(c, "cus_p")?, Profile::default(), "{l}");
-                    let rows = |c: &mut dyn Conn| -> R<i64> {
-                        c.query_one("SELECT COUNT(*) FROM risk_profiles", params![])?
-                            .int(0)
-                    };
-                    assert_eq!(rows(c)?, 2, "{l}: one row per customer, made with it");
-                    c.exec(
-                        "DELETE FROM risk_profiles WHERE customer_id = $1",
-                        params!["cus_q"],
-                    )?;
+                    assert_eq!(
+                        risk::profile(c, "wallet:cus_p:JPY")?,
+                        Profile::default(),
+                        "{l}"
+                    );
                     fn count<'a>(
-                        customer_id: &'a str,
+                        wallet_id: &'a str,
+                        device_id: &'a str,
                         now: i64,
                         read: Option<CountedRows<'a>>,
                     ) -> PaymentCount<'a> {
                         PaymentCount {
                             subjects: None,
-                            device_id: if customer_id == "cus_p" {
-                                "dev_p"
-                            } else {
-                                "dev_q"
-                            },
-                            customer_id,
+                            device_id,
+                            wallet_id,
                             amount: 700,
                             place: PaymentPlace {
                                 store_id: "st_1",
@@ -1525,24 +1496,26 @@ fn a_customer_has_an_empty_profile_from_sign_up() {
                             read,
                         }
                     }
-                    // The first payment of `p`, from its row as read (an empty profile), and of
-                    // `q`, which has no row.
+                    // The first payment of `p` from its rows as read (an empty profile), of
+                    // `q` from its rows read now, and of `r`, who has no wallet yet.
                     let empty = Profile::default();
                     risk::count_payment(
                         c,
                         &count(
-                            "cus_p",
+                            "wallet:cus_p:JPY",
+                            "dev_p",
                             now,
                             Some(CountedRows {
                                 profile: &empty,
-                                windows: [Some(Windows::default()), None],
+                                windows: [Some(Windows::default()), Some(Windows::default())],
                                 device_counted: false,
                                 device_code_counter: 0,
+                                profile_counted: false,
                             }),
                         ),
                     )?;
-                    risk::count_payment(c, &count("cus_q", now, None))?;
-                    assert_eq!(rows(c)?, 2, "{l}");
+                    risk::count_payment(c, &count("wallet:cus_q:JPY", "dev_q", now, None))?;
+                    risk::count_payment(c, &count("wallet:cus_r:JPY", "dev_q", now, None))?;
                     let state = |c: &mut dyn Conn, id: &str| -> R<(Profile, Vec<i64>)> {
                         let w = risk::windows_of_profile(c, id)?.unwrap_or_default();
                         Ok((
@@ -1550,13 +1523,51 @@ fn a_customer_has_an_empty_profile_from_sign_up() {
                             vec![w.n[0], w.total[0], w.n[3], w.total[3]],
                         ))
                     };
-                    let (p, q) = (state(c, "cus_p")?, state(c, "cus_q")?);
-                    assert_eq!(p, q, "{l}");
+                    let p = state(c, "wallet:cus_p:JPY")?;
+                    assert_eq!(state(c, "wallet:cus_q:JPY")?, p, "{l}");
+                    assert_eq!(state(c, "wallet:cus_r:JPY")?, p, "{l}");
                     assert_eq!(
                         (p.0.payments, p.0.payments_total, p.0.totals(3, 4), p.1),
                         (1, 700, (700, 700), vec![1, 700, 1, 700]),
                         "{l}"
                     );
+                    assert_eq!(
+                        ledger::balance(c, "wallet:cus_r:JPY")?,
+                        (0, 0),
+                        "{l}: opened empty"
+                    );
+                    // A profile is never written with the debit of another wallet (SQLite's
+                    // hot path; PostgreSQL's writes it in the debit's own statement).
+                    if c.backend() == konbini_store::Backend::Sqlite {
+                        let entry = Entry::transfer(
+                            "wallet:cus_q:JPY",
+                            "settlement:store:st_1:JPY",
+                            konbini_core::Amount::new(100, Currency::JPY).expect("amount"),
+                        )
+                        .expect("entry");
+                        let place = count("wallet:cus_p:JPY", "dev_p", now, None).place;
+                        let counted =
+                            risk::counted_profile(100, &place, &empty, Windows::default());
+                        let device = risk::DeviceCount {
+                            device_id: "dev_p",
+                            windows: Windows::default(),
+                            amount: 100,
+                            now_ms: now,
+                        };
+                        let refused = ledger::spend_code_and_post(
+                            c,
+                            51,
+                            1,
+                            "ent_x",
+                            "payment",
+                            "pay_x",
+                            &entry,
+                            now,
+                            Some(&device),
+                            Some(("wallet:cus_p:JPY", &counted)),
+                        );
+                        assert!(refused.is_err(), "{l}");
+                    }
                     Ok(())
                 })
                 .await;

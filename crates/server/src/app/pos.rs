@@ -199,7 +199,7 @@ pub async fn create_payment(
                 i64::from(code.slot()),
                 now - cfg.code_failure_window_ms,
                 now,
-                cfg.risk_in_line,
+                cfg.risk_in_line.then(|| amount.currency()),
             )?
             .ok_or_else(ApiError::unauthenticated)?;
             let terminal = ctx.terminal;
@@ -283,8 +283,11 @@ pub async fn create_payment(
                 && amount.minor() > cfg.recovery_hold_payment_limit_minor;
             // The risk engine decides before anything moves (konbini_core::risk).
             let terminal_id = p.terminal_id.clone();
+            // The customer's wallet, which carries the profile.
+            let wallet = rules::wallet_account(&customer_id, amount.currency());
             let facts = super::risk::PaymentFacts {
                 customer_id: &customer_id,
+                wallet_id: &wallet,
                 account: super::risk::AccountTimes {
                     created_ms: paying.customer_created_ms,
                     recovery_hold_until_ms: paying.recovery_hold_until_ms,
@@ -433,7 +436,6 @@ pub async fn create_payment(
                 });
             }
             p.funding = Some("wallet".into());
-            let wallet = rules::wallet_account(&customer_id, amount.currency());
             // The settlement account is created by the posting itself if it is new.
             let settlement = rules::store_settlement_account(&store_id, amount.currency());
             if step_up || amount.minor() >= cfg.limits.confirm_at_or_above_minor {
@@ -498,6 +500,7 @@ pub async fn create_payment(
                                 windows: ctx.windows,
                                 device_counted: false,
                                 device_code_counter: paying.device.last_code_counter,
+                                profile_counted: false,
                             }),
                             ..super::risk::payment_count(&facts, now)
                         }),
@@ -516,7 +519,8 @@ pub async fn create_payment(
                 }
             }
             // The hot path: spend the code and move the money in one step (on SQLite, counting
-            // the payment on the device row as it spends the code, from the row as read).
+            // the payment on the device row as it spends the code and on the profile as the
+            // wallet's debit pays, from the rows as read).
             let device = record.as_ref().and(ctx.windows[1]).map(|windows| {
                 konbini_store::risk::DeviceCount {
                     device_id: &paying.device.id,
@@ -525,6 +529,13 @@ pub async fn create_payment(
                     now_ms: now,
                 }
             });
+            let counted_profile = device
+                .and(ctx.windows[0])
+                .filter(|_| c.backend() == konbini_store::Backend::Sqlite)
+                .map(|windows| {
+                    let count = super::risk::payment_count(&facts, now);
+                    konbini_store::risk::payment_profile(&count, profile, windows)
+                });
             let mut posted = false;
             match ledger::spend_code_and_post(
                 c,
@@ -536,6 +547,7 @@ pub async fn create_payment(
                 &entry,
                 now,
                 device.as_ref(),
+                counted_profile.as_ref().map(|p| (wallet.as_str(), p)),
             )? {
                 ledger::CodeAndPost::Posted => {
                     posted = true;
@@ -574,6 +586,7 @@ pub async fn create_payment(
                         windows: ctx.windows,
                         device_counted: device.is_some(),
                         device_code_counter: paying.device.last_code_counter,
+                        profile_counted: counted_profile.is_some(),
                     }),
                     ..super::risk::payment_count(&facts, now)
                 }),

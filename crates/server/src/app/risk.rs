@@ -331,6 +331,8 @@ pub fn business_month(now_ms: i64) -> (i64, i64) {
 /// What the payment path knows when it asks for a decision.
 pub struct PaymentFacts<'a> {
     pub customer_id: &'a str,
+    /// The customer's wallet account in the payment's currency, which carries the profile.
+    pub wallet_id: &'a str,
     pub account: AccountTimes,
     pub device_id: &'a str,
     pub device_created_ms: i64,
@@ -491,7 +493,7 @@ pub fn payment_count<'a>(f: &PaymentFacts<'a>, now: i64) -> store::PaymentCount<
     store::PaymentCount {
         subjects: None,
         device_id: f.device_id,
-        customer_id: f.customer_id,
+        wallet_id: f.wallet_id,
         amount: f.amount,
         place: store::PaymentPlace {
             store_id: f.store_id,
