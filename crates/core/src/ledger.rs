@@ -82,6 +82,21 @@ impl AccountKind {
 pub fn wallet_account(customer_id: &str, currency: Currency) -> String {
     format!("wallet:{customer_id}:{currency}")
 }
+/// The currency of a wallet account id made by [`wallet_account`]; `None` for another kind
+/// of account or an unknown currency.
+///
+/// ```
+/// use konbini_core::ledger::{wallet_account, wallet_currency};
+/// use konbini_core::Currency;
+/// assert_eq!(wallet_currency(&wallet_account("cus_1", Currency::JPY)), Some(Currency::JPY));
+/// assert_eq!(wallet_currency("settlement:store:st_1:JPY"), None);
+/// ```
+pub fn wallet_currency(account_id: &str) -> Option<Currency> {
+    if !is_wallet_account(account_id) {
+        return None;
+    }
+    Currency::parse(account_id.rsplit_once(':')?.1).ok()
+}
 /// Whether a ledger account id names a customer wallet (the accounts that may not go negative).
 pub fn is_wallet_account(account_id: &str) -> bool {
     account_id.starts_with("wallet:")

@@ -653,15 +653,9 @@ pub fn windows_of_profile(
 /// profile to live on (a customer who pays by card before ever topping up).
 fn ensure_wallet(conn: &mut dyn Conn, wallet_id: &str, now_ms: i64) -> Result<(), StoreError> {
     use konbini_core::ledger::AccountKind;
-    let currency = wallet_id
-        .rsplit_once(':')
-        .and_then(|(_, code)| konbini_core::Currency::parse(code).ok());
-    match (AccountKind::of_account(wallet_id), currency) {
-        (Some(AccountKind::Wallet), Some(currency)) => {
-            crate::ledger::ensure_account(conn, wallet_id, AccountKind::Wallet, currency, now_ms)
-        }
-        _ => Err(StoreError::Decode(format!("{wallet_id} is not a wallet"))),
-    }
+    let currency = konbini_core::ledger::wallet_currency(wallet_id)
+        .ok_or_else(|| StoreError::Decode(format!("{wallet_id} is not a wallet")))?;
+    crate::ledger::ensure_account(conn, wallet_id, AccountKind::Wallet, currency, now_ms)
 }
 
 /// The customer's profile for a payment to count on, locked on PostgreSQL; its wallet
@@ -841,8 +835,8 @@ pub struct CountedRows<'a> {
 pub struct PaymentCount<'a> {
     /// The store and terminal subjects ([`subject`]) to count in their rows now; `None` when
     /// the caller counts them in memory and writes them later ([`Unwritten`]: the payment's
-    /// hot path). The customer's payments are counted on the profile row, the device's on
-    /// the device row, always in the payment's own transaction.
+    /// hot path). The customer's payments are counted on the profile (on the wallet account),
+    /// the device's on the device row, always in the payment's own transaction.
     pub subjects: Option<[&'a str; 2]>,
     pub device_id: &'a str,
     /// The customer's wallet account, which carries the profile
@@ -956,8 +950,8 @@ const PROFILE_SET: &str = "UPDATE accounts SET risk_payments = $2, risk_state = 
 
 /// Writes payment `n`'s counts from the rows as read: each row written with its new values,
 /// no insert attempted where the row exists and no window rolled in SQL (a third of the
-/// counting cost, counted in instructions). A customer without a profile row (made before
-/// profiles came with customers) gets one, counted the same.
+/// counting cost, counted in instructions). A customer without a wallet account yet gets one
+/// opened, empty, to carry the profile.
 fn write_counted(
     conn: &mut dyn Conn,
     n: &PaymentCount<'_>,
@@ -1043,7 +1037,7 @@ pub(crate) fn payment_risk_ctes(first: usize) -> String {
 }
 
 /// The parameters of [`payment_risk_ctes`], after the journal line's features (the payment
-/// row's `risk_features`, the first of them), from the device's and profile's rows read now
+/// row's `risk_features`, the first of them), from the device's and wallet's rows read now
 /// (on PostgreSQL locked until the transaction ends); `None` when the payment was not
 /// counted, counts the store and terminal in their rows (not in that statement: written one
 /// by one), its decision is not journaled on its row ([`journaled_on_payment`]), or its
@@ -1140,12 +1134,6 @@ pub(crate) fn payment_risk_params_when_posted(
 /// (SELECT 1 FROM w) [ON CONFLICT …]`: the same row, written only when the statement's wallet
 /// debit `w` happened.
 pub(crate) fn when_posted(insert: &str) -> String {
-    insert_select_where(insert, "EXISTS (SELECT 1 FROM w)")
-}
-
-/// `INSERT INTO t (…) VALUES (…) [ON CONFLICT …]` as `INSERT INTO t (…) SELECT … WHERE cond
-/// [ON CONFLICT …]`: the same row, written only when `cond` (SQL) holds.
-fn insert_select_where(insert: &str, cond: &str) -> String {
     let Some(at) = insert.find(" VALUES (") else {
         return insert.to_string();
     };
@@ -1166,7 +1154,7 @@ fn insert_select_where(insert: &str, cond: &str) -> String {
         }
     }
     format!(
-        "{} SELECT {} WHERE {cond}{}",
+        "{} SELECT {} WHERE EXISTS (SELECT 1 FROM w){}",
         &insert[..at],
         &insert[open..close],
         insert.get(close + 1..).unwrap_or("")

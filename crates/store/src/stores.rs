@@ -157,7 +157,7 @@ pub struct PosContext {
 }
 
 /// The payment velocities the risk engine reads on the hot path (the customer's from the
-/// profile row, the device's from the device row, the store's and terminal's from
+/// profile on the wallet account, the device's from the device row, the store's and terminal's from
 /// `risk_velocity` with what the node counted and has not written yet).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PosVelocity {
@@ -167,8 +167,9 @@ pub struct PosVelocity {
     pub terminal: crate::risk::Velocity,
 }
 
-/// First column of the risk profile in `POS_CONTEXT`, then the customer's and the device's
-/// windows.
+/// First column of the risk profile in `POS_CONTEXT` (its payment count, then its packed
+/// state with the customer's windows), then the device's packed windows and the accounts on
+/// the phone.
 const POS_RISK_FIRST: usize = 29;
 
 static POS_CONTEXT: std::sync::LazyLock<String> =
@@ -189,9 +190,10 @@ fn pos_context_sql(with_risk: bool) -> String {
                 "t.store_lat_e6, t.store_lon_e6, {}, d.windows, \
                  CASE WHEN d.installation IS NULL THEN NULL ELSE \
                    (SELECT COUNT(DISTINCT x.customer_id) FROM devices x WHERE x.installation = d.installation) END, ",
-                crate::risk::profile_columns("rp"),
+                crate::risk::profile_columns("wa"),
             ),
-            "LEFT JOIN accounts rp ON rp.id = 'wallet:' || d.customer_id || ':' || $6 ",
+            // The customer's wallet, its id as `konbini_core::ledger::wallet_account` makes it.
+            "LEFT JOIN accounts wa ON wa.id = 'wallet:' || d.customer_id || ':' || $6 ",
         )
     } else {
         (String::new(), "")
@@ -297,7 +299,7 @@ pub fn pos_context(
     if !with_risk {
         return Ok(Some(context));
     }
-    // The profile with the customer's windows (none without a profile row), the device's.
+    // The profile with the customer's windows (none without a wallet account), the device's.
     let profile = crate::risk::profile_of(&r, POS_RISK_FIRST)?;
     let windows = [
         profile.as_ref().map(|p| p.1),
