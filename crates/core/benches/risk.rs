@@ -89,6 +89,13 @@ fn bench(c: &mut Criterion) {
     c.bench_function("risk/fill features for a payment", |b| {
         b.iter(payment_features)
     });
+    c.bench_function("risk/pack a payment's features for its journal line", |b| {
+        b.iter(|| black_box(&ordinary).journal_bytes())
+    });
+    let packed = ordinary.journal_bytes();
+    c.bench_function("risk/unpack a payment's journaled features", |b| {
+        b.iter(|| Features::from_journal_bytes(black_box(&packed)))
+    });
     c.bench_function("risk/journal features to JSON text", |b| {
         b.iter(|| serde_json::to_string(black_box(&attack)))
     });

@@ -1211,6 +1211,43 @@ proptest! {
             if !r.can_fire_on(&features) {
                 prop_assert_ne!(r.eval(&features).truth, Truth::True, "{}", r.name());
             }
+            if let Some(e) = r.eval_as_in_a_set(&features) {
+                prop_assert_eq!(e, r.eval(&features), "{}", r.name());
+            }
+        }
+    }
+
+    /// A rule set skips a rule's leading test of the event's kind once the kind is known to
+    /// pass it: the shorter condition gives the same truth and fault as the whole one.
+    #[test]
+    fn a_leading_kind_test_skipped_changes_nothing(
+        src in condition(),
+        more in condition(),
+        mut features in any_features(),
+        kind in prop::sample::select(EventKind::ALL.to_vec()),
+        tested in prop::sample::subsequence(EventKind::ALL.to_vec(), 1..4),
+        known_kind in any::<bool>(),
+        nested in any::<bool>(),
+    ) {
+        let names: Vec<String> = tested.iter().map(|k| format!("\"{}\"", k.as_str())).collect();
+        let test = if names.len() == 1 {
+            format!("event.kind == {}", names[0])
+        } else {
+            format!("event.kind in [{}]", names.join(", "))
+        };
+        let source = if nested {
+            format!("block when {test} and ({src}) and ({more})")
+        } else {
+            format!("block when {test} and ({src})")
+        };
+        if known_kind {
+            features.set_event_kind(kind);
+        }
+        let rule = Rule::new(spec("r", &source, 0, Mode::Live)).unwrap();
+        if let Some(e) = rule.eval_as_in_a_set(&features) {
+            prop_assert_eq!(e, rule.eval(&features), "{}", source);
+        } else {
+            prop_assert_ne!(rule.eval(&features).truth, Truth::True, "{}", source);
         }
     }
 

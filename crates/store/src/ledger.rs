@@ -68,7 +68,7 @@ fn post_counting(
     ref_id: &str,
     entry: &Entry,
     now_ms: i64,
-    profile: Option<(&str, &crate::risk::ProfileWrite)>,
+    profile: Option<&ProfileOnDebit<'_>>,
 ) -> Result<Posted, StoreError> {
     if profile.is_none()
         && conn.backend() == crate::Backend::Postgres
@@ -84,18 +84,22 @@ fn post_counting(
             continue;
         }
         let n = match profile {
-            Some((wallet, counted)) if wallet == p.account_id => {
+            Some(d) if d.wallet == p.account_id => {
                 guarded_profile = true;
-                conn.exec(
-                    "UPDATE accounts SET balance = balance + $1, risk_payments = $3, risk_state = $4 \
-                     WHERE id = $2 AND balance - held + $1 >= 0",
-                    params![
-                        p.amount_minor,
-                        &p.account_id,
-                        counted.payments,
-                        counted.state.clone()
-                    ],
-                )?
+                let (amount, state) = (p.amount_minor, d.profile.state.clone());
+                match d.row {
+                    // Straight to the row: SQLite looks up the rowid, then checks the id.
+                    Some(row) => conn.exec(
+                        "UPDATE accounts SET balance = balance + $1, risk_payments = $3, risk_state = $4 \
+                         WHERE rowid = $5 AND id = $2 AND balance - held + $1 >= 0",
+                        params![amount, &p.account_id, d.profile.payments, state, row],
+                    )?,
+                    None => conn.exec(
+                        "UPDATE accounts SET balance = balance + $1, risk_payments = $3, risk_state = $4 \
+                         WHERE id = $2 AND balance - held + $1 >= 0",
+                        params![amount, &p.account_id, d.profile.payments, state],
+                    )?,
+                }
             }
             _ => conn.exec(
                 "UPDATE accounts SET balance = balance + $1 WHERE id = $2 AND balance - held + $1 >= 0",
@@ -170,6 +174,19 @@ fn post_counting(
     Ok(Posted::Ok)
 }
 
+/// A wallet's debit that also writes its customer's risk profile (SQLite's hot path).
+#[derive(Debug, Clone, Copy)]
+pub struct ProfileOnDebit<'a> {
+    /// The wallet account the entry debits.
+    pub wallet: &'a str,
+    /// The wallet's rowid on SQLite, read earlier in the same transaction (so it cannot have
+    /// changed; only `VACUUM` renumbers rows): the debit goes straight to the row instead of
+    /// through the primary key's index, a lookup the payment's context already made.
+    pub row: Option<i64>,
+    /// The profile's new values.
+    pub profile: &'a crate::risk::ProfileWrite,
+}
+
 /// What spending a payment code and posting its payment found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CodeAndPost {
@@ -200,7 +217,7 @@ pub fn spend_code_and_post(
     entry: &Entry,
     now_ms: i64,
     device: Option<&crate::risk::DeviceCount>,
-    profile: Option<(&str, &crate::risk::ProfileWrite)>,
+    profile: Option<&ProfileOnDebit<'_>>,
 ) -> Result<CodeAndPost, StoreError> {
     if let (crate::Backend::Sqlite, Some(d)) = (conn.backend(), device) {
         // One write of the device row spends the code and counts the payment, one of the

@@ -154,6 +154,9 @@ pub struct PosContext {
     pub windows: [Option<crate::risk::Windows>; 2],
     /// Distinct accounts bound on the paying phone's app installation, when known.
     pub device_accounts: Option<i64>,
+    /// Where SQLite keeps the wallet's row, read with its profile
+    /// ([`crate::ledger::ProfileOnDebit::row`]); `None` on PostgreSQL and without a wallet.
+    pub wallet_row: Option<i64>,
 }
 
 /// The payment velocities the risk engine reads on the hot path (the customer's from the
@@ -173,18 +176,24 @@ pub struct PosVelocity {
 const POS_RISK_FIRST: usize = 29;
 
 static POS_CONTEXT: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| pos_context_sql(true));
+    std::sync::LazyLock::new(|| pos_context_sql(true, "NULL"));
+
+/// [`POS_CONTEXT`] on SQLite, which also reads where the wallet's row is
+/// ([`crate::ledger::ProfileOnDebit::row`]).
+static POS_CONTEXT_SQLITE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| pos_context_sql(true, "wa.rowid"));
 
 /// [`POS_CONTEXT`] without what only the risk engine reads (the store's coordinates, the
 /// profile, the counters, the accounts on the phone): `konbini bench --without-risk`'s
 /// baseline, a payment as it was before the engine.
 static POS_CONTEXT_WITHOUT_RISK: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| pos_context_sql(false));
+    std::sync::LazyLock::new(|| pos_context_sql(false, ""));
 
 /// The payment's context query; the columns from [`POS_RISK_FIRST`] - 2 to the account's
-/// contact change only `with_risk`.
-fn pos_context_sql(with_risk: bool) -> String {
-    let (risk_columns, risk_joins) = if with_risk {
+/// contact change only `with_risk`, then (also only `with_risk`) `wallet_row`, where the
+/// backend keeps the wallet's row.
+fn pos_context_sql(with_risk: bool, wallet_row: &str) -> String {
+    let (risk_columns, risk_joins, wallet_row) = if with_risk {
         (
             format!(
                 "t.store_lat_e6, t.store_lon_e6, {}, d.windows, \
@@ -194,9 +203,10 @@ fn pos_context_sql(with_risk: bool) -> String {
             ),
             // The customer's wallet, its id as `konbini_core::ledger::wallet_account` makes it.
             "LEFT JOIN accounts wa ON wa.id = 'wallet:' || d.customer_id || ':' || $6 ",
+            format!(", {wallet_row}"),
         )
     } else {
-        (String::new(), "")
+        (String::new(), "", String::new())
     };
     format!(
         "SELECT t.id, t.store_id, t.key_hash, t.label, t.status, t.created_ms, i.request_hash, i.status_code, i.body, \
@@ -205,7 +215,7 @@ fn pos_context_sql(with_risk: bool) -> String {
                 CASE WHEN ft.window_start_ms >= $5 THEN ft.failures ELSE 0 END, \
                 CASE WHEN fs.window_start_ms >= $5 THEN fs.failures ELSE 0 END, \
                 c.recovery_hold_until_ms, d.bound_by, c.created_ms, c.password_changed_ms, \
-                {risk_columns}c.contact_changed_ms \
+                {risk_columns}c.contact_changed_ms{wallet_row} \
          FROM terminals t \
          LEFT JOIN idempotency i ON i.scope = t.id AND i.key = $2 \
          LEFT JOIN devices d ON d.slot = $3 AND d.status = 'bound' \
@@ -240,7 +250,10 @@ pub fn pos_context(
     let sql: &'static str = match with_risk {
         Some(currency) => {
             params.push(currency.code().into());
-            &POS_CONTEXT
+            match conn.backend() {
+                crate::Backend::Sqlite => &POS_CONTEXT_SQLITE,
+                crate::Backend::Postgres => &POS_CONTEXT,
+            }
         }
         None => &POS_CONTEXT_WITHOUT_RISK,
     };
@@ -295,6 +308,7 @@ pub fn pos_context(
         velocity: PosVelocity::default(),
         windows: [None; 2],
         device_accounts: None,
+        wallet_row: None,
     };
     if !with_risk {
         return Ok(Some(context));
@@ -316,6 +330,7 @@ pub fn pos_context(
     };
     context.windows = windows;
     context.device_accounts = r.opt_int(POS_RISK_FIRST + 3)?;
+    context.wallet_row = r.opt_int(POS_RISK_FIRST + 5)?;
     Ok(Some(context))
 }
 

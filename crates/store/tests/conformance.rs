@@ -1564,9 +1564,79 @@ fn a_customers_profile_lives_on_its_wallet() {
                             &entry,
                             now,
                             Some(&device),
-                            Some(("wallet:cus_p:JPY", &counted)),
+                            Some(&ledger::ProfileOnDebit {
+                                wallet: "wallet:cus_p:JPY",
+                                row: None,
+                                profile: &counted,
+                            }),
                         );
                         assert!(refused.is_err(), "{l}");
+                        // Straight to the wallet's row: only the row of that wallet is
+                        // debited (its id is checked too), and it gets the profile.
+                        let row = |c: &mut dyn Conn, id: &str| -> R<i64> {
+                            Ok(c.query_one(
+                                "SELECT rowid FROM accounts WHERE id = $1",
+                                params![id],
+                            )?
+                            .int(0)?)
+                        };
+                        let q_entry = Entry::transfer(
+                            "wallet:cus_q:JPY",
+                            "settlement:store:st_1:JPY",
+                            konbini_core::Amount::new(100, Currency::JPY).expect("amount"),
+                        )
+                        .expect("entry");
+                        let pay = |c: &mut dyn Conn, entry_id: &str, counter: i64, row: i64| {
+                            ledger::spend_code_and_post(
+                                c,
+                                52,
+                                counter,
+                                entry_id,
+                                "payment",
+                                entry_id,
+                                &q_entry,
+                                now,
+                                Some(&risk::DeviceCount {
+                                    device_id: "dev_q",
+                                    windows: Windows::default(),
+                                    amount: 100,
+                                    now_ms: now,
+                                }),
+                                Some(&ledger::ProfileOnDebit {
+                                    wallet: "wallet:cus_q:JPY",
+                                    row: Some(row),
+                                    profile: &counted,
+                                }),
+                            )
+                        };
+                        let other_row = row(c, "wallet:cus_p:JPY")?;
+                        let (p_before, q_before) = (
+                            ledger::balance(c, "wallet:cus_p:JPY")?,
+                            ledger::balance(c, "wallet:cus_q:JPY")?.0,
+                        );
+                        assert_eq!(
+                            pay(c, "ent_wrong_row", 1, other_row)?,
+                            ledger::CodeAndPost::InsufficientFunds,
+                            "{l}: another wallet's row is not debited"
+                        );
+                        assert_eq!(ledger::balance(c, "wallet:cus_p:JPY")?, p_before, "{l}");
+                        assert_eq!(ledger::balance(c, "wallet:cus_q:JPY")?.0, q_before, "{l}");
+                        let q_row = row(c, "wallet:cus_q:JPY")?;
+                        assert_eq!(
+                            pay(c, "ent_right_row", 2, q_row)?,
+                            ledger::CodeAndPost::Posted,
+                            "{l}"
+                        );
+                        assert_eq!(
+                            ledger::balance(c, "wallet:cus_q:JPY")?.0,
+                            q_before - 100,
+                            "{l}"
+                        );
+                        assert_eq!(
+                            risk::profile(c, "wallet:cus_q:JPY")?.payments,
+                            counted.payments,
+                            "{l}"
+                        );
                     }
                     Ok(())
                 })

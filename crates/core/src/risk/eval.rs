@@ -43,6 +43,19 @@ pub(crate) enum Op {
     LoadCmp(u8, CmpOp, i64),
     /// `Const(c)`, `Cmp(op)` as one instruction: compare the top with a literal.
     CmpConst(CmpOp, i64),
+    /// `Load(a)`, `Load(b)`, `Arith(arith)`, `Const(c)`, `Cmp(cmp)` as one instruction:
+    /// the basket rules' `basket.quantity("tobacco") + basket.quantity("e_cigarette") >= 20`.
+    ArithCmp(u8, u8, ArithOp, CmpOp, i64),
+}
+
+/// `a arith b`, checked: `None` on an overflow or a division by zero.
+fn arith(op: ArithOp, a: i64, b: i64) -> Option<i64> {
+    match op {
+        ArithOp::Add => a.checked_add(b),
+        ArithOp::Sub => a.checked_sub(b),
+        ArithOp::Mul => a.checked_mul(b),
+        ArithOp::Div => a.checked_div(b),
+    }
 }
 
 /// `a op b`.
@@ -76,14 +89,22 @@ fn fuse(ops: &[Op]) -> Vec<Op> {
     let mut out = Vec::with_capacity(ops.len());
     let mut i = 0;
     while let Some(&op) = ops.get(i) {
-        let taken = match (op, ops.get(i + 1), ops.get(i + 2)) {
-            (Op::Load(slot), Some(&Op::Const(c)), Some(&Op::Cmp(cmp)))
+        let at = |k: usize| ops.get(i + k).copied();
+        let taken = match (op, at(1), at(2)) {
+            (Op::Load(a), Some(Op::Load(b)), Some(Op::Arith(arith)))
+                if (1..5).all(|k| !inside(i + k))
+                    && let (Some(Op::Const(c)), Some(Op::Cmp(cmp))) = (at(3), at(4)) =>
+            {
+                out.push(Op::ArithCmp(a, b, arith, cmp, c));
+                5
+            }
+            (Op::Load(slot), Some(Op::Const(c)), Some(Op::Cmp(cmp)))
                 if !inside(i + 1) && !inside(i + 2) =>
             {
                 out.push(Op::LoadCmp(slot, cmp, c));
                 3
             }
-            (Op::Const(c), Some(&Op::Cmp(cmp)), _) if !inside(i + 1) => {
+            (Op::Const(c), Some(Op::Cmp(cmp)), _) if !inside(i + 1) => {
                 out.push(Op::CmpConst(cmp, c));
                 2
             }
@@ -159,7 +180,12 @@ impl Program {
     pub(crate) fn unfused(ops: Vec<Op>) -> Program {
         let pushes = ops
             .iter()
-            .filter(|op| matches!(op, Op::Const(_) | Op::Load(_) | Op::LoadCmp(..)))
+            .filter(|op| {
+                matches!(
+                    op,
+                    Op::Const(_) | Op::Load(_) | Op::LoadCmp(..) | Op::ArithCmp(..)
+                )
+            })
             .count();
         Program {
             ops: ops.into_boxed_slice(),
@@ -241,6 +267,20 @@ impl Program {
                     *s = features.get(usize::from(slot)).map(|a| compare(cmp, a, c));
                     sp += 1;
                 }
+                Op::ArithCmp(a, b, op, cmp, c) => {
+                    let Some(s) = stack.get_mut(sp) else {
+                        return broken;
+                    };
+                    *s = match (features.get(usize::from(a)), features.get(usize::from(b))) {
+                        (Some(a), Some(b)) => {
+                            let r = arith(op, a, b);
+                            faulted |= r.is_none();
+                            r.map(|x| compare(cmp, x, c))
+                        }
+                        _ => None,
+                    };
+                    sp += 1;
+                }
                 Op::CmpConst(cmp, c) => {
                     let Some(top) = sp.checked_sub(1).and_then(|i| stack.get_mut(i)) else {
                         return broken;
@@ -282,12 +322,7 @@ impl Program {
                     *a_slot = match op {
                         Op::Arith(op) => match (a, b) {
                             (Some(a), Some(b)) => {
-                                let r = match op {
-                                    ArithOp::Add => a.checked_add(b),
-                                    ArithOp::Sub => a.checked_sub(b),
-                                    ArithOp::Mul => a.checked_mul(b),
-                                    ArithOp::Div => a.checked_div(b),
-                                };
+                                let r = arith(op, a, b);
                                 faulted |= r.is_none();
                                 r
                             }
@@ -615,6 +650,17 @@ mod tests {
                 Op::Cmp(CmpOp::Lt),
                 Op::And,
             ]
+        );
+        // Two features combined and compared with a literal, the basket rules' shape.
+        let sum = compile(
+            &parse_expr("basket.quantity(\"tobacco\") + basket.quantity(\"e_cigarette\") >= 20")
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            matches!(sum.ops(), [Op::ArithCmp(_, _, ArithOp::Add, CmpOp::Ge, 20)]),
+            "{:?}",
+            sum.ops()
         );
         let mut sets = vec![Features::new()];
         let mut some = Features::new();

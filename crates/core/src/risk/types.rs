@@ -142,7 +142,7 @@ impl Compiler {
     fn emit(&mut self, op: Op) -> usize {
         // Each instruction's net effect on the stack height.
         let (pops, pushes) = match op {
-            Op::Const(_) | Op::Load(_) | Op::LoadCmp(..) => (0, 1),
+            Op::Const(_) | Op::Load(_) | Op::LoadCmp(..) | Op::ArithCmp(..) => (0, 1),
             Op::Neg | Op::Not | Op::InSet(_) | Op::CmpConst(..) => (1, 1),
             Op::Arith(_) | Op::Cmp(_) | Op::And | Op::Or => (2, 1),
             Op::JumpIfFalse(_) | Op::JumpIfTrue(_) => (1, 1),

@@ -547,7 +547,14 @@ pub async fn create_payment(
                 &entry,
                 now,
                 device.as_ref(),
-                counted_profile.as_ref().map(|p| (wallet.as_str(), p)),
+                counted_profile
+                    .as_ref()
+                    .map(|profile| ledger::ProfileOnDebit {
+                        wallet: &wallet,
+                        row: ctx.wallet_row,
+                        profile,
+                    })
+                    .as_ref(),
             )? {
                 ledger::CodeAndPost::Posted => {
                     posted = true;
