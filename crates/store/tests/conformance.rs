@@ -1574,11 +1574,8 @@ fn a_customers_profile_lives_on_its_wallet() {
                         // Straight to the wallet's row: only the row of that wallet is
                         // debited (its id is checked too), and it gets the profile.
                         let row = |c: &mut dyn Conn, id: &str| -> R<i64> {
-                            Ok(c.query_one(
-                                "SELECT rowid FROM accounts WHERE id = $1",
-                                params![id],
-                            )?
-                            .int(0)?)
+                            c.query_one("SELECT rowid FROM accounts WHERE id = $1", params![id])?
+                                .int(0)
                         };
                         let q_entry = Entry::transfer(
                             "wallet:cus_q:JPY",
