@@ -65,6 +65,32 @@ pub fn put_zigzag(out: &mut Vec<u8>, v: i64) {
     out.push(z as u8);
 }
 
+/// Writes `v` as [`put_zigzag`] does into `buf` at `at`; returns where the next value goes.
+/// Values that do not fit are cut short: give `buf` ten bytes a value (the longest form).
+/// Faster than [`put_zigzag`] where many values are written at once (the position stays in
+/// a register instead of the vector's length in memory).
+///
+/// ```
+/// let mut buf = [0u8; 20];
+/// let n = konbini_core::encoding::put_zigzag_at(&mut buf, 0, -1);
+/// let n = konbini_core::encoding::put_zigzag_at(&mut buf, n, 300);
+/// assert_eq!(&buf[..n], [1, 0xd8, 0x04]);
+/// ```
+pub fn put_zigzag_at(buf: &mut [u8], mut at: usize, v: i64) -> usize {
+    let mut z = (v.wrapping_shl(1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        if let Some(b) = buf.get_mut(at) {
+            *b = (z as u8) | 0x80;
+        }
+        at += 1;
+        z >>= 7;
+    }
+    if let Some(b) = buf.get_mut(at) {
+        *b = z as u8;
+    }
+    at + 1
+}
+
 /// Reads one value written by [`put_zigzag`] off the front of `rest`. Refuses a truncated
 /// value and one beyond 64 bits.
 pub fn take_zigzag(rest: &mut &[u8]) -> Result<i64, &'static str> {

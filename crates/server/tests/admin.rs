@@ -137,7 +137,7 @@ async fn a_shadow_rule_is_journaled_only_until_it_goes_live_and_the_backtest_cou
         );
         let d = &decisions(&app, &c.customer_id).await[0];
         assert_eq!(
-            (d.event_kind.as_str(), d.outcome.as_str()),
+            (d.event_kind.as_ref(), d.outcome.as_ref()),
             ("payment", "allow"),
             "{l}"
         );
@@ -183,7 +183,7 @@ async fn a_shadow_rule_is_journaled_only_until_it_goes_live_and_the_backtest_cou
         );
         let d = &decisions(&app, &c.customer_id).await[0];
         assert_eq!(
-            (d.outcome.as_str(), d.decided_by.as_deref()),
+            (d.outcome.as_ref(), d.decided_by.as_deref()),
             ("block", Some("big_payments")),
             "{l}"
         );

@@ -47,7 +47,7 @@ async fn outcomes_of(app: &TestApp, customer_id: &str) -> Vec<(String, String)> 
         .await
         .expect("decisions")
         .into_iter()
-        .map(|d| (d.event_kind, d.outcome))
+        .map(|d| (d.event_kind.into_owned(), d.outcome.into_owned()))
         .collect()
 }
 
@@ -64,7 +64,7 @@ async fn last_payment_decision(app: &TestApp, customer_id: &str) -> (String, Val
         .find(|d| d.event_kind == "payment")
         .expect("a payment decision");
     let features = serde_json::from_str(&d.features).expect("features");
-    (d.outcome.clone(), features)
+    (d.outcome.to_string(), features)
 }
 
 /// A journaled feature as a rule writes it (`payments.count(7d)`), read from either journal

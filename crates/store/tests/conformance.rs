@@ -1304,19 +1304,20 @@ fn plain_payment_decisions_are_journaled_on_their_payment_rows() {
                 f.set_money(konbini_core::risk::MoneyFeature::PaymentAmount, at);
                 f
             };
-            let decision = |n: &str, at: i64, kind: &str, fired: &str| DecisionRecord {
-                id: format!("rd_{n}"),
-                at_ms: at,
-                customer_id: Some("cus_j".into()),
-                event_kind: kind.into(),
-                ref_id: Some(format!("pay_{n}")),
-                outcome: "allow".into(),
-                decided_by: None,
-                fired: fired.into(),
-                shadow: "[]".into(),
-                features: features(at).journal_string(),
-                case_id: None,
-            };
+            let decision =
+                |n: &str, at: i64, kind: &'static str, fired: &'static str| DecisionRecord {
+                    id: format!("rd_{n}"),
+                    at_ms: at,
+                    customer_id: Some("cus_j".into()),
+                    event_kind: kind.into(),
+                    ref_id: Some(format!("pay_{n}")),
+                    outcome: "allow".into(),
+                    decided_by: None,
+                    fired: fired.into(),
+                    shadow: "[]".into(),
+                    features: features(at).journal_string(),
+                    case_id: None,
+                };
             let mut expected = vec![decision("09", 1_000, "topup", "[]")];
             for (n, at, fired, on_row) in cases {
                 let d = decision(n, at, "payment", fired);

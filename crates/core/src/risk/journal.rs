@@ -411,14 +411,20 @@ impl Features {
     /// the catalogue only ever grows at its end: a unit test pins every slot in use.
     /// [`Features::from_journal_bytes`] reads it back exactly.
     pub fn journal_bytes(&self) -> Vec<u8> {
-        // Room for the longest form: it is written without growing.
-        let mut out = Vec::with_capacity(17 + 10 * SLOTS);
-        out.push(PACKED_VERSION);
-        out.extend_from_slice(&self.known_mask().to_le_bytes());
-        for v in self.known_values() {
-            crate::encoding::put_zigzag(&mut out, v);
+        // Room for the longest form, on the stack; the result is copied out once.
+        let mut buf = [0u8; 17 + 10 * SLOTS];
+        let mut n = 0;
+        for (b, v) in buf
+            .iter_mut()
+            .zip(std::iter::once(PACKED_VERSION).chain(self.known_mask().to_le_bytes()))
+        {
+            *b = v;
+            n += 1;
         }
-        out
+        for v in self.known_values() {
+            n = crate::encoding::put_zigzag_at(&mut buf, n, v);
+        }
+        buf.get(..n).unwrap_or(&buf).to_vec()
     }
 
     /// Reads [`Features::journal_bytes`]. Refuses another version, a slot this build does not

@@ -674,17 +674,17 @@ pub fn decision_head(
 ) -> DecisionRecord {
     // Most decisions fire no rule: no serializer for an empty list.
     let names = |v: &[Arc<str>]| match v {
-        [] => "[]".to_string(),
+        [] => "[]".into(),
         v => serde_json::to_string(&v.iter().map(|s| s.as_ref()).collect::<Vec<_>>())
-            .unwrap_or_else(|_| "[]".into()),
+            .map_or_else(|_| "[]".into(), Into::into),
     };
     DecisionRecord {
         id,
         at_ms: now,
         customer_id: Some(customer_id.to_string()),
-        event_kind: event.as_str().to_string(),
+        event_kind: event.as_str().into(),
         ref_id: ref_id.map(str::to_string),
-        outcome: outcome_name(decision.outcome).to_string(),
+        outcome: outcome_name(decision.outcome).into(),
         decided_by: decision.decided_by.as_ref().map(|s| s.to_string()),
         fired: names(&decision.fired_live),
         shadow: names(&decision.fired_shadow),
