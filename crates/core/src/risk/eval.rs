@@ -475,22 +475,6 @@ impl Features {
         self.known
     }
 
-    /// The values of the known slots, in slot order.
-    pub(crate) fn known_values(&self) -> impl Iterator<Item = i64> + '_ {
-        // From set bit to set bit, not slot by slot: a payment knows about half of them.
-        let mut known = self.known;
-        std::iter::from_fn(move || {
-            while known != 0 {
-                let slot = known.trailing_zeros() as usize;
-                known &= known - 1;
-                if let Some(v) = self.values.get(slot) {
-                    return Some(*v);
-                }
-            }
-            None
-        })
-    }
-
     pub(crate) fn put(&mut self, slot: usize, v: i64) -> &mut Self {
         if let (Some(s), Some(bit)) = (
             self.values.get_mut(slot),
