@@ -46,8 +46,11 @@ CREATE TABLE devices (
     installation      BYTEA,
     -- The device's payment velocity ("dev:<id>:pay" lives here: a payment updates this row
     -- anyway, to spend its code): the four windows of a risk_velocity row, packed in one
-    -- value (konbini_store::risk::Windows::packed; NULL before the first payment). One
-    -- column read and written per payment instead of twenty.
+    -- value (konbini_store::risk::Windows::packed; written empty when the device is bound,
+    -- so that its first counted payment grows the row by a few bytes, not by the whole
+    -- value: on PostgreSQL a row that outgrows its page is updated with a new entry in
+    -- each of its five indexes; NULL reads as empty too). One column read and written per
+    -- payment instead of twenty.
     windows           BYTEA
 );
 CREATE UNIQUE INDEX devices_live_slot ON devices(slot) WHERE status <> 'revoked';

@@ -182,9 +182,9 @@ fn device(r: &Row) -> Result<Device, StoreError> {
 /// `bound_by` names the proof that bound it (`signup`, `sms`, `totp`, `recovery_code`).
 pub fn insert_device(conn: &mut dyn Conn, d: &Device, bound_by: &str) -> Result<bool, StoreError> {
     let n = conn.exec(
-        "INSERT INTO devices (id, customer_id, slot, key_generation, secret_hash, name, status, last_code_counter, created_ms, bound_by) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
-        params![&d.id, &d.customer_id, d.slot, d.key_generation, d.secret_hash.clone(), &d.name, &d.status, d.last_code_counter, d.created_ms, bound_by],
+        "INSERT INTO devices (id, customer_id, slot, key_generation, secret_hash, name, status, last_code_counter, created_ms, bound_by, windows) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+        params![&d.id, &d.customer_id, d.slot, d.key_generation, d.secret_hash.clone(), &d.name, &d.status, d.last_code_counter, d.created_ms, bound_by, crate::risk::Windows::default().packed()],
     )?;
     Ok(n == 1)
 }
