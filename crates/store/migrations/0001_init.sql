@@ -266,8 +266,10 @@ CREATE TABLE payments (
 );
 CREATE INDEX payments_customer ON payments(customer_id, created_ms);
 CREATE INDEX payments_store ON payments(store_id, created_ms);
--- The journal's payments by time (backtests), beside risk_decisions_at.
-CREATE INDEX payments_journal ON payments(created_ms) WHERE risk_features IS NOT NULL;
+-- Payments by time: the settlement report reads a period's payments (konbini_store::ledger::
+-- settlement), and the risk journal's payments (those with risk_features) are paged through
+-- by time with it, beside risk_decisions_at (konbini_store::risk::decisions_page).
+CREATE INDEX payments_time ON payments(created_ms);
 
 CREATE TABLE refunds (
     id         TEXT PRIMARY KEY,
