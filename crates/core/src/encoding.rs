@@ -57,12 +57,17 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// assert_eq!(out, [1, 0xd8, 0x04]);
 /// ```
 pub fn put_zigzag(out: &mut Vec<u8>, v: i64) {
-    let mut z = (v.wrapping_shl(1) ^ (v >> 63)) as u64;
+    let mut z = zigzag(v);
     while z >= 0x80 {
         out.push((z as u8) | 0x80);
         z >>= 7;
     }
     out.push(z as u8);
+}
+
+/// `v` with its sign in the low bit: small magnitudes, positive or negative, stay small.
+fn zigzag(v: i64) -> u64 {
+    (v.wrapping_shl(1) ^ (v >> 63)) as u64
 }
 
 /// Writes `v` as [`put_zigzag`] does into `buf` at `at`; returns where the next value goes.
@@ -77,7 +82,7 @@ pub fn put_zigzag(out: &mut Vec<u8>, v: i64) {
 /// assert_eq!(&buf[..n], [1, 0xd8, 0x04]);
 /// ```
 pub fn put_zigzag_at(buf: &mut [u8], mut at: usize, v: i64) -> usize {
-    let mut z = (v.wrapping_shl(1) ^ (v >> 63)) as u64;
+    let mut z = zigzag(v);
     while z >= 0x80 {
         if let Some(b) = buf.get_mut(at) {
             *b = (z as u8) | 0x80;

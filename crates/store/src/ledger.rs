@@ -59,8 +59,8 @@ pub fn post(
 }
 
 /// [`post`], writing `profile` (a payment counted on the customer's risk profile, which
-/// lives on the wallet: `risk::counted_profile`) with the debit of wallet `profile.0`, in
-/// the same row write. An error when `entry` does not debit that wallet.
+/// lives on the wallet: `risk::counted_profile`) with the debit of wallet `profile.wallet`,
+/// in the same row write. An error when `entry` does not debit that wallet.
 fn post_counting(
     conn: &mut dyn Conn,
     entry_id: &str,

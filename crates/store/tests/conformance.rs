@@ -1476,6 +1476,17 @@ fn a_customers_profile_lives_on_its_wallet() {
                         Profile::default(),
                         "{l}"
                     );
+                    // A device is bound with its windows written (empty), so that its first
+                    // counted payment does not grow its row by the whole value.
+                    let bound = c.query_one(
+                        "SELECT windows FROM devices WHERE id = $1",
+                        params!["dev_p"],
+                    )?;
+                    assert_eq!(
+                        Windows::unpacked(&bound.bytes(0)?)?,
+                        Windows::default(),
+                        "{l}"
+                    );
                     fn count<'a>(
                         wallet_id: &'a str,
                         device_id: &'a str,
