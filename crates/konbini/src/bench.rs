@@ -96,6 +96,29 @@ fn thread_cpu_s(name: &str) -> Option<f64> {
     total
 }
 
+/// CPU seconds used so far by every process named `postgres` on this machine (Linux
+/// `/proc/*/schedstat`, in nanoseconds: a backend's share of a 2-s phase is far below the
+/// 10-ms ticks of `stat`), if any: the PostgreSQL server's side of a payment when it runs
+/// here, as in `scripts/bench`. Backends that exit between two readings take their time with
+/// them; the bench's pool keeps its connections open, so a phase loses none of its own.
+fn postgres_cpu_s() -> Option<f64> {
+    let mut total = None;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let path = entry.path();
+        if std::fs::read_to_string(path.join("comm")).ok().as_deref() != Some("postgres\n") {
+            continue;
+        }
+        let Some(ns) = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        else {
+            continue;
+        };
+        *total.get_or_insert(0.0) += ns / 1e9;
+    }
+    total
+}
+
 /// The bench's default database when `--database-url` is not given.
 const BENCH_DB: &str = "konbini-bench.db";
 
@@ -156,13 +179,16 @@ fn seed(db: &Db, secret: &MasterSecret, args: &BenchArgs) -> Result<Seeded, Stri
         for i in chunk_start..end {
             let slot = base + i as u32;
             devices.push((slot, secret.paycode_key(slot, 1)));
-            rows.push((format!("cus-{run}-{i}"), slot));
+            // Each phone's app says which installation it is, as the app does (docs/api.md):
+            // the engine then reads device.accounts on every payment.
+            let installation = secret.installation_fingerprint(&format!("bench-{run}-app-{i}"));
+            rows.push((format!("cus-{run}-{i}"), slot, installation));
         }
         let run2 = run.clone();
         db.write_blocking(move |c| {
             let funding = "clearing:bench:JPY";
             ledger::ensure_account(c, funding, AccountKind::CardClearing, cur, now)?;
-            for (id, slot) in &rows {
+            for (id, slot, installation) in &rows {
                 customers::insert(
                     c,
                     &Customer {
@@ -192,6 +218,7 @@ fn seed(db: &Db, secret: &MasterSecret, args: &BenchArgs) -> Result<Seeded, Stri
                     },
                     "signup",
                 )?;
+                customers::set_installation(c, &format!("dev-{id}"), installation)?;
                 let wallet = rules::wallet_account(id, cur);
                 ledger::ensure_account(c, &wallet, AccountKind::Wallet, cur, now)?;
                 let amount =
@@ -383,6 +410,8 @@ struct Measured {
     elapsed_s: f64,
     cpu_s: Option<f64>,
     writer_cpu_s: Option<f64>,
+    /// PostgreSQL's processes on this machine ([`postgres_cpu_s`]), on PostgreSQL.
+    postgres_cpu_s: Option<f64>,
 }
 
 /// `total + (after - before)` when both readings are known (a missing one stays missing).
@@ -411,6 +440,7 @@ struct Figures {
     throughput: f64,
     p99_ms: f64,
     cpu_us_per_payment: f64,
+    postgres_cpu_us_per_payment: Option<f64>,
 }
 
 /// Prints one side's results and returns the figures it compares.
@@ -457,6 +487,12 @@ fn report(args: &BenchArgs, m: &Measured) -> Figures {
     if let Some(w) = per_payment(m.writer_cpu_s) {
         println!("cpu (SQLite writer thread): {w:.0} µs per payment");
     }
+    // On a machine the load keeps busy, this process's and PostgreSQL's CPU per payment
+    // together bound throughput: the engine's cost in CPU, without the scheduling noise.
+    let postgres_cpu = per_payment(m.postgres_cpu_s);
+    if let Some(p) = postgres_cpu {
+        println!("cpu (PostgreSQL's processes on this machine): {p:.0} µs per payment");
+    }
     let p99_ms = percentile(&lat, 99.0);
     println!(
         "latency ms: p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}",
@@ -469,6 +505,7 @@ fn report(args: &BenchArgs, m: &Measured) -> Figures {
         throughput,
         p99_ms,
         cpu_us_per_payment: cpu.unwrap_or(0.0),
+        postgres_cpu_us_per_payment: postgres_cpu,
     }
 }
 
@@ -532,6 +569,7 @@ pub fn run(args: BenchArgs, database_url: &str) -> Result<ExitCode, String> {
             secret.clone(),
         )?);
     }
+    let on_postgres = db.backend() == konbini_store::Backend::Postgres;
     let rt = crate::runtime()?;
     let load_args = args.clone();
     let (warmup, measured) = rt.block_on(async move {
@@ -584,11 +622,14 @@ pub fn run(args: BenchArgs, database_url: &str) -> Result<ExitCode, String> {
             let m = &mut measured[side];
             let cpu_before = process_cpu_s();
             let writer_before = thread_cpu_s("sqlite-writer");
+            let postgres_before = on_postgres.then(postgres_cpu_s).flatten();
             let begin = Instant::now();
             loads[side].drive(&load_args, phase, m.tally.clone()).await;
             m.elapsed_s += begin.elapsed().as_secs_f64();
             m.cpu_s = sum_of(m.cpu_s, process_cpu_s(), cpu_before);
             m.writer_cpu_s = sum_of(m.writer_cpu_s, thread_cpu_s("sqlite-writer"), writer_before);
+            let postgres_after = on_postgres.then(postgres_cpu_s).flatten();
+            m.postgres_cpu_s = sum_of(m.postgres_cpu_s, postgres_after, postgres_before);
         }
         for (stop_tx, server) in servers {
             let _ = stop_tx.send(());
@@ -633,6 +674,18 @@ pub fn run(args: BenchArgs, database_url: &str) -> Result<ExitCode, String> {
             on.p99_ms - off.p99_ms,
             on.cpu_us_per_payment - off.cpu_us_per_payment
         );
+        if let (Some(a), Some(b)) = (
+            off.postgres_cpu_us_per_payment,
+            on.postgres_cpu_us_per_payment,
+        ) {
+            let (off_all, on_all) = (off.cpu_us_per_payment + a, on.cpu_us_per_payment + b);
+            println!(
+                "the engine's cost in cpu: PostgreSQL {:+.0} µs per payment; with this process {:+.0} µs ({:+.1} %)",
+                b - a,
+                on_all - off_all,
+                (on_all / off_all - 1.0) * 100.0
+            );
+        }
     }
     let errors = warmup.errors.load(Ordering::Relaxed)
         + measured

@@ -309,6 +309,53 @@ async fn one_card_on_many_accounts_is_refused() {
     }
 }
 
+/// The attack on the count of accounts on one phone: many sign-ups from one app
+/// installation verified at the same moment, each hoping to be counted alone. They take
+/// turns on the installation (`customers::lock_installation`), so the fifth account is
+/// refused however they race, and every device bound from that phone carries the count of
+/// all of them (what a payment reads as `device.accounts`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ups_racing_on_one_phone_are_counted_together() {
+    for app in apps_with(|c| c.tier_limits = Default::default()).await {
+        let l = app.label;
+        let phone = json!({"installation_id": format!("app-race-{l}-0123456789")});
+        let mut bodies = Vec::new();
+        for i in 0..8 {
+            let (_, body) = app
+                .sign_up_to_verify(&format!("race{i}-{l}@example.com"), phone.clone())
+                .await;
+            bodies.push(body);
+        }
+        let app = std::sync::Arc::new(app);
+        let mut verifies = tokio::task::JoinSet::new();
+        for body in bodies {
+            let app = app.clone();
+            verifies.spawn(async move {
+                app.send("POST", "/v1/signup/verify", None, None, Some(body))
+                    .await
+                    .status
+            });
+        }
+        let mut statuses = Vec::new();
+        while let Some(status) = verifies.join_next().await {
+            statuses.push(status.expect("verify task"));
+        }
+        statuses.sort_unstable();
+        assert_eq!(
+            statuses,
+            vec![201, 201, 201, 201, 403, 403, 403, 403],
+            "{l}: four accounts bind, the rest are refused"
+        );
+        let bound = app
+            .count("SELECT COUNT(*) FROM devices WHERE installation IS NOT NULL")
+            .await;
+        let counted = app
+            .count("SELECT COUNT(*) FROM devices WHERE installation IS NOT NULL AND installation_accounts = 4")
+            .await;
+        assert_eq!((bound, counted), (4, 4), "{l}: each device counts all four");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_accounts_on_one_phone_are_reviewed_then_refused() {
     for app in apps_with(|c| c.tier_limits = Default::default()).await {

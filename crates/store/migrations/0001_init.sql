@@ -44,6 +44,11 @@ CREATE TABLE devices (
     -- Keyed fingerprint of the app installation that bound it (the risk engine counts the
     -- distinct accounts bound on one phone: device.accounts); NULL when the app sent none.
     installation      BYTEA,
+    -- Distinct accounts with a device bound from that installation, this one's included
+    -- (device.accounts), kept on every device of the installation as each binds
+    -- (customers::set_installation), so that a payment reads it with its device instead of
+    -- counting; NULL when the app sent no installation.
+    installation_accounts BIGINT,
     -- The device's payment velocity ("dev:<id>:pay" lives here: a payment updates this row
     -- anyway, to spend its code): the four windows of a risk_velocity row, packed in one
     -- value (konbini_store::risk::Windows::packed; written empty when the device is bound,

@@ -189,26 +189,61 @@ pub fn insert_device(conn: &mut dyn Conn, d: &Device, bound_by: &str) -> Result<
     Ok(n == 1)
 }
 
-/// Records the app installation (keyed fingerprint) a device was bound from.
+/// Records the app installation (keyed fingerprint) a device was bound from, and the
+/// distinct accounts now bound from it on every one of its devices
+/// (`devices.installation_accounts`: what a payment reads as `device.accounts`, with its
+/// device row, instead of counting).
 pub fn set_installation(
     conn: &mut dyn Conn,
     device_id: &str,
     installation: &[u8],
 ) -> Result<(), StoreError> {
+    lock_installation(conn, installation)?;
     conn.exec(
         "UPDATE devices SET installation = $1 WHERE id = $2",
         params![installation, device_id],
+    )?;
+    conn.exec(
+        "UPDATE devices SET installation_accounts = \
+           (SELECT COUNT(DISTINCT x.customer_id) FROM devices x WHERE x.installation = $1) \
+         WHERE installation = $1",
+        params![installation],
+    )?;
+    Ok(())
+}
+
+/// Makes bindings from one installation take turns until the transaction ends, so that
+/// neither the count a binding is decided on ([`accounts_on_installation`]) nor the count
+/// kept on the devices misses an account binding from the same phone at the same moment:
+/// an attacker signing up many accounts from one phone at once must not see each of them
+/// counted alone. On PostgreSQL a transaction-scoped advisory lock on the installation
+/// (the two-key form, apart from the single keys of `audit` and the migrations; two
+/// installations that share a key only wait for each other); SQLite writes one
+/// transaction at a time anyway.
+fn lock_installation(conn: &mut dyn Conn, installation: &[u8]) -> Result<(), StoreError> {
+    if conn.backend() != crate::Backend::Postgres {
+        return Ok(());
+    }
+    let mut key = [0u8; 4];
+    for (k, b) in key.iter_mut().zip(installation) {
+        *k = *b;
+    }
+    conn.query_one(
+        "SELECT 1 FROM (SELECT pg_advisory_xact_lock(7262696, $1::int4)) AS l",
+        params![i64::from(i32::from_be_bytes(key))],
     )?;
     Ok(())
 }
 
 /// Distinct accounts that bound a device from this installation, counting `customer_id`
-/// as if it had (the account about to bind one).
+/// as if it had (the account about to bind one). Takes the installation's turn
+/// ([`lock_installation`]) until the transaction ends.
 pub fn accounts_on_installation(
     conn: &mut dyn Conn,
     installation: &[u8],
     customer_id: &str,
 ) -> Result<i64, StoreError> {
+    lock_installation(conn, installation)?;
     let others = conn
         .query_one(
             "SELECT COUNT(DISTINCT customer_id) FROM devices WHERE installation = $1 AND customer_id <> $2",
@@ -218,16 +253,18 @@ pub fn accounts_on_installation(
     Ok(others + 1)
 }
 
-/// Distinct accounts bound on the installation of this device; `None` when the device's
-/// app did not say which installation it is.
+/// Distinct accounts bound on the installation of this device (kept on its row by
+/// [`set_installation`]); `None` when the device's app did not say which installation it
+/// is.
 pub fn device_accounts(conn: &mut dyn Conn, device_id: &str) -> Result<Option<i64>, StoreError> {
-    conn.query_opt(
-        "SELECT (SELECT COUNT(DISTINCT x.customer_id) FROM devices x WHERE x.installation = d.installation) \
-         FROM devices d WHERE d.id = $1 AND d.installation IS NOT NULL",
-        params![device_id],
-    )?
-    .map(|r| r.int(0))
-    .transpose()
+    Ok(conn
+        .query_opt(
+            "SELECT installation_accounts FROM devices WHERE id = $1",
+            params![device_id],
+        )?
+        .map(|r| r.opt_int(0))
+        .transpose()?
+        .flatten())
 }
 
 pub fn device_by_id(conn: &mut dyn Conn, id: &str) -> Result<Option<Device>, StoreError> {

@@ -196,9 +196,7 @@ fn pos_context_sql(with_risk: bool, wallet_row: &str) -> String {
     let (risk_columns, risk_joins, wallet_row) = if with_risk {
         (
             format!(
-                "t.store_lat_e6, t.store_lon_e6, {}, d.windows, \
-                 CASE WHEN d.installation IS NULL THEN NULL ELSE \
-                   (SELECT COUNT(DISTINCT x.customer_id) FROM devices x WHERE x.installation = d.installation) END, ",
+                "t.store_lat_e6, t.store_lon_e6, {}, d.windows, d.installation_accounts, ",
                 crate::risk::profile_columns("wa"),
             ),
             // The customer's wallet, its id as `konbini_core::ledger::wallet_account` makes it.

@@ -191,6 +191,16 @@ impl TestApp {
     /// Signs up and sends the verification with both codes plus the fields of `extra` (such
     /// as `installation_id`); returns the phone and the verification's answer.
     pub async fn verified_sign_up(&self, email: &str, extra: Value) -> (String, Resp) {
+        let (phone, body) = self.sign_up_to_verify(email, extra).await;
+        let r = self
+            .send("POST", "/v1/signup/verify", None, None, Some(body))
+            .await;
+        (phone, r)
+    }
+
+    /// Signs up `email` up to its verification: returns the phone and the body of
+    /// `POST /v1/signup/verify` (both codes, with the fields of `extra`), not yet sent.
+    pub async fn sign_up_to_verify(&self, email: &str, extra: Value) -> (String, Value) {
         let password = "correct horse battery staple";
         let phone = phone_for(email);
         let seen = |v: Vec<String>| v.iter().filter(|m| m.contains("sign-up code")).count();
@@ -205,10 +215,7 @@ impl TestApp {
         if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
             b.extend(e.clone());
         }
-        let r = self
-            .send("POST", "/v1/signup/verify", None, None, Some(body))
-            .await;
-        (phone, r)
+        (phone, body)
     }
 
     pub async fn sign_up(&self, email: &str, phone: &str, password: &str) -> Resp {
