@@ -540,6 +540,10 @@ pub fn run(args: BenchArgs, database_url: &str) -> Result<ExitCode, String> {
     );
     let t = Instant::now();
     let seeded = seed(&db, &secret, &args)?;
+    // Vacuum and analyze the seed's tables now (PostgreSQL): autovacuum would otherwise
+    // start on every one of them a few seconds after a bulk load, that is in the first phases
+    // of the measurement, and with `--alternate-risk` load one side more than the other.
+    konbini_store::Db::vacuum_analyze(url).map_err(|e| e.to_string())?;
     // Write the seed out of the log first, so its checkpoint does not land in the measurement.
     let _ = db.read_blocking(|c| match c.backend() {
         konbini_store::Backend::Sqlite => {
