@@ -84,6 +84,11 @@ fn spawn_sqlite(
         .map_err(|_| StoreError::Db("a database thread stopped while opening".into()))?
 }
 
+/// Whether `url` names a PostgreSQL database (`postgres://` or `postgresql://`).
+fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 #[derive(Clone)]
 pub struct Db {
     inner: Arc<Inner>,
@@ -136,7 +141,7 @@ impl Db {
                 }),
                 backend: Backend::Sqlite,
             })
-        } else if config.url.starts_with("postgres://") || config.url.starts_with("postgresql://") {
+        } else if is_postgres_url(&config.url) {
             let mut first = PgConn::connect(&config.url)?;
             crate::migrations::run_postgres(&mut first)?;
             let (tx, rx) = crossbeam_channel::bounded::<PgJob>(QUEUE_BOUND);
@@ -171,7 +176,7 @@ impl Db {
     /// nothing left to do for a while (`konbini bench`, before it measures); nothing on
     /// SQLite, which has no autovacuum.
     pub fn vacuum_analyze(url: &str) -> Result<(), StoreError> {
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        if !is_postgres_url(url) {
             return Ok(());
         }
         let url = url.to_string();
