@@ -569,6 +569,58 @@ fn bench_measures_and_says_when_its_phones_run_out_of_codes() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// On PostgreSQL the bench vacuums and analyzes the seed's tables before it measures (so
+/// that autovacuum's pass over the bulk load does not land in the first phases), and at full
+/// speed it reports PostgreSQL's CPU per payment on each side and the engine's cost in CPU.
+#[test]
+fn bench_on_postgres_vacuums_the_seed_and_reports_postgres_cpu() {
+    let Some(url) = konbini_store::testing::postgres_url() else {
+        eprintln!("KONBINI_TEST_PG_URL not set: skipping the PostgreSQL bench test");
+        return;
+    };
+    let dir = workdir();
+    let args = [
+        "bench",
+        "--customers",
+        "2000",
+        "--stores",
+        "5",
+        "--duration-s",
+        "2",
+        "--warmup-s",
+        "0",
+        "--alternate-risk",
+        "0.5",
+    ];
+    let (code, out) = konbini(&dir, &url, &args);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.matches("cpu (PostgreSQL's processes on this machine): ")
+            .count(),
+        2,
+        "{out}"
+    );
+    assert!(
+        out.contains("the engine's cost in cpu: PostgreSQL "),
+        "{out}"
+    );
+    assert!(out.contains("OK: every entry balanced"), "{out}");
+    let db = konbini_store::Db::open(&konbini_store::DbConfig::new(&url)).expect("open");
+    let vacuumed = db
+        .read_blocking(|c| {
+            c.query_one(
+                "SELECT COUNT(*) FROM pg_stat_user_tables \
+                 WHERE schemaname = current_schema() AND relname IN ('devices', 'accounts') \
+                 AND last_vacuum IS NOT NULL AND last_analyze IS NOT NULL",
+                konbini_store::params![],
+            )?
+            .int(0)
+        })
+        .expect("vacuum statistics");
+    assert_eq!(vacuumed, 2, "the seed's tables vacuumed and analyzed");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn demo_walkthrough_runs_end_to_end() {
     let dir = workdir();
